@@ -1,0 +1,11 @@
+# Shared by the rule files: config lookups and paths. No rules here.
+
+from functools import partial
+
+from vispipe.config import params_json as _params_json
+
+# The config blocks a rule passes to its script, as compact JSON (its ``params``):
+# Snakemake reruns a rule when, and only when, one of its blocks changes.
+params_json = partial(_params_json, config)
+
+DATA = f"data/{config['classify']['data']['name']}"

@@ -1,0 +1,67 @@
+"""What every script shares: argument parsing, logging to the rule's log, clean errors.
+
+A script's ``main(args)`` raises :class:`UserError` (or ``ConfigError``) for input the
+user can fix; :func:`run` prints the message without a traceback and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import ConfigError, load
+
+log = logging.getLogger("vispipe")
+
+
+class UserError(Exception):
+    """Bad input or arguments; the message says what is wrong and how to fix it."""
+
+
+def parser(description: str, config: bool = True) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has (``--config``, ``--log``)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if config:
+        p.add_argument(
+            "--config",
+            action="append",
+            metavar="FILE|JSON",
+            help="config YAML file(s) or inline JSON, merged in order (default: config/config.yaml)",
+        )
+    p.add_argument("--log", type=Path, help="also write the log to this file")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> dict:
+    return load(args.config or ["config/config.yaml"])
+
+
+def setup_logging(log_file: Path | None) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    root = logging.getLogger()
+    root.handlers.clear()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+
+
+def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+    """Parse arguments, set up logging, call ``main``; turn user errors into exit code 2."""
+    args = p.parse_args(argv)
+    setup_logging(getattr(args, "log", None))
+    try:
+        main(args)
+    except (UserError, ConfigError, FileNotFoundError) as e:
+        log.error("%s", e)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        sys.exit(130)
