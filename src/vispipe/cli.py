@@ -1,7 +1,8 @@
 """What every script shares: argument parsing, logging to the rule's log, clean errors.
 
-A script's ``main(args)`` raises :class:`UserError` (or ``ConfigError``) for input the
-user can fix; :func:`run` prints the message without a traceback and exits 2.
+A script's ``main(args)`` raises :class:`~vispipe.errors.UserError` (``ConfigError`` and
+``DataError`` are kinds of it) for input the user can fix; :func:`run` prints the message
+without a traceback and exits 2.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import ConfigError, load
+from .config import load
+from .errors import UserError
 
 log = logging.getLogger("vispipe")
-
-
-class UserError(Exception):
-    """Bad input or arguments; the message says what is wrong and how to fix it."""
 
 
 def parser(description: str, config: bool = True) -> argparse.ArgumentParser:
@@ -59,7 +57,7 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, 
     setup_logging(getattr(args, "log", None))
     try:
         main(args)
-    except (UserError, ConfigError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -22,11 +22,13 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .errors import UserError
+
 SCHEMA_NAME = "config.schema.yaml"
 SCHEMA_HINT = "see config/config.schema.yaml for every key, its type and range"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value is missing, unknown or out of range."""
 
 

@@ -7,13 +7,15 @@ import random
 import numpy as np
 import torch
 
+from .errors import UserError
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` takes CUDA when present, else the CPU; ``cuda`` without a GPU is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; set device: auto or cpu")
+        raise UserError("device 'cuda' was asked for but no CUDA GPU is visible; set device: auto or cpu")
     return torch.device(name)
 
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Train the ViT student by knowledge distillation from a teacher checkpoint; write best.pt,
+last.pt, history.csv, metrics.json and curves.png to --out-dir. Rerunning after a kill
+resumes from the last epoch.
+
+Reads the classify.student, classify.seed, classify.device and classify.num_workers config keys."""
+
+from pathlib import Path
+
+import torch
+
+from vispipe import cli
+from vispipe.classify.steps import train_model
+from vispipe.config import block
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    p.add_argument("--data", type=Path, required=True, help="folder holding train.npz and test.npz")
+    p.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (train_teacher's model.pt)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    return p
+
+
+def main(args):
+    cfg = cli.load_config(args)
+    for key in ("student", "seed", "device", "num_workers"):
+        block(cfg, f"classify.{key}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_model("student", cfg, args.data, args.out_dir, teacher_path=args.teacher)
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())

@@ -1,0 +1,161 @@
+"""One function per pipeline step; the scripts in ``scripts/`` parse arguments and call these."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import to_json
+from ..errors import UserError
+from ..io import atomic_path, write_json, write_text
+from ..runtime import pick_device
+from . import plots
+from .augment import to_nchw
+from .data import load_split, prepare, save_split
+from .evaluate import compute_metrics, report_rows, report_text, softmax
+from .models import build_model, count_params, load_checkpoint
+from .train import Teacher, finish, fingerprint, fit, predict
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(data_cfg: dict, seed: int, out_dir: Path, download_dir: Path) -> None:
+    """Write ``out_dir/{train,test}.npz`` from the configured source."""
+    splits = prepare(data_cfg, seed, download_dir)
+    for name, split in splits.items():
+        save_split(split, out_dir / f"{name}.npz")
+        counts = np.bincount(split.labels, minlength=len(split.classes))
+        log.info("%s: %d images %s, %d classes, per class %d..%d", name, len(split), split.images.shape[1:], len(split.classes), counts.min(), counts.max())
+
+
+def _file_id(path: Path) -> list:
+    st = path.stat()
+    return [path.name, st.st_size, int(st.st_mtime)]
+
+
+def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_path: Path | None = None) -> dict:
+    """Train the teacher or the student from the ``classify`` config; write its outputs.
+
+    Teacher: ``model.pt``. Student: ``best.pt`` and ``last.pt``. Both: ``history.csv``,
+    ``metrics.json``, ``curves.png``; the resume state lives in ``out_dir/resume/``.
+    """
+    block = cfg["classify"][role]
+    seed, device = cfg["classify"]["seed"], pick_device(cfg["classify"]["device"])
+    train_split, test_split = load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
+    if train_split.classes != test_split.classes:
+        raise UserError(f"{data_dir}: train and test list different classes; rerun fetch_cifar10")
+    image_size = block["model"].get("image_size")
+    if image_size and train_split.images.shape[1:3] != (image_size, image_size):
+        raise UserError(
+            f"{role}.model.image_size is {image_size} but the images in {data_dir} are {train_split.images.shape[1:3]}"
+        )
+    torch.manual_seed(seed)
+    model = build_model(block["model"], len(train_split.classes))
+    log.info("%s: %s with %s trainable parameters on %s", role, block["model"]["arch"], f"{count_params(model):,}", device)
+
+    teacher = None
+    inputs = [_file_id(data_dir / "train.npz"), _file_id(data_dir / "test.npz")]
+    if role == "student":
+        if teacher_path is None:
+            raise UserError("the student needs --teacher (a checkpoint written by train_teacher)")
+        t_model, t_ckpt = load_checkpoint(teacher_path, device)
+        if t_ckpt["classes"] != train_split.classes:
+            raise UserError(f"teacher {teacher_path} was trained on other classes {t_ckpt['classes']}; retrain it on this data")
+        teacher = Teacher(t_model, block["kd"]["temperature"], block["kd"]["alpha"])
+        inputs.append(_file_id(teacher_path))
+        log.info("teacher %s: top-1 %.4f (epoch %d)", teacher_path, t_ckpt["metrics"]["test_acc"], t_ckpt["epoch"])
+
+    run_id = fingerprint(role, block, seed, str(device), inputs)
+    result = fit(
+        model, train_split, test_split, block["train"],
+        arch=block["model"], seed=seed, device=device, state_dir=out_dir / "resume",
+        history_path=out_dir / "history.csv", num_workers=cfg["classify"]["num_workers"],
+        teacher=teacher, run_id=run_id,
+    )  # fmt: skip
+
+    def save(ckpt: dict, name: str) -> None:
+        ckpt["role"], ckpt["config"] = role, to_json(block)
+        with atomic_path(out_dir / name) as tmp:
+            torch.save(ckpt, tmp)
+
+    if role == "teacher":
+        save(result.last, "model.pt")
+    else:
+        save(result.best, "best.pt")
+        save(result.last, "last.pt")
+    metrics = {"role": role, **result.metrics}
+    write_json(out_dir / "metrics.json", metrics)
+    plots.training_curves(result.history, out_dir / "curves.png", f"{role}: training curves")
+    finish(out_dir / "resume")
+    log.info("%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s", role, metrics["best_test_acc"], metrics["best_epoch"], metrics["last_test_acc"], metrics["train_time_s"])
+    return metrics
+
+
+def evaluate_checkpoint(checkpoint: Path, test_path: Path, eval_cfg: dict, device_name: str, out_dir: Path, train_metrics: Path | None = None, seed: int = 0) -> dict:
+    """Every evaluation artifact of one checkpoint on the test split."""
+    device = pick_device(device_name)
+    model, ckpt = load_checkpoint(checkpoint, device)
+    test = load_split(test_path)
+    if test.classes != ckpt["classes"]:
+        raise UserError(f"{checkpoint} predicts {ckpt['classes']} but {test_path} holds {test.classes}")
+    mean = torch.tensor(ckpt["normalize"]["mean"], device=device)
+    std = torch.tensor(ckpt["normalize"]["std"], device=device)
+    logits = predict(model, to_nchw(test.images), mean, std, eval_cfg["batch_size"], device).numpy()
+    metrics = compute_metrics(logits, test.labels, test.classes)
+    role = ckpt.get("role", checkpoint.stem)
+    name = f"{role} ({ckpt['arch']['arch']})"
+    metrics.update({"role": role, "arch": ckpt["arch"]["arch"], "params": count_params(model), "checkpoint": checkpoint.name, "epoch": ckpt["epoch"]})
+    if train_metrics is not None:
+        tm = json.loads(Path(train_metrics).read_text())
+        metrics["train_time_s"] = tm["train_time_s"]
+        metrics["train_device"] = tm.get("device")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots.confusion(metrics["confusion"], test.classes, out_dir / "confusion_counts.png", False, f"{name}: confusion (counts)")
+    plots.confusion(metrics["confusion"], test.classes, out_dir / "confusion_normalized.png", True, f"{name}: confusion (row-normalised)")
+    plots.per_class_accuracy({c: m["accuracy"] for c, m in metrics["per_class"].items()}, out_dir / "per_class_accuracy.png", f"{name}: per-class accuracy (top-1 {100 * metrics['top1']:.2f}%)")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(test), size=min(eval_cfg["grid_images"], len(test)), replace=False))
+    plots.prediction_grid(test.images[pick], test.labels[pick], softmax(logits[pick]), test.classes, out_dir / "pred_grid.png", f"{name}: predictions on random test images")
+    write_text(out_dir / "classification_report.txt", f"{name}, checkpoint {checkpoint.name} (epoch {ckpt['epoch']})\n\n" + report_text(logits, test.labels, test.classes, metrics))
+    write_csv(out_dir / "classification_report.csv", report_rows(metrics))
+    write_json(out_dir / "metrics.json", metrics)
+    log.info("%s: top-1 %.4f, top-5 %.4f on %d test images", name, metrics["top1"], metrics["top5"], len(test))
+    return metrics
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def compare(teacher: dict, student: dict) -> tuple[str, list[dict]]:
+    """Teacher-vs-student table (Markdown and CSV rows) and the distillation gain."""
+    rows = []
+    for m in (student, teacher):
+        rows.append({
+            "model": f"{m['role']} ({m['arch']})",
+            "top1": round(100 * m["top1"], 2),
+            "top5": round(100 * m["top5"], 2),
+            "params_M": round(m["params"] / 1e6, 2),
+            "train_time_min": round(m.get("train_time_s", float("nan")) / 60, 1),
+            "device": m.get("train_device", ""),
+        })  # fmt: skip
+    gain = round(100 * (student["top1"] - teacher["top1"]), 2)
+    md = ["| Model | Top-1 (%) | Top-5 (%) | Parameters (M) | Training time (min) | Device |", "|---|---:|---:|---:|---:|---|"]
+    md += [f"| {r['model']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['params_M']:.2f} | {r['train_time_min']:.1f} | {r['device']} |" for r in rows]
+    md += ["", f"Knowledge-distillation gain (student top-1 minus teacher top-1): {gain:+.2f} points.", ""]
+    rows.append({"model": "kd_gain_points", "top1": gain})
+    return "\n".join(md), rows

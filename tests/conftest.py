@@ -1,0 +1,68 @@
+"""Shared fixtures: the repository's paths, a copy of the workflow in a temp dir, runners."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "envs", "resources/demo", "constraints.txt"]
+
+
+def env_with_venv() -> dict:
+    """The environment with this interpreter's bin dir first, so rules' ``python`` is ours."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def run_script(name: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600):
+    """Run ``scripts/<name>.py`` as a subprocess; return the CompletedProcess."""
+    cmd = [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *map(str, args)]
+    proc = subprocess.run(cmd, cwd=cwd or ROOT, env=env_with_venv(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200):
+    """Run Snakemake in ``workdir``; return the CompletedProcess."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=env_with_venv(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy what Snakemake needs (rules, scripts, config, shipped resources) into ``dest``."""
+    for rel in WORKFLOW_FILES:
+        src = ROOT / rel
+        if not src.exists():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=True)
+        else:
+            shutil.copy2(src, target)
+    # the schema link points into the package; keep it valid in the copy
+    schema = dest / "config" / "config.schema.yaml"
+    if schema.is_symlink():
+        schema.unlink()
+        shutil.copy2(ROOT / "src" / "vispipe" / "config.schema.yaml", schema)
+    return dest
+
+
+@pytest.fixture
+def workflow_dir(tmp_path: Path) -> Path:
+    return copy_workflow(tmp_path / "wf")
