@@ -37,7 +37,7 @@ def main(args):
     md, rows = compare(read_metrics(args.teacher), read_metrics(args.student))
     write_text(args.md, md)
     write_csv(args.csv, rows)
-    print(md)
+    cli.log.info("wrote %s and %s\n%s", args.md, args.csv, md)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,25 @@ def copy_workflow(dest: Path) -> Path:
 @pytest.fixture
 def workflow_dir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path / "wf")
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """{rule: jobs} from the 'Job stats' table that ``snakemake -n`` prints."""
+    counts: dict[str, int] = {}
+    lines = dry_run_output.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The whole demo pipeline, run once by Snakemake in a temp copy of the workflow."""
+    wf = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
+    snakemake(wf, "--configfile", "config/demo.yaml", timeout=3000)
+    return wf

@@ -1,0 +1,157 @@
+"""Each classification script as a subprocess: help, happy path, bad input, kill and resume."""
+
+import csv
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, env_with_venv, run_script
+
+SCRIPTS = ["fetch_cifar10", "train_teacher", "train_student", "evaluate", "compare_models"]
+DEMO = [str(ROOT / "config/config.yaml"), str(ROOT / "config/demo.yaml")]
+
+
+def cfg_args(override: dict | None = None) -> list[str]:
+    args = []
+    for c in DEMO:
+        args += ["--config", c]
+    if override:
+        args += ["--config", json.dumps(override)]
+    return args
+
+
+TINY = {
+    "classify": {
+        "teacher": {"train": {"epochs": 1}},
+        "student": {
+            "model": {"dim": 32, "depth": 2, "heads": 2, "class_attn_blocks": 1},
+            "train": {"epochs": 5, "clean_last_epochs": 2, "batch_size": 64},
+        },
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "digits"
+    run_script("fetch_cifar10", *cfg_args(), "--out-dir", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def teacher(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    run_script("train_teacher", *cfg_args(TINY), "--data", digits, "--out-dir", out, "--threads", "2")
+    return out / "model.pt"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name):
+    proc = run_script(name, "-h")
+    assert "usage:" in proc.stdout and "--log" in proc.stdout
+
+
+def test_fetch_writes_uint8_arrays(digits):
+    with __import__("numpy").load(digits / "train.npz") as z:
+        assert z["images"].dtype.name == "uint8" and z["images"].shape[1:] == (32, 32, 3)
+        assert list(z["classes"]) == [str(i) for i in range(10)]
+
+
+def test_teacher_outputs_and_checkpoint_contents(teacher):
+    ckpt = torch.load(teacher, weights_only=True)
+    assert ckpt["role"] == "teacher" and ckpt["arch"]["arch"] == "resnet"
+    assert ckpt["classes"] == [str(i) for i in range(10)] and set(ckpt["metrics"]) >= {"test_acc", "test_top5"}
+    assert json.loads(ckpt["config"])["model"]["width"] == 16
+    assert not (teacher.parent / "resume").exists()  # the resume state goes once outputs exist
+    for f in ("history.csv", "metrics.json", "curves.png"):
+        assert (teacher.parent / f).stat().st_size > 0
+
+
+def student_cmd(digits, teacher, out, log):
+    return [sys.executable, str(ROOT / "scripts/train_student.py"), *cfg_args(TINY), "--data", str(digits),
+            "--teacher", str(teacher), "--out-dir", str(out), "--threads", "2", "--log", str(log)]  # fmt: skip
+
+
+def history(path):
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(student_cmd(digits, teacher, whole, tmp_path / "whole.log"), env=env_with_venv(), check=True, capture_output=True)
+
+    proc = subprocess.Popen(student_cmd(digits, teacher, killed, tmp_path / "k1.log"), env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        hist = killed / "history.csv"
+        if hist.exists() and len(hist.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    assert not (killed / "last.pt").exists() and (killed / "resume" / "state.pt").exists()
+    done_before = len(history(killed / "history.csv"))
+    assert 2 <= done_before < 5
+
+    subprocess.run(student_cmd(digits, teacher, killed, tmp_path / "k2.log"), env=env_with_venv(), check=True, capture_output=True)
+    assert f"resuming from {killed / 'resume' / 'state.pt'} at epoch {done_before + 1}/5" in (tmp_path / "k2.log").read_text()
+    assert history(killed / "history.csv") == history(whole / "history.csv")
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
+    for key in ("best_test_acc", "best_epoch", "last_test_acc", "last_test_top5"):
+        assert a[key] == b[key]
+    wa, wb = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (whole, killed))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_a_changed_config_does_not_resume_a_stale_state(digits, teacher, tmp_path):
+    out = tmp_path / "s"
+    (out / "resume").mkdir(parents=True)
+    torch.save({"run_id": "someone-else", "epoch": 3}, out / "resume" / "state.pt")
+    run_script("train_student", *cfg_args(TINY), "--data", digits, "--teacher", teacher, "--out-dir", out, "--log", tmp_path / "log")
+    assert "ignoring" in (tmp_path / "log").read_text()
+    assert len(history(out / "history.csv")) == 5
+
+
+def test_evaluate_and_compare(digits, teacher, tmp_path):
+    run_script("evaluate", *cfg_args(), "--checkpoint", teacher, "--test", digits / "test.npz", "--train-metrics", teacher.parent / "metrics.json", "--out-dir", tmp_path / "t")
+    m = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert m["role"] == "teacher" and 0 <= m["top1"] <= m["top5"] <= 1 and m["n_test"] == 360
+    assert sum(map(sum, m["confusion"])) == 360 and "train_time_s" in m
+    student = dict(m, role="student", arch="vit", top1=m["top1"] + 0.01, params=1000)
+    (tmp_path / "s.json").write_text(json.dumps(student))
+    proc = run_script("compare_models", "--teacher", tmp_path / "t" / "metrics.json", "--student", tmp_path / "s.json", "--md", tmp_path / "c.md", "--csv", tmp_path / "c.csv")
+    assert "+1.00 points" in (tmp_path / "c.md").read_text() and "student (vit)" in proc.stderr
+    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    assert [r["model"] for r in rows] == ["student (vit)", "teacher (resnet)", "kd_gain_points"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fetch_cifar10", "--config", '{"classify": {"data": {"source": "folder", "path": "/nonexistent/cifar"}}}', "--out-dir", "OUT"], "/nonexistent/cifar does not exist"),
+        (["train_teacher", "--config", '{"classify": {"teacher": {"train": {"epochs": -1}}}}', "--data", "OUT", "--out-dir", "OUT"], "classify.teacher.train.epochs"),
+        (["train_teacher", "--data", "OUT/none", "--out-dir", "OUT"], "run the fetch_cifar10 rule"),
+        (["train_teacher", "--config", '{"classify": {"device": "cuda"}}', "--data", "OUT", "--out-dir", "OUT"], "no CUDA GPU"),
+        (["evaluate", "--checkpoint", "OUT/missing.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"], "missing.pt does not exist"),
+        (["evaluate", "--checkpoint", "OUT/bad.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"], "not a readable checkpoint"),
+        (["compare_models", "--teacher", "OUT/bad.pt", "--student", "OUT/x.json", "--md", "OUT/a.md", "--csv", "OUT/a.csv"], "not valid JSON"),
+        (["train_student", "--data", "OUT"], "--teacher"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_message(args, message, tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    name, *rest = args
+    rest = [a.replace("OUT", str(tmp_path)) for a in rest]
+    if name != "compare_models":
+        rest = cfg_args() + rest  # the demo config, then the test's override
+    proc = run_script(name, *rest, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

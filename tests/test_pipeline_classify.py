@@ -1,0 +1,75 @@
+"""The demo pipeline end to end through Snakemake: classification artifacts and reruns."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+CLS = "results/classify"
+PICTURES = ["confusion_counts.png", "confusion_normalized.png", "per_class_accuracy.png", "pred_grid.png"]
+
+
+def test_every_classification_artifact(demo_run):
+    wf = demo_run
+    for model in ("teacher", "student"):
+        ev = wf / CLS / model / "eval"
+        for name in PICTURES:
+            img = np.asarray(Image.open(ev / name).convert("L"))
+            assert min(img.shape) > 300 and img.std() > 10, f"{model}/{name} looks empty"
+        m = json.loads((ev / "metrics.json").read_text())
+        assert m["n_test"] == 360 and 0.1 <= m["top1"] <= m["top5"] <= 1.0
+        assert set(m["per_class"]) == {str(i) for i in range(10)} and m["params"] > 0 and m["train_time_s"] > 0
+        report = (ev / "classification_report.txt").read_text()
+        assert "precision" in report and "top-5 accuracy" in report
+        rows = list(csv.DictReader(open(ev / "classification_report.csv")))
+        assert len(rows) == 12 and {"precision", "recall", "f1", "accuracy"} <= set(rows[0])
+        for f in ("history.csv", "metrics.json", "curves.png"):
+            assert (wf / CLS / model / f).stat().st_size > 0
+        assert not (wf / CLS / model / "resume").exists()
+    student = torch.load(wf / CLS / "student/best.pt", weights_only=True)
+    assert student["arch"]["arch"] == "vit" and student["role"] == "student"
+    assert (wf / CLS / "student/last.pt").exists()
+    md = (wf / CLS / "comparison.md").read_text()
+    assert "student (vit)" in md and "teacher (resnet)" in md and "Knowledge-distillation gain" in md
+    assert len(list(csv.DictReader(open(wf / CLS / "comparison.csv")))) == 3
+
+
+def test_logs_and_benchmarks(demo_run):
+    logs = demo_run / "logs/classify"
+    for name in ("fetch_cifar10", "train_teacher", "train_student", "evaluate_teacher", "evaluate_student", "compare_models"):
+        assert (logs / f"{name}.log").stat().st_size > 0, name
+    assert "epoch 1/" in (logs / "train_student.log").read_text()
+    for name in ("train_teacher", "train_student"):
+        assert (demo_run / "benchmarks/classify" / f"{name}.tsv").exists()
+
+
+def dry_run(wf, *configfiles):
+    args = ["-n", "--configfile", "config/demo.yaml", *configfiles]
+    return job_counts(snakemake(wf, *args).stdout)
+
+
+def test_nothing_to_do_after_a_run(demo_run):
+    assert dry_run(demo_run) == {}
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("classify: {student: {train: {epochs: 3}}}", {"train_student": 1, "evaluate": 1, "compare_models": 1}),
+        ("classify: {student: {kd: {alpha: 0.3}}}", {"train_student": 1, "evaluate": 1, "compare_models": 1}),
+        ("classify: {teacher: {train: {epochs: 3}}}", {"train_teacher": 1, "train_student": 1, "evaluate": 2, "compare_models": 1}),
+        ("classify: {eval: {grid_images: 16}}", {"evaluate": 2, "compare_models": 1}),
+    ],
+)
+def test_a_config_edit_reruns_exactly_the_affected_steps(demo_run, override, expected):
+    (demo_run / "override.yaml").write_text(override + "\n")
+    counts = dry_run(demo_run, "override.yaml")
+    counts.pop("all", None)
+    assert counts == expected
