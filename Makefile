@@ -25,8 +25,8 @@ lint: $(STAMP)  ## snakemake --lint and snakefmt --check
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
 
-bench: $(STAMP)
-	$(BIN)/python bench/input_pipeline.py
+bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
+	$(BIN)/python bench/classify.py
 
 clean:  ## remove pipeline outputs (keeps the environment)
 	rm -rf results logs benchmarks data/digits .snakemake/metadata
