@@ -7,11 +7,8 @@ Reads the classify.student, classify.seed, classify.device and classify.num_work
 
 from pathlib import Path
 
-import torch
-
 from vispipe import cli
-from vispipe.classify.steps import train_model
-from vispipe.config import block
+from vispipe.classify.steps import train_from_args
 
 
 def build_parser():
@@ -24,12 +21,7 @@ def build_parser():
 
 
 def main(args):
-    cfg = cli.load_config(args)
-    for key in ("student", "seed", "device", "num_workers"):
-        block(cfg, f"classify.{key}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_model("student", cfg, args.data, args.out_dir, teacher_path=args.teacher)
+    train_from_args("student", cli.load_config(args), args.data, args.out_dir, args.threads, teacher=args.teacher)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,8 @@ Reads the classify.teacher, classify.seed, classify.device and classify.num_work
 
 from pathlib import Path
 
-import torch
-
 from vispipe import cli
-from vispipe.classify.steps import train_model
-from vispipe.config import block
+from vispipe.classify.steps import train_from_args
 
 
 def build_parser():
@@ -22,12 +19,7 @@ def build_parser():
 
 
 def main(args):
-    cfg = cli.load_config(args)
-    for key in ("teacher", "seed", "device", "num_workers"):
-        block(cfg, f"classify.{key}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_model("teacher", cfg, args.data, args.out_dir)
+    train_from_args("teacher", cli.load_config(args), args.data, args.out_dir, args.threads)
 
 
 if __name__ == "__main__":

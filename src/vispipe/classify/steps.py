@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import to_json
+from ..config import block, to_json
 from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
 from ..runtime import pick_device
@@ -95,6 +95,15 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     finish(out_dir / "resume")
     log.info("%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s", role, metrics["best_test_acc"], metrics["best_epoch"], metrics["last_test_acc"], metrics["train_time_s"])
     return metrics
+
+
+def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, threads: int | None, teacher: Path | None = None) -> dict:
+    """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
+    for key in (role, "seed", "device", "num_workers"):
+        block(cfg, f"classify.{key}")
+    if threads:
+        torch.set_num_threads(threads)
+    return train_model(role, cfg, data, out_dir, teacher_path=teacher)
 
 
 def evaluate_checkpoint(checkpoint: Path, test_path: Path, eval_cfg: dict, device_name: str, out_dir: Path, train_metrics: Path | None = None, seed: int = 0) -> dict:
