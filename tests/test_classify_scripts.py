@@ -155,3 +155,17 @@ def test_bad_input_exits_nonzero_with_a_message(args, message, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_state(digits, teacher, tmp_path):
+    out = tmp_path / "term"
+    proc = subprocess.Popen(student_cmd(digits, teacher, out, tmp_path / "log"), env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (out / "resume" / "state.pt").exists():
+        time.sleep(0.02)
+    proc.terminate()
+    assert proc.wait(timeout=60) == 143
+    assert "terminated; outputs were not written" in (tmp_path / "log").read_text()
+    assert (out / "resume" / "state.pt").exists()
+    assert not [p for p in out.rglob("*.tmp*")], "temporary files left behind"
+    assert not (out / "best.pt").exists()

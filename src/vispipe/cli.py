@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,15 +52,28 @@ def setup_logging(log_file: Path | None) -> None:
     root.setLevel(logging.INFO)
 
 
+class Terminated(Exception):
+    """SIGTERM arrived (a Slurm time limit or preemption, ``kill``)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
-    """Parse arguments, set up logging, call ``main``; turn user errors into exit code 2."""
+    """Parse arguments, set up logging, call ``main``; turn user errors into exit code 2.
+
+    SIGTERM and Ctrl-C unwind the stack (temporary files are removed) and exit 143/130.
+    """
     args = p.parse_args(argv)
     setup_logging(getattr(args, "log", None))
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main(args)
     except (UserError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as e:
+        log.error("%s; outputs were not written (training resumes from its last finished epoch when rerun)",
+                  "terminated" if isinstance(e, Terminated) else "interrupted")
+        sys.exit(143 if isinstance(e, Terminated) else 130)
