@@ -21,9 +21,11 @@ demo: $(STAMP)  ## the whole pipeline on the offline demo config (minutes on a l
 test: $(STAMP)  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)  ## snakemake --lint and snakefmt --check
+lint: $(STAMP)  ## snakemake --lint, snakefmt --check, ruff
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/ruff check src scripts tests bench
+	$(BIN)/ruff format --check src scripts tests bench
 
 bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
 	$(BIN)/python bench/classify.py

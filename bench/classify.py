@@ -77,7 +77,9 @@ def bench_input(images: np.ndarray, labels: np.ndarray, batch: int, workers: int
             out, _ = aug(imgs.to(device, non_blocking=True), lbls.to(device, non_blocking=True), clean=False)
 
     def seed():
-        loader = DataLoader(SeedDataset(images, labels), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers)
+        loader = DataLoader(
+            SeedDataset(images, labels), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers
+        )
         for imgs, lbls in loader:
             imgs, lbls = imgs.to(device, non_blocking=True), lbls.to(device, non_blocking=True)
 
@@ -93,7 +95,14 @@ def bench_student(dim: int, depth: int, heads: int, batch: int, steps: int, devi
                 class_attn_blocks=min(4, depth - 1), dropout=0.05, drop_path=0.15)  # fmt: skip
     ours = build_model(arch, 10).to(device)
     peer = timm.models.vision_transformer.VisionTransformer(
-        img_size=32, patch_size=4, num_classes=10, embed_dim=dim, depth=depth, num_heads=heads, drop_rate=0.05, drop_path_rate=0.15
+        img_size=32,
+        patch_size=4,
+        num_classes=10,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        drop_rate=0.05,
+        drop_path_rate=0.15,
     ).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -123,7 +132,12 @@ def bench_student(dim: int, depth: int, heads: int, batch: int, steps: int, devi
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg.tar.gz"
-    p.add_argument("--data", type=Path, default=default_data if default_data.exists() else None, help="CIFAR-10 folder/archive (default: digits)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=default_data if default_data.exists() else None,
+        help="CIFAR-10 folder/archive (default: digits)",
+    )
     p.add_argument("--images", type=int, default=4096, help="images per input-pipeline pass")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for both pipelines")
     p.add_argument("--batch", type=int, default=192)
@@ -144,14 +158,29 @@ def main() -> None:
     split = stratified_subset(split, args.images, seed=0)
     inp = bench_input(split.images, split.labels, args.batch, args.workers, device)
     dim, depth, heads = map(int, args.student.split(","))
-    stu = bench_student(dim, depth, heads, min(args.batch, 64) if device.type == "cpu" else args.batch, args.steps, device)
+    stu = bench_student(
+        dim, depth, heads, min(args.batch, 64) if device.type == "cpu" else args.batch, args.steps, device
+    )
 
-    print(f"\ndevice: {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), data: {source}")
+    print(
+        f"\ndevice: {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), data: {source}"
+    )
     print("\n| benchmark | ours (img/s) | peer (img/s) | ours / peer |")
     print("|---|---:|---:|---:|")
-    print(f"| input pipeline, {inp['images']} imgs, {args.workers} workers vs seed PIL/DataLoader | {inp['ours_img_s']:.0f} | {inp['seed_img_s']:.0f} | {inp['speedup']:.2f}x |")
-    print(f"| student train step ({dim}/{depth}/{heads}, {stu['ours_params'] / 1e6:.2f}M) vs timm ViT ({stu['timm_params'] / 1e6:.2f}M) | {stu['ours_img_s']:.0f} | {stu['timm_img_s']:.0f} | {stu['ratio']:.2f}x |")
-    result = {"device": str(device), "threads": torch.get_num_threads(), "data": source, "input_pipeline": inp, "student_step": stu, "torch": torch.__version__}
+    print(
+        f"| input pipeline, {inp['images']} imgs, {args.workers} workers vs seed PIL/DataLoader | {inp['ours_img_s']:.0f} | {inp['seed_img_s']:.0f} | {inp['speedup']:.2f}x |"
+    )
+    print(
+        f"| student train step ({dim}/{depth}/{heads}, {stu['ours_params'] / 1e6:.2f}M) vs timm ViT ({stu['timm_params'] / 1e6:.2f}M) | {stu['ours_img_s']:.0f} | {stu['timm_img_s']:.0f} | {stu['ratio']:.2f}x |"
+    )
+    result = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "data": source,
+        "input_pipeline": inp,
+        "student_step": stu,
+        "torch": torch.__version__,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -23,7 +23,12 @@ def build_parser():
 def main(args):
     cfg = cli.load_config(args)
     evaluate_checkpoint(
-        args.checkpoint, args.test, block(cfg, "classify.eval"), block(cfg, "classify.device"), args.out_dir, args.train_metrics
+        args.checkpoint,
+        args.test,
+        block(cfg, "classify.eval"),
+        block(cfg, "classify.device"),
+        args.out_dir,
+        args.train_metrics,
     )
 
 

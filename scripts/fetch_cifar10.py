@@ -14,7 +14,12 @@ from vispipe.config import block
 def build_parser():
     p = cli.parser(__doc__)
     p.add_argument("--out-dir", type=Path, required=True, help="where train.npz and test.npz go")
-    p.add_argument("--download-dir", type=Path, default=Path("data/downloads"), help="CIFAR-10 download folder when classify.data.path is null")
+    p.add_argument(
+        "--download-dir",
+        type=Path,
+        default=Path("data/downloads"),
+        help="CIFAR-10 download folder when classify.data.path is null",
+    )
     return p
 
 

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vispipe.classify.data import DataError, Split, from_digits, from_folder, load_split, prepare, save_split, stratified_subset
+from vispipe.classify.data import (
+    DataError,
+    Split,
+    from_digits,
+    from_folder,
+    load_split,
+    prepare,
+    save_split,
+    stratified_subset,
+)
 
 
 def make_folder(root, sizes=(8, 8), per_class=3, classes=("cat", "airplane", "dog")):

@@ -21,7 +21,12 @@ def test_metrics_by_hand():
     assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert m["top1"] == pytest.approx(4 / 6)
     a, b, c = (m["per_class"][k] for k in "abc")
-    assert (a["precision"], a["recall"], a["accuracy"], a["support"]) == (1.0, pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
+    assert (a["precision"], a["recall"], a["accuracy"], a["support"]) == (
+        1.0,
+        pytest.approx(2 / 3),
+        pytest.approx(2 / 3),
+        3,
+    )
     assert (b["precision"], b["recall"]) == (pytest.approx(0.5), pytest.approx(0.5))
     assert (c["precision"], c["recall"]) == (pytest.approx(0.5), 1.0)
     assert c["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)

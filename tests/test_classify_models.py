@@ -4,14 +4,24 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from vispipe.classify.models import build_model, count_params, param_breakdown
 from vispipe.classify.resnet import ResNet
 from vispipe.classify.vit import N_SPECIAL, Attention, Block, DistilledViT, RelPosBias2D
 
-SEED_VIT = dict(arch="vit", image_size=32, patch_size=4, dim=256, depth=12, heads=8, mlp_ratio=4, class_attn_blocks=4, dropout=0.05, drop_path=0.15)
+SEED_VIT = dict(
+    arch="vit",
+    image_size=32,
+    patch_size=4,
+    dim=256,
+    depth=12,
+    heads=8,
+    mlp_ratio=4,
+    class_attn_blocks=4,
+    dropout=0.05,
+    drop_path=0.15,
+)
 
 
 def test_relative_bias_matches_direct_definition():

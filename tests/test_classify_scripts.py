@@ -83,9 +83,19 @@ def history(path):
 
 def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(student_cmd(digits, teacher, whole, tmp_path / "whole.log"), env=env_with_venv(), check=True, capture_output=True)
+    subprocess.run(
+        student_cmd(digits, teacher, whole, tmp_path / "whole.log"),
+        env=env_with_venv(),
+        check=True,
+        capture_output=True,
+    )
 
-    proc = subprocess.Popen(student_cmd(digits, teacher, killed, tmp_path / "k1.log"), env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        student_cmd(digits, teacher, killed, tmp_path / "k1.log"),
+        env=env_with_venv(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         hist = killed / "history.csv"
@@ -99,8 +109,13 @@ def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
     done_before = len(history(killed / "history.csv"))
     assert 2 <= done_before < 5
 
-    subprocess.run(student_cmd(digits, teacher, killed, tmp_path / "k2.log"), env=env_with_venv(), check=True, capture_output=True)
-    assert f"resuming from {killed / 'resume' / 'state.pt'} at epoch {done_before + 1}/5" in (tmp_path / "k2.log").read_text()
+    subprocess.run(
+        student_cmd(digits, teacher, killed, tmp_path / "k2.log"), env=env_with_venv(), check=True, capture_output=True
+    )
+    assert (
+        f"resuming from {killed / 'resume' / 'state.pt'} at epoch {done_before + 1}/5"
+        in (tmp_path / "k2.log").read_text()
+    )
     assert history(killed / "history.csv") == history(whole / "history.csv")
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
     for key in ("best_test_acc", "best_epoch", "last_test_acc", "last_test_top5"):
@@ -114,19 +129,51 @@ def test_a_changed_config_does_not_resume_a_stale_state(digits, teacher, tmp_pat
     out = tmp_path / "s"
     (out / "resume").mkdir(parents=True)
     torch.save({"run_id": "someone-else", "epoch": 3}, out / "resume" / "state.pt")
-    run_script("train_student", *cfg_args(TINY), "--data", digits, "--teacher", teacher, "--out-dir", out, "--log", tmp_path / "log")
+    run_script(
+        "train_student",
+        *cfg_args(TINY),
+        "--data",
+        digits,
+        "--teacher",
+        teacher,
+        "--out-dir",
+        out,
+        "--log",
+        tmp_path / "log",
+    )
     assert "ignoring" in (tmp_path / "log").read_text()
     assert len(history(out / "history.csv")) == 5
 
 
 def test_evaluate_and_compare(digits, teacher, tmp_path):
-    run_script("evaluate", *cfg_args(), "--checkpoint", teacher, "--test", digits / "test.npz", "--train-metrics", teacher.parent / "metrics.json", "--out-dir", tmp_path / "t")
+    run_script(
+        "evaluate",
+        *cfg_args(),
+        "--checkpoint",
+        teacher,
+        "--test",
+        digits / "test.npz",
+        "--train-metrics",
+        teacher.parent / "metrics.json",
+        "--out-dir",
+        tmp_path / "t",
+    )
     m = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert m["role"] == "teacher" and 0 <= m["top1"] <= m["top5"] <= 1 and m["n_test"] == 360
     assert sum(map(sum, m["confusion"])) == 360 and "train_time_s" in m
     student = dict(m, role="student", arch="vit", top1=m["top1"] + 0.01, params=1000)
     (tmp_path / "s.json").write_text(json.dumps(student))
-    proc = run_script("compare_models", "--teacher", tmp_path / "t" / "metrics.json", "--student", tmp_path / "s.json", "--md", tmp_path / "c.md", "--csv", tmp_path / "c.csv")
+    proc = run_script(
+        "compare_models",
+        "--teacher",
+        tmp_path / "t" / "metrics.json",
+        "--student",
+        tmp_path / "s.json",
+        "--md",
+        tmp_path / "c.md",
+        "--csv",
+        tmp_path / "c.csv",
+    )
     assert "+1.00 points" in (tmp_path / "c.md").read_text() and "student (vit)" in proc.stderr
     rows = list(csv.DictReader(open(tmp_path / "c.csv")))
     assert [r["model"] for r in rows] == ["student (vit)", "teacher (resnet)", "kd_gain_points"]
@@ -135,13 +182,55 @@ def test_evaluate_and_compare(digits, teacher, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fetch_cifar10", "--config", '{"classify": {"data": {"source": "folder", "path": "/nonexistent/cifar"}}}', "--out-dir", "OUT"], "/nonexistent/cifar does not exist"),
-        (["train_teacher", "--config", '{"classify": {"teacher": {"train": {"epochs": -1}}}}', "--data", "OUT", "--out-dir", "OUT"], "classify.teacher.train.epochs"),
+        (
+            [
+                "fetch_cifar10",
+                "--config",
+                '{"classify": {"data": {"source": "folder", "path": "/nonexistent/cifar"}}}',
+                "--out-dir",
+                "OUT",
+            ],
+            "/nonexistent/cifar does not exist",
+        ),
+        (
+            [
+                "train_teacher",
+                "--config",
+                '{"classify": {"teacher": {"train": {"epochs": -1}}}}',
+                "--data",
+                "OUT",
+                "--out-dir",
+                "OUT",
+            ],
+            "classify.teacher.train.epochs",
+        ),
         (["train_teacher", "--data", "OUT/none", "--out-dir", "OUT"], "run the fetch_cifar10 rule"),
-        (["train_teacher", "--config", '{"classify": {"device": "cuda"}}', "--data", "OUT", "--out-dir", "OUT"], "no CUDA GPU"),
-        (["evaluate", "--checkpoint", "OUT/missing.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"], "missing.pt does not exist"),
-        (["evaluate", "--checkpoint", "OUT/bad.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"], "not a readable checkpoint"),
-        (["compare_models", "--teacher", "OUT/bad.pt", "--student", "OUT/x.json", "--md", "OUT/a.md", "--csv", "OUT/a.csv"], "not valid JSON"),
+        (
+            ["train_teacher", "--config", '{"classify": {"device": "cuda"}}', "--data", "OUT", "--out-dir", "OUT"],
+            "no CUDA GPU",
+        ),
+        (
+            ["evaluate", "--checkpoint", "OUT/missing.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"],
+            "missing.pt does not exist",
+        ),
+        (
+            ["evaluate", "--checkpoint", "OUT/bad.pt", "--test", "OUT/test.npz", "--out-dir", "OUT"],
+            "not a readable checkpoint",
+        ),
+        (
+            [
+                "compare_models",
+                "--teacher",
+                "OUT/bad.pt",
+                "--student",
+                "OUT/x.json",
+                "--md",
+                "OUT/a.md",
+                "--csv",
+                "OUT/a.csv",
+            ],
+            "not valid JSON",
+        ),
         (["train_student", "--data", "OUT"], "--teacher"),
     ],
 )
@@ -159,7 +248,12 @@ def test_bad_input_exits_nonzero_with_a_message(args, message, tmp_path):
 
 def test_sigterm_stops_cleanly_and_keeps_the_state(digits, teacher, tmp_path):
     out = tmp_path / "term"
-    proc = subprocess.Popen(student_cmd(digits, teacher, out, tmp_path / "log"), env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        student_cmd(digits, teacher, out, tmp_path / "log"),
+        env=env_with_venv(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (out / "resume" / "state.pt").exists():
         time.sleep(0.02)

@@ -105,7 +105,9 @@ def test_random_crop_takes_a_window_of_the_padded_image():
     y = random_crop(x, padding=2)
     padded = F.pad(x, (2, 2, 2, 2))
     for i in range(len(x)):
-        windows = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, :, dy : dy + 8, dx : dx + 8], y[i])]
+        windows = [
+            (dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, :, dy : dy + 8, dx : dx + 8], y[i])
+        ]
         assert windows, f"image {i} is not a crop of its padded version"
     assert random_crop(x, 0) is x
 

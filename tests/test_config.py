@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from vispipe.config import ConfigError, block, deep_merge, load, params_json, validate
 from conftest import ROOT
+from vispipe.config import ConfigError, block, deep_merge, load, params_json, validate
 
 
 def full():
@@ -37,7 +37,10 @@ def test_full_config_is_the_seed_recipe():
     "override, key",
     [
         ({"classify": {"student": {"train": {"epochs": 0}}}}, "classify.student.train.epochs"),
-        ({"classify": {"student": {"train": {"optimizer": {"name": "lamb"}}}}}, "classify.student.train.optimizer.name"),
+        (
+            {"classify": {"student": {"train": {"optimizer": {"name": "lamb"}}}}},
+            "classify.student.train.optimizer.name",
+        ),
         ({"classify": {"teacher": {"model": {"stem": "tiny"}}}}, "classify.teacher.model.stem"),
         ({"classify": {"data": {"sourse": "digits"}}}, "classify.data"),
         ({"classify": {"student": {"kd": {"alpha": 1.5}}}}, "classify.student.kd.alpha"),
@@ -62,7 +65,9 @@ def test_block_validates_only_its_part():
 def test_params_json_is_stable_and_minimal():
     cfg = full()
     a = params_json(cfg, "classify.student", "classify.seed")
-    assert a == params_json(deep_merge(cfg, {"classify": {"teacher": {"train": {"epochs": 1}}}}), "classify.student", "classify.seed")
+    assert a == params_json(
+        deep_merge(cfg, {"classify": {"teacher": {"train": {"epochs": 1}}}}), "classify.student", "classify.seed"
+    )
     assert set(json.loads(a)["classify"]) == {"student", "seed"}
     assert load([a]) == json.loads(a)  # scripts read the same JSON back
 

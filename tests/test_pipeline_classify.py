@@ -43,7 +43,14 @@ def test_every_classification_artifact(demo_run):
 
 def test_logs_and_benchmarks(demo_run):
     logs = demo_run / "logs/classify"
-    for name in ("fetch_cifar10", "train_teacher", "train_student", "evaluate_teacher", "evaluate_student", "compare_models"):
+    for name in (
+        "fetch_cifar10",
+        "train_teacher",
+        "train_student",
+        "evaluate_teacher",
+        "evaluate_student",
+        "compare_models",
+    ):
         assert (logs / f"{name}.log").stat().st_size > 0, name
     assert "epoch 1/" in (logs / "train_student.log").read_text()
     for name in ("train_teacher", "train_student"):
@@ -64,7 +71,10 @@ def test_nothing_to_do_after_a_run(demo_run):
     [
         ("classify: {student: {train: {epochs: 3}}}", {"train_student": 1, "evaluate": 1, "compare_models": 1}),
         ("classify: {student: {kd: {alpha: 0.3}}}", {"train_student": 1, "evaluate": 1, "compare_models": 1}),
-        ("classify: {teacher: {train: {epochs: 3}}}", {"train_teacher": 1, "train_student": 1, "evaluate": 2, "compare_models": 1}),
+        (
+            "classify: {teacher: {train: {epochs: 3}}}",
+            {"train_teacher": 1, "train_student": 1, "evaluate": 2, "compare_models": 1},
+        ),
         ("classify: {eval: {grid_images: 16}}", {"evaluate": 2, "compare_models": 1}),
     ],
 )

@@ -23,21 +23,65 @@ TEACHER_MIN, STUDENT_MIN = 0.33, 0.27
 def test_short_cpu_training_on_real_cifar10(tmp_path):
     override = {
         "classify": {
-            "data": {"source": "folder", "name": "cifar10_subset", "path": str(CIFAR_JPEG), "limit_train": 5000, "limit_test": 1000},
+            "data": {
+                "source": "folder",
+                "name": "cifar10_subset",
+                "path": str(CIFAR_JPEG),
+                "limit_train": 5000,
+                "limit_test": 1000,
+            },
             "teacher": {"train": {"epochs": 5}},
             "student": {"train": {"epochs": 8, "clean_last_epochs": 2}},
         }
     }
-    cfg = ["--config", str(ROOT / "config/config.yaml"), "--config", str(ROOT / "config/demo.yaml"), "--config", json.dumps(override)]
+    cfg = [
+        "--config",
+        str(ROOT / "config/config.yaml"),
+        "--config",
+        str(ROOT / "config/demo.yaml"),
+        "--config",
+        json.dumps(override),
+    ]
     data = tmp_path / "data"
     run_script("fetch_cifar10", *cfg, "--out-dir", data)
     run_script("train_teacher", *cfg, "--data", data, "--out-dir", tmp_path / "teacher", "--threads", "2")
-    run_script("train_student", *cfg, "--data", data, "--teacher", tmp_path / "teacher/model.pt", "--out-dir", tmp_path / "student", "--threads", "2")
-    run_script("evaluate", *cfg, "--checkpoint", tmp_path / "student/best.pt", "--test", data / "test.npz", "--out-dir", tmp_path / "eval")
+    run_script(
+        "train_student",
+        *cfg,
+        "--data",
+        data,
+        "--teacher",
+        tmp_path / "teacher/model.pt",
+        "--out-dir",
+        tmp_path / "student",
+        "--threads",
+        "2",
+    )
+    run_script(
+        "evaluate",
+        *cfg,
+        "--checkpoint",
+        tmp_path / "student/best.pt",
+        "--test",
+        data / "test.npz",
+        "--out-dir",
+        tmp_path / "eval",
+    )
 
     teacher = json.loads((tmp_path / "teacher/metrics.json").read_text())
     student = json.loads((tmp_path / "eval/metrics.json").read_text())
-    assert student["per_class"].keys() == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+    assert student["per_class"].keys() == {
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    }
     assert student["n_test"] == 1000
     assert teacher["last_test_acc"] >= TEACHER_MIN, teacher
     assert student["top1"] >= STUDENT_MIN, student["top1"]

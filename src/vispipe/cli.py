@@ -11,8 +11,8 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .config import load
 from .errors import UserError
@@ -60,7 +60,9 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+def run(
+    main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> None:
     """Parse arguments, set up logging, call ``main``; turn user errors into exit code 2.
 
     SIGTERM and Ctrl-C unwind the stack (temporary files are removed) and exit 143/130.
@@ -74,6 +76,8 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, 
         log.error("%s", e)
         sys.exit(2)
     except (KeyboardInterrupt, Terminated) as e:
-        log.error("%s; outputs were not written (training resumes from its last finished epoch when rerun)",
-                  "terminated" if isinstance(e, Terminated) else "interrupted")
+        log.error(
+            "%s; outputs were not written (training resumes from its last finished epoch when rerun)",
+            "terminated" if isinstance(e, Terminated) else "interrupted",
+        )
         sys.exit(143 if isinstance(e, Terminated) else 130)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 import yaml

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -112,7 +112,12 @@ def random_erasing(
     left = (torch.rand(b, device=dev) * (w - ew + 1)).long()
     ys = torch.arange(h, device=dev)[None, :, None]
     xs = torch.arange(w, device=dev)[None, None, :]
-    inside = (ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None]) & (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None])
+    inside = (
+        (ys >= top[:, None, None])
+        & (ys < (top + eh)[:, None, None])
+        & (xs >= left[:, None, None])
+        & (xs < (left + ew)[:, None, None])
+    )
     apply = (torch.rand(b, device=dev) < p)[:, None, None]
     return x.masked_fill((inside & apply)[:, None], 0.0)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -96,7 +96,9 @@ def from_cifar10(root: str | Path) -> dict[str, Split]:
                 f"could not download CIFAR-10 into {root} ({e}). Without internet, put "
                 "cifar-10-python.tar.gz there, or use data.source: folder with an offline copy"
             ) from e
-        out[split] = Split(np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64), list(ds.classes))
+        out[split] = Split(
+            np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64), list(ds.classes)
+        )
     return out
 
 
@@ -123,7 +125,9 @@ def from_folder(path: str | Path) -> dict[str, Split]:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"data.path {path} does not exist; point it at a folder or archive with train/<class>/* and test/<class>/*")
+        raise DataError(
+            f"data.path {path} does not exist; point it at a folder or archive with train/<class>/* and test/<class>/*"
+        )
     found: dict[str, list[tuple[str, np.ndarray]]] = {s: [] for s in SPLITS}
     for rel, blob, name in tqdm(_iter_folder(path), desc=f"reading {path.name}", unit="img", mininterval=2):
         parts = rel.split("/")
@@ -139,13 +143,17 @@ def from_folder(path: str | Path) -> dict[str, Split]:
         found[parts[0]].append((parts[1], img))
     missing = [s for s in SPLITS if not found[s]]
     if missing:
-        raise DataError(f"{path} has no images under {', '.join(missing)}/<class>/; expected train/<class>/* and test/<class>/*")
+        raise DataError(
+            f"{path} has no images under {', '.join(missing)}/<class>/; expected train/<class>/* and test/<class>/*"
+        )
     classes = sorted({c for s in SPLITS for c, _ in found[s]})
     out = {}
     for s in SPLITS:
         shapes = {img.shape for _, img in found[s]}
         if len(shapes) != 1:
-            raise DataError(f"{path}: images in {s}/ differ in size {sorted(shapes)[:3]}; resize them to one size first")
+            raise DataError(
+                f"{path}: images in {s}/ differ in size {sorted(shapes)[:3]}; resize them to one size first"
+            )
         images = np.stack([img for _, img in found[s]])
         labels = np.array([classes.index(c) for c, _ in found[s]], dtype=np.int64)
         out[s] = Split(images, labels, classes)

@@ -51,7 +51,9 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) 
 def report_text(logits: np.ndarray, labels: np.ndarray, classes: list[str], metrics: dict) -> str:
     """scikit-learn's classification report plus top-1/top-5 and per-class accuracy."""
     pred = logits.argmax(1)
-    text = classification_report(labels, pred, labels=list(range(len(classes))), target_names=classes, digits=4, zero_division=0)
+    text = classification_report(
+        labels, pred, labels=list(range(len(classes))), target_names=classes, digits=4, zero_division=0
+    )
     lines = [text.rstrip(), "", f"top-1 accuracy: {metrics['top1']:.4f}", f"top-5 accuracy: {metrics['top5']:.4f}", ""]
     lines.append("per-class accuracy:")
     lines += [f"  {name:>12s}  {m['accuracy']:.4f}" for name, m in metrics["per_class"].items()]
@@ -60,7 +62,10 @@ def report_text(logits: np.ndarray, labels: np.ndarray, classes: list[str], metr
 
 def report_rows(metrics: dict) -> list[dict]:
     """Rows of classification_report.csv: one per class, then the overall lines."""
-    rows = [{"class": name, **{k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}} for name, m in metrics["per_class"].items()]
+    rows = [
+        {"class": name, **{k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}}
+        for name, m in metrics["per_class"].items()
+    ]
     n = metrics["n_test"]
     rows.append({"class": "top1_accuracy", "accuracy": round(metrics["top1"], 6), "support": n})
     rows.append({"class": "top5_accuracy", "accuracy": round(metrics["top5"], 6), "support": n})

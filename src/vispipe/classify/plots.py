@@ -33,7 +33,15 @@ def confusion(cm: np.ndarray, classes: list[str], path: Path, normalized: bool, 
     for i in range(k):
         for j in range(k):
             text = f"{values[i, j]:.2f}" if normalized else f"{int(values[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color="white" if values[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if values[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     save_figure(fig, path, dpi=130)
 
@@ -68,7 +76,11 @@ def prediction_grid(
         pred = int(probs[i].argmax())
         ax.imshow(images[i], interpolation="nearest")
         ok = pred == labels[i]
-        ax.set_title(f"{classes[pred]} ({probs[i, pred]:.0%})\ntrue: {classes[labels[i]]}", fontsize=8, color="green" if ok else "red")
+        ax.set_title(
+            f"{classes[pred]} ({probs[i, pred]:.0%})\ntrue: {classes[labels[i]]}",
+            fontsize=8,
+            color="green" if ok else "red",
+        )
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)

@@ -9,7 +9,7 @@ every stage (64 = ResNet-50) so the demo can train a small teacher through the s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn as nn
 from torchvision.models.resnet import Bottleneck
@@ -17,7 +17,9 @@ from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 
 class ResNet(TorchvisionResNet):
-    def __init__(self, num_classes: int, layers: Sequence[int] = (3, 4, 6, 3), width: int = 64, stem: str = "cifar") -> None:
+    def __init__(
+        self, num_classes: int, layers: Sequence[int] = (3, 4, 6, 3), width: int = 64, stem: str = "cifar"
+    ) -> None:
         super().__init__(Bottleneck, list(layers), num_classes=num_classes)
         if width != 64:  # rebuild the stages with scaled widths, torchvision's own _make_layer
             self.inplanes = width

@@ -20,7 +20,7 @@ from .augment import to_nchw
 from .data import load_split, prepare, save_split
 from .evaluate import compute_metrics, report_rows, report_text, softmax
 from .models import build_model, count_params, load_checkpoint
-from .train import Teacher, finish, fingerprint, fit, predict
+from .train import Teacher, fingerprint, finish, fit, predict
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,15 @@ def prepare_data(data_cfg: dict, seed: int, out_dir: Path, download_dir: Path) -
     for name, split in splits.items():
         save_split(split, out_dir / f"{name}.npz")
         counts = np.bincount(split.labels, minlength=len(split.classes))
-        log.info("%s: %d images %s, %d classes, per class %d..%d", name, len(split), split.images.shape[1:], len(split.classes), counts.min(), counts.max())
+        log.info(
+            "%s: %d images %s, %d classes, per class %d..%d",
+            name,
+            len(split),
+            split.images.shape[1:],
+            len(split.classes),
+            counts.min(),
+            counts.max(),
+        )
 
 
 def _file_id(path: Path) -> list:
@@ -57,7 +65,9 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         )
     torch.manual_seed(seed)
     model = build_model(block["model"], len(train_split.classes))
-    log.info("%s: %s with %s trainable parameters on %s", role, block["model"]["arch"], f"{count_params(model):,}", device)
+    log.info(
+        "%s: %s with %s trainable parameters on %s", role, block["model"]["arch"], f"{count_params(model):,}", device
+    )
 
     teacher = None
     inputs = [_file_id(data_dir / "train.npz"), _file_id(data_dir / "test.npz")]
@@ -66,7 +76,9 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
             raise UserError("the student needs --teacher (a checkpoint written by train_teacher)")
         t_model, t_ckpt = load_checkpoint(teacher_path, device)
         if t_ckpt["classes"] != train_split.classes:
-            raise UserError(f"teacher {teacher_path} was trained on other classes {t_ckpt['classes']}; retrain it on this data")
+            raise UserError(
+                f"teacher {teacher_path} was trained on other classes {t_ckpt['classes']}; retrain it on this data"
+            )
         teacher = Teacher(t_model, block["kd"]["temperature"], block["kd"]["alpha"])
         inputs.append(_file_id(teacher_path))
         log.info("teacher %s: top-1 %.4f (epoch %d)", teacher_path, t_ckpt["metrics"]["test_acc"], t_ckpt["epoch"])
@@ -93,11 +105,20 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     write_json(out_dir / "metrics.json", metrics)
     plots.training_curves(result.history, out_dir / "curves.png", f"{role}: training curves")
     finish(out_dir / "resume")
-    log.info("%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s", role, metrics["best_test_acc"], metrics["best_epoch"], metrics["last_test_acc"], metrics["train_time_s"])
+    log.info(
+        "%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s",
+        role,
+        metrics["best_test_acc"],
+        metrics["best_epoch"],
+        metrics["last_test_acc"],
+        metrics["train_time_s"],
+    )
     return metrics
 
 
-def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, threads: int | None, teacher: Path | None = None) -> dict:
+def train_from_args(
+    role: str, cfg: dict, data: Path, out_dir: Path, threads: int | None, teacher: Path | None = None
+) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
     for key in (role, "seed", "device", "num_workers"):
         block(cfg, f"classify.{key}")
@@ -106,7 +127,15 @@ def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, threads: in
     return train_model(role, cfg, data, out_dir, teacher_path=teacher)
 
 
-def evaluate_checkpoint(checkpoint: Path, test_path: Path, eval_cfg: dict, device_name: str, out_dir: Path, train_metrics: Path | None = None, seed: int = 0) -> dict:
+def evaluate_checkpoint(
+    checkpoint: Path,
+    test_path: Path,
+    eval_cfg: dict,
+    device_name: str,
+    out_dir: Path,
+    train_metrics: Path | None = None,
+    seed: int = 0,
+) -> dict:
     """Every evaluation artifact of one checkpoint on the test split."""
     device = pick_device(device_name)
     model, ckpt = load_checkpoint(checkpoint, device)
@@ -119,20 +148,51 @@ def evaluate_checkpoint(checkpoint: Path, test_path: Path, eval_cfg: dict, devic
     metrics = compute_metrics(logits, test.labels, test.classes)
     role = ckpt.get("role", checkpoint.stem)
     name = f"{role} ({ckpt['arch']['arch']})"
-    metrics.update({"role": role, "arch": ckpt["arch"]["arch"], "params": count_params(model), "checkpoint": checkpoint.name, "epoch": ckpt["epoch"]})
+    metrics.update(
+        {
+            "role": role,
+            "arch": ckpt["arch"]["arch"],
+            "params": count_params(model),
+            "checkpoint": checkpoint.name,
+            "epoch": ckpt["epoch"],
+        }
+    )
     if train_metrics is not None:
         tm = json.loads(Path(train_metrics).read_text())
         metrics["train_time_s"] = tm["train_time_s"]
         metrics["train_device"] = tm.get("device")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots.confusion(metrics["confusion"], test.classes, out_dir / "confusion_counts.png", False, f"{name}: confusion (counts)")
-    plots.confusion(metrics["confusion"], test.classes, out_dir / "confusion_normalized.png", True, f"{name}: confusion (row-normalised)")
-    plots.per_class_accuracy({c: m["accuracy"] for c, m in metrics["per_class"].items()}, out_dir / "per_class_accuracy.png", f"{name}: per-class accuracy (top-1 {100 * metrics['top1']:.2f}%)")
+    plots.confusion(
+        metrics["confusion"], test.classes, out_dir / "confusion_counts.png", False, f"{name}: confusion (counts)"
+    )
+    plots.confusion(
+        metrics["confusion"],
+        test.classes,
+        out_dir / "confusion_normalized.png",
+        True,
+        f"{name}: confusion (row-normalised)",
+    )
+    plots.per_class_accuracy(
+        {c: m["accuracy"] for c, m in metrics["per_class"].items()},
+        out_dir / "per_class_accuracy.png",
+        f"{name}: per-class accuracy (top-1 {100 * metrics['top1']:.2f}%)",
+    )
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(test), size=min(eval_cfg["grid_images"], len(test)), replace=False))
-    plots.prediction_grid(test.images[pick], test.labels[pick], softmax(logits[pick]), test.classes, out_dir / "pred_grid.png", f"{name}: predictions on random test images")
-    write_text(out_dir / "classification_report.txt", f"{name}, checkpoint {checkpoint.name} (epoch {ckpt['epoch']})\n\n" + report_text(logits, test.labels, test.classes, metrics))
+    plots.prediction_grid(
+        test.images[pick],
+        test.labels[pick],
+        softmax(logits[pick]),
+        test.classes,
+        out_dir / "pred_grid.png",
+        f"{name}: predictions on random test images",
+    )
+    write_text(
+        out_dir / "classification_report.txt",
+        f"{name}, checkpoint {checkpoint.name} (epoch {ckpt['epoch']})\n\n"
+        + report_text(logits, test.labels, test.classes, metrics),
+    )
     write_csv(out_dir / "classification_report.csv", report_rows(metrics))
     write_json(out_dir / "metrics.json", metrics)
     log.info("%s: top-1 %.4f, top-5 %.4f on %d test images", name, metrics["top1"], metrics["top5"], len(test))
@@ -163,8 +223,14 @@ def compare(teacher: dict, student: dict) -> tuple[str, list[dict]]:
             "device": m.get("train_device", ""),
         })  # fmt: skip
     gain = round(100 * (student["top1"] - teacher["top1"]), 2)
-    md = ["| Model | Top-1 (%) | Top-5 (%) | Parameters (M) | Training time (min) | Device |", "|---|---:|---:|---:|---:|---|"]
-    md += [f"| {r['model']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['params_M']:.2f} | {r['train_time_min']:.1f} | {r['device']} |" for r in rows]
+    md = [
+        "| Model | Top-1 (%) | Top-5 (%) | Parameters (M) | Training time (min) | Device |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    md += [
+        f"| {r['model']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['params_M']:.2f} | {r['train_time_min']:.1f} | {r['device']} |"
+        for r in rows
+    ]
     md += ["", f"Knowledge-distillation gain (student top-1 minus teacher top-1): {gain:+.2f} points.", ""]
     rows.append({"model": "kd_gain_points", "top1": gain})
     return "\n".join(md), rows

@@ -23,9 +23,9 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -126,7 +126,9 @@ def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """Float32 logits (N, K) on the CPU for uint8 NCHW ``images``."""
     model.eval()
     out = []
@@ -254,7 +256,9 @@ def fit(
         model.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        batches = train_batches(x_train, y_train, bs, cfg["augment"]["trivial_augment"], num_workers, seed * 100_003 + epoch)
+        batches = train_batches(
+            x_train, y_train, bs, cfg["augment"]["trivial_augment"], num_workers, seed * 100_003 + epoch
+        )
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=1)
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -272,7 +276,9 @@ def fit(
                         dist_logits, teacher_logits, teacher.temperature
                     )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower optimizer.lr or enable grad_clip")
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}; lower optimizer.lr or enable grad_clip"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg["grad_clip"]:
