@@ -83,3 +83,10 @@ def test_a_config_edit_reruns_exactly_the_affected_steps(demo_run, override, exp
     counts = dry_run(demo_run, "override.yaml")
     counts.pop("all", None)
     assert counts == expected
+
+
+def test_a_bad_config_stops_snakemake_naming_the_key(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("classify: {student: {train: {epochs: 0}}}\n")
+    proc = snakemake(workflow_dir, "-n", "--configfile", "config/demo.yaml", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "config key classify.student.train.epochs: 0 is less than the minimum of 1" in proc.stderr + proc.stdout
