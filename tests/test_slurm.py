@@ -1,0 +1,378 @@
+"""profiles/slurm on a real Slurm: a single-node cluster started here runs a slice of the demo.
+
+The cluster is Debian's slurmctld + slurmd + munge (installed with apt-get when missing, as root),
+started without systemd in a temporary directory with its own ports, munge socket and key. The node
+declares one GPU (a fake one: ``File=/dev/null``) and the size of a GPU node, so the profile's own
+requests (8 CPUs, 32 GB, one GPU) are granted as they would be on a cluster. There is no slurmdbd,
+so ``sacct`` fails and the run uses ``--slurm-status-command squeue``. Every daemon the test starts
+is stopped by its PID; jobs still queued are cancelled first. The test skips, saying why, where
+Slurm cannot be installed or started (not root, no apt, daemons refusing to start).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_workflow, env_with_venv
+
+pytestmark = pytest.mark.slow
+
+PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
+BINARIES = ["slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "sinfo", "munged"]
+PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
+
+# The slice: the whole classification chain on the demo config, one epoch each. fetch_cifar10 runs
+# on the submitting host (a localrule); train_teacher, train_student and the two evaluations are GPU
+# jobs; compare_models is a CPU job.
+TARGET = "results/classify/comparison.md"
+QUICK = {
+    "classify": {
+        "teacher": {"train": {"epochs": 1}},
+        "student": {"train": {"epochs": 1, "clean_last_epochs": 0}},
+    }
+}
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()), None)
+
+
+def _ensure_slurm() -> None:
+    """Install Debian's Slurm and munge when missing; skip with the reason when that fails."""
+    if all(_which(b) for b in BINARIES):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(
+            f"Slurm is not installed and cannot be (needs root and apt-get): apt-get install {' '.join(PACKAGES)}"
+        )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
+    proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:  # stale package lists: refresh once and retry
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    missing = [b for b in BINARIES if not _which(b)]
+    if missing:
+        pytest.skip(f"could not install Slurm ({' '.join(PACKAGES)}): {missing} missing; {proc.stderr[-500:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _partitions() -> tuple[str, set[str]]:
+    """The profile's partition for CPU jobs and every partition it names."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    default = str(profile.get("default-resources", {}).get("slurm_partition", "cpu"))
+    named = {str(r["slurm_partition"]) for r in profile.get("set-resources", {}).values() if "slurm_partition" in r}
+    return default, named | {default}
+
+
+class SlurmCluster:
+    """slurmctld + slurmd + munged in ``root``, each a child process stopped by its PID."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.host = socket.gethostname().split(".")[0]
+        self.conf = root / "slurm.conf"
+        self.env = dict(os.environ, SLURM_CONF=str(self.conf))
+
+    def _spawn(self, name: str, cmd: list[str], **kw) -> subprocess.Popen:
+        log = open(self.root / "log" / f"{name}.out", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, **kw)
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def _wait(self, what: str, ok, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode} while waiting for {what}")
+            if ok():
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def logs(self) -> str:
+        out = []
+        for f in sorted((self.root / "log").glob("*")):
+            out.append(f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+    def start(self, default_partition: str, partitions: set[str]) -> None:
+        (self.root / "log").mkdir()
+        for d in ("state", "spool"):
+            (self.root / d).mkdir()
+        # munge: own key and socket; munged runs as the munge user and insists on its dir's modes
+        munge = pwd.getpwnam("munge")
+        mdir = self.root / "munge"
+        mdir.mkdir(mode=0o755)
+        key = mdir / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        for p in (mdir, key):
+            os.chown(p, munge.pw_uid, munge.pw_gid)
+        mdir.chmod(0o755)
+        self.socket = mdir / "munge.socket"
+        self._spawn(
+            "munged",
+            [
+                _which("munged"),
+                "--foreground",
+                f"--socket={self.socket}",
+                f"--key-file={key}",
+                f"--pid-file={mdir / 'munged.pid'}",
+                f"--seed-file={mdir / 'munged.seed'}",
+                f"--log-file={mdir / 'munged.log'}",
+            ],
+            user=munge.pw_uid,
+            group=munge.pw_gid,
+            extra_groups=[],
+        )
+        self._wait("the munge socket", self.socket.exists, 30)
+
+        r = self.root
+        lines = [
+            "ClusterName=vispipetest",
+            f"SlurmctldHost={self.host}(127.0.0.1)",
+            f"SlurmctldPort={_free_port()}",
+            f"SlurmdPort={_free_port()}",
+            "SlurmUser=root",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.socket}",
+            f"StateSaveLocation={r / 'state'}",
+            f"SlurmdSpoolDir={r / 'spool'}",
+            f"SlurmctldPidFile={r / 'slurmctld.pid'}",
+            f"SlurmdPidFile={r / 'slurmd.pid'}",
+            f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
+            # no cgroups, no systemd: plain process tracking
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "MpiDefault=none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            # cores and memory are consumable, so jobs share the node instead of taking it whole
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "DefMemPerCPU=500",
+            # the node is declared as a GPU node (16 CPUs, 64 GB, one GPU) whatever this machine has,
+            # so the profile's requests are granted unchanged; nothing enforces them (no cgroups)
+            "SlurmdParameters=config_overrides",
+            "ReturnToService=2",
+            "MinJobAge=3600",  # finished jobs stay visible to squeue/scontrol for the checks
+            "KillWait=10",
+            "GresTypes=gpu",
+            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs=16 RealMemory=64000 Gres=gpu:1 State=UNKNOWN",
+        ]
+        for p in sorted(partitions):
+            default = "YES" if p == default_partition else "NO"
+            lines.append(f"PartitionName={p} Nodes={self.host} Default={default} MaxTime=INFINITE State=UP")
+        self.conf.write_text("\n".join(lines) + "\n")
+        (r / "gres.conf").write_text(f"NodeName={self.host} Name=gpu Count=1 File=/dev/null\n")
+
+        # The job-step plugin strips SLURM_* (SLURM_CONF included) from the environment of the srun
+        # it starts inside each job, so that srun would look for /etc/slurm/slurm.conf; a cluster
+        # keeps its config there, this one cannot. A wrapper first on PATH puts SLURM_CONF back.
+        self.bin = r / "bin"
+        self.bin.mkdir()
+        srun = self.bin / "srun"
+        srun.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {_which("srun")} "$@"\n')
+        srun.chmod(0o755)
+
+        self._spawn("slurmctld", [_which("slurmctld"), "-D"])
+        self._wait("slurmctld", lambda: self.run("scontrol", "ping").returncode == 0)
+        self._spawn("slurmd", [_which("slurmd"), "-D"])
+        self._wait("an idle node", lambda: "idle" in self.run("sinfo", "-h", "-o", "%T").stdout)
+
+    def run(self, *cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=60)
+
+    def stop(self) -> None:
+        """Cancel what is left of the jobs, then stop slurmd, slurmctld and munged by PID."""
+        if any(n == "slurmctld" and p.poll() is None for n, p in self.procs):
+            self.run("scancel", "--full", f"--partition={','.join(_partitions()[1])}")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.run("squeue", "-h", "-t", "PD,R,CG").stdout.strip():
+                time.sleep(1)
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    _ensure_slurm()
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmd (which launches jobs as their users) needs root")
+    try:
+        pwd.getpwnam("munge")
+    except KeyError:
+        pytest.skip("the munge package did not create its munge user")
+    root = Path(tempfile.mkdtemp(prefix="vispipe-slurm-"))
+    root.chmod(0o755)  # munged (as the munge user) must reach its socket directory
+    cluster = SlurmCluster(root)
+    try:
+        try:
+            cluster.start(*_partitions())
+        except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+            pytest.skip(f"the Slurm daemons did not start here: {err}\n{cluster.logs()}")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _sbatch_calls(output: str) -> dict[str, list[str]]:
+    """{rule: [sbatch command line, ...]} from Snakemake's --verbose output."""
+    calls: dict[str, list[str]] = {}
+    for m in re.finditer(
+        r"sbatch call: (sbatch .*?--comment '?rule_([A-Za-z0-9_]+?)(?:_wildcards_\S*?)?'? .*)", output
+    ):
+        calls.setdefault(m.group(2), []).append(m.group(1))
+    return calls
+
+
+def _job_ids(output: str) -> dict[str, list[str]]:
+    """{rule: [Slurm job id, ...]} from the plugin's 'submitted' messages."""
+    ids: dict[str, list[str]] = {}
+    for m in re.finditer(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output):
+        rule = re.search(r"rule_([A-Za-z0-9_]+)", m.group(2)).group(1)
+        ids.setdefault(rule, []).append(m.group(1))
+    return ids
+
+
+def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    shutil.copytree(ROOT / "profiles", wf / "profiles")
+    (wf / "config" / "slurm_test.yaml").write_text(yaml.safe_dump(QUICK))
+    env = env_with_venv()
+    env["SLURM_CONF"] = str(slurm_cluster.conf)
+    env["PATH"] = f"{slurm_cluster.bin}{os.pathsep}{env['PATH']}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        TARGET,
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "config/demo.yaml",
+        "config/slurm_test.yaml",
+        "--slurm-status-command",  # no slurmdbd here, so no sacct
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "3",
+        "--verbose",
+    ]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=1500)
+    out = proc.stdout + proc.stderr
+    (tmp_path / "snakemake.out").write_text(out)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((wf / "logs").rglob("*.log")))
+        pytest.fail(f"snakemake via Slurm failed ({proc.returncode}):\n{out[-8000:]}\n{logs}\n{slurm_cluster.logs()}")
+    print(f"slice through Slurm: {time.monotonic() - t0:.0f} s")
+
+    # the outputs
+    for rel in [
+        TARGET,
+        "results/classify/comparison.csv",
+        "results/classify/teacher/model.pt",
+        "results/classify/student/best.pt",
+        "results/classify/teacher/eval/metrics.json",
+        "results/classify/student/eval/metrics.json",
+    ]:
+        assert (wf / rel).stat().st_size > 0, rel
+    assert "teacher" in (wf / TARGET).read_text().lower()
+
+    # the download stayed on the submitting host; the compute steps went through sbatch
+    calls = _sbatch_calls(out)
+    assert "fetch_cifar10" not in calls, calls.keys()
+    assert {"train_teacher", "train_student", "evaluate", "compare_models"} <= calls.keys(), calls.keys()
+    assert len(calls["evaluate"]) == 2
+
+    # the GPU rules asked for a GPU, with the profile's partition, CPUs, memory, time and --requeue
+    profile = yaml.safe_load(PROFILE.read_text())
+    for rule in ("train_teacher", "train_student", "evaluate"):
+        res = profile["set-resources"][rule]
+        for call in calls[rule]:
+            assert "--gpus=1" in call, call
+            assert f"-p {res['slurm_partition']}" in call, call
+            assert f"--cpus-per-task={res['cpus_per_task']}" in call, call
+            assert f"--mem {res['mem_mb']}" in call, call
+            assert f"-t {res['runtime']}" in call, call
+            assert "--requeue" in call, call
+    # the CPU rule did not, and went to the default partition with the default resources
+    (cpu_call,) = calls["compare_models"]
+    default = profile["default-resources"]
+    assert "--gpu" not in cpu_call, cpu_call
+    assert f"-p {default['slurm_partition']}" in cpu_call and f"--mem {default['mem_mb']}" in cpu_call, cpu_call
+
+    # and Slurm granted it: the GPU jobs hold gres/gpu, the CPU job does not
+    ids = _job_ids(out)
+    for rule, jobs in ids.items():
+        for job in jobs:
+            info = slurm_cluster.run("scontrol", "show", "job", job).stdout
+            assert "JobState=COMPLETED" in info, info
+            wants_gpu = re.search(r"TresPerJob=\S*gpu:1", info) is not None
+            assert wants_gpu == (rule != "compare_models"), (rule, info)
+
+    # every Slurm job's log is kept, per rule
+    slurm_logs = wf / "logs" / "slurm"
+    for rule in ("train_teacher", "train_student", "evaluate", "compare_models"):
+        kept = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
+        assert kept and all(p.stat().st_size > 0 for p in kept), rule
+    assert not (slurm_logs / "rule_fetch_cifar10").exists()
+
+
+@pytest.mark.parametrize("profile", ["slurm", "local"])
+def test_profile_dry_run(profile, tmp_path):
+    """Both profiles parse, and every GPU step of the demo asks for one GPU (no cluster needed)."""
+    wf = copy_workflow(tmp_path / "wf")
+    shutil.copytree(ROOT / "profiles", wf / "profiles")
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--profile",
+        f"profiles/{profile}",
+        "--configfile",
+        "config/demo.yaml",
+    ]
+    proc = subprocess.run(cmd, cwd=wf, env=env_with_venv(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    rules = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, flags=re.M | re.S)
+    assert rules, out[-3000:]
+    gpu_rules = {"train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image"}
+    for rule, block in rules:
+        res = re.search(r"resources: (.*)", block)
+        asks_gpu = res is not None and re.search(r"\bgpu=1\b", res.group(1)) is not None
+        assert asks_gpu == (rule in gpu_rules), (rule, block)
