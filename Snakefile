@@ -20,6 +20,10 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 
+# With --software-deployment-method apptainer every step runs in this image (config key `container`).
+container: config["container"]
+
+
 include: "rules/common.smk"
 include: "rules/classify.smk"
 include: "rules/segment.smk"
