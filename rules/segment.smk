@@ -1,4 +1,184 @@
 # Text-guided segmentation: models -> frames -> first frame -> propagation -> overlay; still images.
-# (Rules arrive with the segmentation chain.)
+# Videos, images and targets are keys of config["segment"]; each rule passes only the config
+# blocks it reads, so editing a knob reruns exactly the steps that read it.
 
-SEGMENT_TARGETS = []
+from snakemake.exceptions import WorkflowError
+
+from vispipe.config import ConfigError
+from vispipe.segment.layout import (
+    PICTURES,
+    SEG,
+    check_target_keys,
+    final_outputs,
+    one_of,
+)
+from vispipe.segment.models import model_dirs
+
+SEGCFG = config["segment"]
+VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
+MODEL_DIRS = {kind: str(path) for kind, path in model_dirs(SEGCFG["models"]).items()}
+
+try:
+    check_target_keys(SEGCFG)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+SEGMENT_TARGETS = final_outputs(SEGCFG)
+
+
+wildcard_constraints:
+    video=one_of(VIDEOS),
+    image=one_of(IMAGES),
+    target=one_of(SEGCFG["targets"]),
+
+
+localrules:
+    fetch_models,
+
+
+rule fetch_models:
+    """Download CLIPSeg and SAM2 (or build the tiny random demo models); later rules run offline."""
+    output:
+        clipseg=directory(MODEL_DIRS["clipseg"]),
+        sam2=directory(MODEL_DIRS["sam2"]),
+    log:
+        "logs/segment/fetch_models.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=params_json("segment.models"),
+    shell:
+        "python scripts/fetch_models.py --config {params.cfg:q}"
+        " --clipseg {output.clipseg} --sam2 {output.sam2} --log {log}"
+
+
+rule extract_frames:
+    input:
+        video=lambda wc: VIDEOS[wc.video]["path"],
+    output:
+        frames=directory(f"{SEG}/{{video}}/frames"),
+        meta=f"{SEG}/{{video}}/meta.json",
+    log:
+        "logs/segment/{video}/extract_frames.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=params_json("segment.frames"),
+    shell:
+        "python scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}"
+        " --frames {output.frames} --meta {output.meta} --log {log}"
+
+
+rule segment_first:
+    input:
+        frames=f"{SEG}/{{video}}/frames",
+        meta=f"{SEG}/{{video}}/meta.json",
+        clipseg=MODEL_DIRS["clipseg"],
+        sam2=MODEL_DIRS["sam2"],
+    output:
+        heatmap=f"{SEG}/{{video}}/{{target}}/first/heatmap.png",
+        mask=f"{SEG}/{{video}}/{{target}}/first/mask.png",
+        instances=f"{SEG}/{{video}}/{{target}}/instances.json",
+    log:
+        "logs/segment/{video}/{target}/segment_first.log",
+    benchmark:
+        "benchmarks/segment/{video}/{target}/segment_first.tsv"
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=lambda wc: params_json(
+            f"segment.targets.{wc.target}",
+            "segment.clipseg",
+            "segment.sam2",
+            "segment.seed",
+            "segment.device",
+        ),
+    shell:
+        "HF_HUB_OFFLINE=1 python scripts/segment_first.py --config {params.cfg:q}"
+        " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
+        " --clipseg {input.clipseg} --sam2 {input.sam2}"
+        " --out-dir $(dirname {output.instances}) --log {log}"
+
+
+rule propagate:
+    input:
+        frames=f"{SEG}/{{video}}/frames",
+        meta=f"{SEG}/{{video}}/meta.json",
+        instances=f"{SEG}/{{video}}/{{target}}/instances.json",
+        sam2=MODEL_DIRS["sam2"],
+    output:
+        masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
+        tracks=f"{SEG}/{{video}}/{{target}}/tracks.json",
+        rle=f"{SEG}/{{video}}/{{target}}/masks.rle.json",
+    log:
+        "logs/segment/{video}/{target}/propagate.log",
+    benchmark:
+        "benchmarks/segment/{video}/{target}/propagate.tsv"
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=params_json(
+            "segment.flow",
+            "segment.propagate",
+            "segment.sam2",
+            "segment.seed",
+            "segment.device",
+        ),
+    shell:
+        "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
+        " --frames {input.frames} --meta {input.meta} --instances {input.instances} --sam2 {input.sam2}"
+        " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --log {log}"
+
+
+rule render_overlay:
+    """The instances drawn over the frames: overlay.mp4, and first/overlay.png (here rather than in
+    segment_first, so that a colour edit redraws pictures without rerunning detection or propagation).
+    """
+    input:
+        frames=f"{SEG}/{{video}}/frames",
+        meta=f"{SEG}/{{video}}/meta.json",
+        masks=f"{SEG}/{{video}}/{{target}}/masks",
+        tracks=f"{SEG}/{{video}}/{{target}}/tracks.json",
+    output:
+        video=f"{SEG}/{{video}}/{{target}}/overlay.mp4",
+        first=f"{SEG}/{{video}}/{{target}}/first/overlay.png",
+    log:
+        "logs/segment/{video}/{target}/render_overlay.log",
+    benchmark:
+        "benchmarks/segment/{video}/{target}/render_overlay.tsv"
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=params_json("segment.overlay"),
+    shell:
+        "python scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}"
+        " --masks {input.masks} --tracks {input.tracks} --out {output.video} --first {output.first} --log {log}"
+
+
+rule segment_image:
+    input:
+        image=lambda wc: IMAGES[wc.image]["path"],
+        clipseg=MODEL_DIRS["clipseg"],
+        sam2=MODEL_DIRS["sam2"],
+    output:
+        **{f.split(".")[0]: f"{SEG}/images/{{image}}/{{target}}/{f}" for f in PICTURES},
+        instances=f"{SEG}/images/{{image}}/{{target}}/instances.json",
+    log:
+        "logs/segment/images/{image}/{target}.log",
+    benchmark:
+        "benchmarks/segment/images/{image}/{target}.tsv"
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        cfg=lambda wc: params_json(
+            f"segment.targets.{wc.target}",
+            "segment.clipseg",
+            "segment.sam2",
+            "segment.overlay",
+            "segment.seed",
+            "segment.device",
+        ),
+    shell:
+        "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"
+        " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
+        " --out-dir $(dirname {output.instances}) --log {log}"

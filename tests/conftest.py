@@ -90,3 +90,19 @@ def demo_run(tmp_path_factory) -> Path:
     wf = copy_workflow(tmp_path_factory.mktemp("demo") / "wf")
     snakemake(wf, "--configfile", "config/demo.yaml", timeout=3000)
     return wf
+
+
+DEMO_VIDEO = ROOT / "resources" / "demo" / "bigbuckbunny.mp4"
+DEMO_CONFIGS = [ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml"]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """The demo's tiny random CLIPSeg and SAM2, built once per session: {"clipseg": dir, "sam2": dir}."""
+    from vispipe.config import load
+    from vispipe.segment.models import fetch
+
+    root = tmp_path_factory.mktemp("models")
+    dirs = {"clipseg": root / "clipseg", "sam2": root / "sam2"}
+    fetch(load(DEMO_CONFIGS)["segment"]["models"], dirs)
+    return dirs

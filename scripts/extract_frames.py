@@ -1,0 +1,26 @@
+#!/usr/bin/env python
+"""Decode the kept frames of a video (every stride-th frame of the first max_seconds) into
+--frames/NNNNN.jpg and describe them in --meta (source fps, size, frame count, stride, kept indices).
+
+Reads the segment.frames config key."""
+
+from pathlib import Path
+
+from vispipe import cli
+from vispipe.segment.steps import extract_frames
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    p.add_argument("--video", type=Path, required=True, help="any video FFmpeg decodes")
+    p.add_argument("--frames", type=Path, required=True, help="output folder of the kept frames")
+    p.add_argument("--meta", type=Path, required=True, help="output meta.json")
+    return p
+
+
+def main(args):
+    extract_frames(cli.load_config(args), args.video, args.frames, args.meta)
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())

@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Carry the first frame's instances through every kept frame: Farneback optical flow warps each mask,
+SAM2 refines it, with fallbacks when the refinement collapses or explodes or the object is occluded.
+Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance) and
+--rle (the masks as COCO run-length encoding).
+
+Reads the segment.flow, propagate, sam2, seed, device and models config keys."""
+
+from pathlib import Path
+
+from vispipe import cli
+from vispipe.segment.args import add_frames, add_models
+from vispipe.segment.steps import propagate_video
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    add_frames(p)
+    p.add_argument("--instances", type=Path, required=True, help="instances.json written by segment_first")
+    p.add_argument("--masks", type=Path, required=True, help="output folder of the instance-id PNGs")
+    p.add_argument("--tracks", type=Path, required=True, help="output tracks.json")
+    p.add_argument("--rle", type=Path, required=True, help="output COCO RLE JSON")
+    add_models(p, ("sam2",))
+    return p
+
+
+def main(args):
+    propagate_video(
+        cli.load_config(args), args.frames, args.meta, args.instances, args.masks, args.tracks, args.rle, args.sam2
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())

@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Segment a target on the first kept frame: CLIPSeg heatmap -> Otsu -> connected components
+(percentile fallback) -> SAM2 refinement of each instance. Writes --out-dir/first/{heatmap,mask}.png
+and --out-dir/instances.json (render_overlay draws first/overlay.png).
+
+Reads the segment.targets, clipseg, sam2, seed, device and models config keys."""
+
+from pathlib import Path
+
+from vispipe import cli
+from vispipe.segment.args import add_frames, add_models
+from vispipe.segment.steps import segment_first
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    add_frames(p)
+    p.add_argument("--target", required=True, help="a key of segment.targets")
+    p.add_argument("--out-dir", type=Path, required=True)
+    add_models(p)
+    return p
+
+
+def main(args):
+    segment_first(cli.load_config(args), args.target, args.frames, args.meta, args.out_dir, args.clipseg, args.sam2)
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())

@@ -1,0 +1,16 @@
+"""Text-guided segmentation: CLIPSeg heatmap -> instances -> SAM2 refinement -> optical-flow propagation.
+
+Modules, in pipeline order:
+
+- :mod:`.models`    fetch the Hub models or build tiny random ones; load them offline
+- :mod:`.video`     decode kept frames (PyAV), write the H.264 overlay video
+- :mod:`.clipseg`   text prompt -> heatmap -> one instance per connected component
+- :mod:`.sam2`      prompts (box + sampled points) -> refined masks
+- :mod:`.flow`      Farneback optical flow and mask warping
+- :mod:`.propagate` the frame-by-frame loop with its fallbacks
+- :mod:`.overlay`   heatmap, mask and instance pictures
+- :mod:`.masks`     instance-id PNGs, COCO RLE, atomic folders
+- :mod:`.steps`     one function per pipeline step (what the scripts call)
+- :mod:`.layout`    output paths and config checks for the Snakemake rules
+- :mod:`.args`      command-line options the scripts share
+"""

@@ -1,0 +1,22 @@
+"""Command-line options several segmentation scripts share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_frames(p: argparse.ArgumentParser) -> None:
+    """``--frames`` and ``--meta``: what extract_frames wrote."""
+    p.add_argument("--frames", type=Path, required=True, help="frames folder written by extract_frames")
+    p.add_argument("--meta", type=Path, required=True, help="meta.json written by extract_frames")
+
+
+def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("clipseg", "sam2")) -> None:
+    """``--clipseg`` / ``--sam2``: model folders written by fetch_models."""
+    for kind in kinds:
+        p.add_argument(
+            f"--{kind}",
+            type=Path,
+            help=f"{kind} folder written by fetch_models (default: where segment.models puts it)",
+        )

@@ -1,0 +1,48 @@
+"""Dense optical flow (Farnebäck, "Two-Frame Motion Estimation Based on Polynomial Expansion",
+SCIA 2003; ``cv2.calcOpticalFlowFarneback``) and mask warping.
+
+The flow is computed from the current frame back to the previous one, so every pixel of the current
+frame knows where it came from and samples the previous mask there (backward warping with
+``cv2.remap``): the warped mask has no holes, which forward splatting would leave.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+
+
+def backward_flow(previous: np.ndarray, current: np.ndarray, params: dict) -> np.ndarray:
+    """Flow ``(H, W, 2)`` such that ``current[y, x] ~ previous[y + f[..., 1], x + f[..., 0]]``.
+
+    ``params`` is the ``segment.flow`` config block; with ``scale`` < 1 the flow is computed on
+    downsized frames and scaled back up."""
+    prev, cur = gray(previous), gray(current)
+    h, w = cur.shape
+    scale = params["scale"]
+    if scale != 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        prev = cv2.resize(prev, size, interpolation=cv2.INTER_AREA)
+        cur = cv2.resize(cur, size, interpolation=cv2.INTER_AREA)
+    flow = cv2.calcOpticalFlowFarneback(
+        cur, prev, None, params["pyr_scale"], params["levels"], params["winsize"],
+        params["iterations"], params["poly_n"], params["poly_sigma"], 0,
+    )  # fmt: skip
+    if scale != 1:
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
+    return flow
+
+
+def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The boolean ``mask`` of the previous frame, moved onto the current one by a backward flow."""
+    h, w = mask.shape
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    warped = cv2.remap(
+        mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1],
+        interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )  # fmt: skip
+    return warped >= 0.5

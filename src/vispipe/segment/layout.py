@@ -1,0 +1,46 @@
+"""Where the segmentation outputs go, and the checks the workflow runs on ``config["segment"]`` before any job."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ..config import ConfigError
+
+SEG = "results/segment"
+PICTURES = ["heatmap.png", "mask.png", "overlay.png"]
+
+
+def check_target_keys(seg: dict) -> None:
+    """Every target a video or image lists must be a key of ``segment.targets``."""
+    for kind in ("videos", "images"):
+        for name, entry in seg[kind].items():
+            for target in entry["targets"]:
+                if target not in seg["targets"]:
+                    known = ", ".join(seg["targets"]) or "none"
+                    raise ConfigError(
+                        f"config key segment.{kind}.{name}.targets names {target!r}, which is not a key of "
+                        f"segment.targets (known: {known}); add it there or fix the name"
+                    )
+
+
+def final_outputs(seg: dict) -> list[str]:
+    """The files ``rule all`` asks for: every target of every video and every still image."""
+    videos = [
+        f"{SEG}/{video}/{target}/{name}"
+        for video, entry in seg["videos"].items()
+        for target in entry["targets"]
+        for name in [*(f"first/{p}" for p in PICTURES), "tracks.json", "overlay.mp4"]
+    ]
+    images = [
+        f"{SEG}/images/{image}/{target}/{name}"
+        for image, entry in seg["images"].items()
+        for target in entry["targets"]
+        for name in [*PICTURES, "instances.json"]
+    ]
+    return videos + images
+
+
+def one_of(names: Iterable[str]) -> str:
+    """A wildcard constraint matching exactly these config keys (nothing when there are none)."""
+    return "|".join(map(re.escape, names)) or "(?!)"

@@ -1,0 +1,98 @@
+"""Masks on disk: instance-id PNGs, COCO run-length encoding, pictures and folders written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from ..errors import UserError
+from ..io import atomic_path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it replaces ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; honour the umask
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_image(path: str | Path, image: np.ndarray, rgb: bool = True, jpeg_quality: int = 95) -> None:
+    """Write an image (RGB, or single-channel) atomically; the format follows the suffix."""
+    path = Path(path)
+    if rgb and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix, image, params)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); a clear error when OpenCV cannot read it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise UserError(
+            f"cannot read image {path}: empty, corrupt or not an image format OpenCV knows; replace the file"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_id_mask(path: str | Path) -> np.ndarray:
+    """An instance-id PNG (uint8, 0 = background) as written by :func:`id_mask`."""
+    ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if ids is None or ids.ndim != 2:
+        raise UserError(f"cannot read mask {path}; rerun propagate")
+    return ids
+
+
+def id_mask(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Paint boolean masks into one uint8 image of instance ids; where they overlap, the lower id wins."""
+    ids = np.zeros(shape, dtype=np.uint8)
+    for inst_id in sorted(masks, reverse=True):
+        ids[masks[inst_id]] = inst_id
+    return ids
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO run-length encoding of a boolean mask, JSON-ready (``counts`` as text)."""
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """Inverse of :func:`encode_rle`."""
+    return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def box_xyxy(mask: np.ndarray) -> list[int]:
+    """Tight box ``[x0, y0, x1, y1]`` (x1, y1 exclusive) of a non-empty boolean mask."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    return [x, y, x + w, y + h]

@@ -1,0 +1,210 @@
+"""The two models: fetched once into a local folder, then always loaded from it with the Hub offline.
+
+``source: hub`` downloads the configured repos (``snapshot_download``) and re-saves them with
+``from_pretrained(...).save_pretrained(...)``; ``source: random-tiny`` builds tiny randomly
+initialised models of the same classes (``CLIPSegConfig`` / ``Sam2Config`` shrunk) for the offline
+demo and the tests. Either way the folder holds what ``save_pretrained`` writes plus
+``source.json``, and every compute step loads it through the same ``from_pretrained`` path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from .masks import atomic_dir
+
+log = logging.getLogger(__name__)
+
+KINDS = ("clipseg", "sam2")
+SOURCE_FILE = "source.json"
+RANDOM_TINY = "random-tiny"
+RANDOM_WARNING = (
+    "RANDOM WEIGHTS: these are tiny, randomly initialised models (segment.models.source: random-tiny) "
+    "that only exercise the pipeline; their heatmaps and masks mean nothing. "
+    "Set segment.models.source: hub for the real CLIPSeg and SAM2."
+)
+
+
+def model_dirs(models_cfg: dict) -> dict[str, Path]:
+    """The folder of each model: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""
+    root = Path(models_cfg["dir"])
+    if models_cfg["source"] == RANDOM_TINY:
+        return {kind: root / f"{RANDOM_TINY}--{kind}" for kind in KINDS}
+    return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in KINDS}
+
+
+def _classes(kind: str) -> tuple[Any, Any]:
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, Sam2Model, Sam2Processor
+
+    return {"clipseg": (CLIPSegForImageSegmentation, CLIPSegProcessor), "sam2": (Sam2Model, Sam2Processor)}[kind]
+
+
+# ---------------------------------------------------------------------------------------------- fetch
+
+
+def fetch(models_cfg: dict, out: dict[str, Path]) -> None:
+    """Fill each ``out[kind]`` folder (written whole or not at all) from the configured source."""
+    for kind in KINDS:
+        with atomic_dir(out[kind]) as tmp:
+            if models_cfg["source"] == RANDOM_TINY:
+                log.warning(RANDOM_WARNING)
+                info = build_random_tiny(kind, tmp)
+            else:
+                info = download(kind, models_cfg[kind], tmp, Path(models_cfg["dir"]) / ".hf-cache")
+            (tmp / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        log.info("%s -> %s (%s)", kind, out[kind], info.get("commit", info["source"]))
+
+
+def download(kind: str, spec: dict, out: Path, cache_dir: Path) -> dict:
+    """Download ``spec['repo']`` at ``spec['revision']`` and re-save it with ``save_pretrained`` into ``out``."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo, revision = spec["repo"], spec["revision"]
+    log.info("downloading %s@%s", repo, revision)
+    try:
+        snapshot = Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir))
+    except (HfHubHTTPError, LocalEntryNotFoundError) as e:
+        raise UserError(
+            f"could not download {repo}@{revision} (segment.models.{kind}): {e}\n"
+            "Check the network (HF_ENDPOINT, HF_TOKEN, proxies; HF_HUB_OFFLINE must be unset) and the repo "
+            "and revision, or use segment.models.source: random-tiny for the offline demo."
+        ) from e
+    model_cls, processor_cls = _classes(kind)
+    model_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
+    processor_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
+    return {"source": "hub", "repo": repo, "revision": revision, "commit": snapshot.name, "random_weights": False}
+
+
+# ---------------------------------------------------------------------------- tiny random models
+
+# Small enough to run a frame in tens of milliseconds on a laptop CPU, shaped like the real models:
+# CLIPSeg keeps patch 16 and the decoder; SAM2 keeps the Hiera stages, the FPN and the mask decoder.
+TINY_CLIPSEG_SIZE = 224
+TINY_SAM2_SIZE = 256
+
+
+def tiny_clip_tokenizer():
+    """A CLIP byte-level BPE tokenizer over the smallest complete vocabulary: the 256 byte symbols,
+    their end-of-word forms and the two special tokens, no merges (every text tokenizes, letter by letter)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _tiny_clipseg():
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+
+    tokenizer = tiny_clip_tokenizer()
+    config = CLIPSegConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+            image_size=TINY_CLIPSEG_SIZE, patch_size=16,
+        ),
+        projection_dim=64, extract_layers=[0, 1, 2], reduce_dim=32,
+        decoder_intermediate_size=64, decoder_num_attention_heads=2,
+    )  # fmt: skip
+    # CIDAS/clipseg-rd64-refined's preprocessing: ImageNet mean/std, square resize
+    images = ViTImageProcessor(
+        size={"height": TINY_CLIPSEG_SIZE, "width": TINY_CLIPSEG_SIZE},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return CLIPSegForImageSegmentation(config), CLIPSegProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def _tiny_sam2():
+    """SAM2 with a 4-stage Hiera of widths 64..512 at 256 px. Hidden sizes stay multiples of 64 above 64,
+    and no global-attention block opens a stage (the query-pooling block needs a window there)."""
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    s = TINY_SAM2_SIZE
+    config = Sam2Config(
+        vision_config=dict(
+            backbone_config=dict(
+                hidden_size=64, embed_dim_per_stage=[64, 128, 256, 512], num_attention_heads_per_stage=[1, 1, 2, 4],
+                blocks_per_stage=[1, 1, 2, 1], global_attention_blocks=[3], window_size_per_stage=[8, 4, 4, 4],
+                window_positional_embedding_background_size=[4, 4], image_size=[s, s],
+            ),
+            backbone_channel_list=[512, 256, 128, 64],
+            backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+            fpn_hidden_size=128,
+        ),
+        prompt_encoder_config=dict(hidden_size=128, image_size=s, patch_size=16),
+        mask_decoder_config=dict(hidden_size=128, mlp_dim=256, num_attention_heads=4, iou_head_hidden_dim=128),
+    )  # fmt: skip
+    images = Sam2ImageProcessor(size={"height": s, "width": s}, mask_size={"height": s // 4, "width": s // 4})
+    return Sam2Model(config), Sam2Processor(image_processor=images)
+
+
+def build_random_tiny(kind: str, out: Path, seed: int = 0) -> dict:
+    """Save a tiny randomly initialised ``kind`` model and its processor into ``out``."""
+    torch.manual_seed(seed)
+    model, processor = (_tiny_clipseg if kind == "clipseg" else _tiny_sam2)()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    params = sum(p.numel() for p in model.parameters())
+    return {"source": RANDOM_TINY, "random_weights": True, "params": params, "seed": seed, "warning": RANDOM_WARNING}
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+@dataclass
+class Loaded:
+    """A model in eval mode on its device, its processor and what ``source.json`` says about it."""
+
+    model: Any
+    processor: Any
+    source: dict
+    device: torch.device
+
+    @property
+    def random(self) -> bool:
+        return bool(self.source.get("random_weights"))
+
+
+def load(kind: str, folder: str | Path, device: torch.device) -> Loaded:
+    """Load a model folder written by fetch_models, never touching the network."""
+    folder = Path(folder)
+    source_file = folder / SOURCE_FILE
+    if not (folder / "config.json").is_file() or not source_file.is_file():
+        raise UserError(
+            f"{kind} model missing in {folder}: run the fetch_models rule first "
+            f"(snakemake fetch_models, or scripts/fetch_models.py)"
+        )
+    source = json.loads(source_file.read_text())
+    model_cls, processor_cls = _classes(kind)
+    model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
+    processor = processor_cls.from_pretrained(folder, local_files_only=True)
+    if source.get("random_weights"):
+        log.warning("%s: %s", kind, RANDOM_WARNING)
+    else:
+        log.info("%s: %s@%s (commit %s)", kind, source.get("repo"), source.get("revision"), source.get("commit"))
+    return Loaded(model, processor, source, device)
+
+
+def weights_note(*models: Loaded) -> dict:
+    """What outputs record about the weights they came from."""
+    random = any(m.random for m in models)
+    note = {"random": random, "models": [m.source.get("repo", m.source["source"]) for m in models]}
+    if random:
+        note["warning"] = RANDOM_WARNING
+    return note

@@ -1,0 +1,76 @@
+"""SAM2 refinement: each coarse mask becomes a box plus sampled points, SAM2 returns a sharp mask.
+
+SAM 2 (Ravi et al., "SAM 2: Segment Anything in Images and Videos", 2024) takes boxes and labelled
+points as prompts. As in the seed notebook, every instance is prompted with its bounding box,
+``n_pos`` positive points drawn inside the coarse mask and ``n_neg`` negative points drawn in a
+``border``-pixel ring just outside it. All instances of a frame go through SAM2 in one batch, so the
+image encoder runs once per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .masks import box_xyxy
+from .models import Loaded
+
+
+def ring(mask: np.ndarray, border: int) -> np.ndarray:
+    """The pixels within ``border`` pixels outside ``mask`` (a dilation by a disc, minus the mask)."""
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * border + 1, 2 * border + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc).astype(bool) & ~mask
+
+
+def sample_points(
+    mask: np.ndarray, n_pos: int, n_neg: int, border: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``(N, 2)`` as (x, y) and labels ``(N,)`` (1 inside, 0 outside) for one mask.
+
+    Fewer points come back when the mask or its ring has fewer pixels than asked for."""
+    points, labels = [], []
+    for region, n, label in ((mask, n_pos, 1), (ring(mask, border), n_neg, 0)):
+        ys, xs = np.nonzero(region)
+        pick = rng.choice(len(xs), size=min(n, len(xs)), replace=False)
+        points.append(np.stack([xs[pick], ys[pick]], axis=1))
+        labels.append(np.full(len(pick), label))
+    return np.concatenate(points).astype(np.float32), np.concatenate(labels).astype(np.int64)
+
+
+@dataclass
+class Refined:
+    """SAM2's answer for one instance."""
+
+    mask: np.ndarray  # bool, image size
+    iou_score: float  # SAM2's own estimate of the mask's IoU
+    object_score: float  # logit that the object is present (< 0: absent, e.g. occluded)
+
+
+class Sam2Refiner:
+    """Refine coarse masks on an image with SAM2 (``Sam2Model`` + ``Sam2Processor``)."""
+
+    def __init__(self, sam2: Loaded, n_pos: int, n_neg: int, border: int):
+        self.sam2, self.n_pos, self.n_neg, self.border = sam2, n_pos, n_neg, border
+
+    @torch.inference_mode()
+    def refine(self, image: np.ndarray, masks: Sequence[np.ndarray], rng: np.random.Generator) -> list[Refined]:
+        """One :class:`Refined` per (non-empty) coarse mask, in order."""
+        if not masks:
+            return []
+        prompts = [sample_points(m, self.n_pos, self.n_neg, self.border, rng) for m in masks]
+        kwargs = {"input_boxes": [[box_xyxy(m) for m in masks]]}
+        if self.n_pos + self.n_neg > 0:
+            kwargs["input_points"] = [[p.tolist() for p, _ in prompts]]
+            kwargs["input_labels"] = [[lab.tolist() for _, lab in prompts]]
+        processor, device = self.sam2.processor, self.sam2.device
+        inputs = processor(images=image, return_tensors="pt", **kwargs)
+        original_sizes = inputs.pop("original_sizes")
+        out = self.sam2.model(**inputs.to(device), multimask_output=False)
+        full = processor.post_process_masks(out.pred_masks.cpu(), original_sizes)[0][:, 0].numpy()
+        iou = out.iou_scores[0, :, 0].float().cpu().numpy()
+        obj = out.object_score_logits[0, :, 0].float().cpu().numpy()
+        return [Refined(full[i], float(iou[i]), float(obj[i])) for i in range(len(masks))]

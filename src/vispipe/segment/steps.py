@@ -1,0 +1,336 @@
+"""One function per pipeline step; the scripts in ``scripts/`` parse arguments and call these.
+
+Every output is written to a temporary name and renamed when complete, so a failed or killed step
+leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import block
+from ..errors import UserError
+from ..io import atomic_path, write_json
+from ..runtime import pick_device
+from . import models, overlay
+from .clipseg import Detection, find_instances, heatmap
+from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
+from .propagate import STATES, propagate
+from .sam2 import Sam2Refiner
+from .video import kept_frames, write_h264
+
+log = logging.getLogger(__name__)
+RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"
+
+
+def target_prompt(cfg: dict, target: str) -> str:
+    """The prompt of a key of ``segment.targets``; a clear error for an unknown key."""
+    targets = block(cfg, "segment.targets")
+    if target not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise UserError(
+            f"unknown target {target!r}: it is not a key of segment.targets (known: {known}); "
+            f'add it there, e.g. {target}: {{prompt: "..."}}'
+        )
+    return targets[target]["prompt"]
+
+
+def fetch_models(cfg: dict, clipseg_dir: Path | None, sam2_dir: Path | None) -> None:
+    """Download (or build) both models into their folders (default: where the config puts them)."""
+    models_cfg = block(cfg, "segment.models")
+    dirs = models.model_dirs(models_cfg)
+    dirs = {"clipseg": clipseg_dir or dirs["clipseg"], "sam2": sam2_dir or dirs["sam2"]}
+    models.fetch(models_cfg, dirs)
+
+
+def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
+    """Load the models named in ``dirs``; a folder left ``None`` is where ``segment.models`` puts it."""
+    device = pick_device(block(cfg, "segment.device"))
+    if None in dirs.values():
+        default = models.model_dirs(block(cfg, "segment.models"))
+        dirs = {kind: folder or default[kind] for kind, folder in dirs.items()}
+    return {kind: models.load(kind, folder, device) for kind, folder in dirs.items()}
+
+
+# ------------------------------------------------------------------------------------------- frames
+
+
+def extract_frames(cfg: dict, video: Path, frames_dir: Path, meta_path: Path) -> dict:
+    """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``."""
+    frames_cfg = block(cfg, "segment.frames")
+    info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
+    kept: list[int] = []
+    with atomic_dir(frames_dir) as tmp:
+        for index, frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
+            write_image(tmp / f"{len(kept):05d}.jpg", frame, jpeg_quality=frames_cfg["jpeg_quality"])
+            kept.append(index)
+        if not kept:
+            raise UserError(f"{video} holds no decodable frame; replace the file")
+    meta = {
+        "video": str(video),
+        "source": {
+            "fps": float(info.fps),
+            "fps_fraction": str(info.fps),
+            "width": info.width,
+            "height": info.height,
+            "frame_count": info.frame_count,
+            "duration_s": info.duration_s,
+            "codec": info.codec,
+        },
+        "max_seconds": frames_cfg["max_seconds"],
+        "stride": frames_cfg["stride"],
+        "output_fps": str(info.fps / frames_cfg["stride"]),
+        "count": len(kept),
+        "kept": kept,
+        "files": [f"{k:05d}.jpg" for k in range(len(kept))],
+    }
+    write_json(meta_path, meta)
+    log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d, %s fps",
+             video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], info.width, info.height, info.fps)  # fmt: skip
+    return meta
+
+
+def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
+    meta = json.loads(Path(meta_path).read_text())
+    missing = [f for f in meta["files"] if not (frames_dir / f).is_file()]
+    if missing:
+        raise UserError(
+            f"{frames_dir} lacks {len(missing)} frame(s) listed in {meta_path} ({missing[0]}, ...); rerun extract_frames"
+        )
+    return meta
+
+
+# ------------------------------------------------------------------------------ first frame / stills
+
+
+def _detect(
+    image: np.ndarray, target: str, cfg: dict, loaded: dict[str, models.Loaded], where: dict
+) -> tuple[dict, np.ndarray, Detection]:
+    """CLIPSeg -> instances -> SAM2 on one picture: the instances.json document, the heatmap and the detection."""
+    prompt = target_prompt(cfg, target)
+    knobs, sam2_cfg, seed = block(cfg, "segment.clipseg"), block(cfg, "segment.sam2"), block(cfg, "segment.seed")
+    heat = heatmap(loaded["clipseg"], image, prompt)
+    found = find_instances(
+        heat, knobs["min_cc_area"], knobs["top_pct_fallback"], knobs["min_score"], knobs["max_instances"]
+    )
+    refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+    refined = refiner.refine(image, [c.mask for c in found.components], np.random.default_rng([seed, 0]))
+
+    instances = []
+    for i, (comp, ref) in enumerate(zip(found.components, refined), start=1):
+        mask = ref.mask if ref.mask.any() else comp.mask  # SAM2 returned nothing: keep CLIPSeg's region
+        instances.append({
+            "id": i,
+            "box": box_xyxy(mask),
+            "area": int(mask.sum()),
+            "clipseg_score": round(comp.score, 4),
+            "clipseg_box": comp.box,
+            "clipseg_area": comp.area,
+            "sam2_iou": round(ref.iou_score, 4),
+            "sam2_object_score": round(ref.object_score, 4),
+            "mask_from": "sam2" if ref.mask.any() else "clipseg",
+            "segmentation": encode_rle(mask),
+        })  # fmt: skip
+    doc = {
+        "target": target,
+        "prompt": prompt,
+        **where,
+        "size": [int(image.shape[0]), int(image.shape[1])],
+        "weights": models.weights_note(loaded["clipseg"], loaded["sam2"]),
+        "threshold": {"method": found.method, "value": None if found.method == "none" else round(found.threshold, 4)},
+        "found": len(instances),
+        "instances": instances,
+    }
+    if not instances:
+        doc["warning"] = (
+            f"no foreground found for {target!r} (prompt {prompt!r}): empty masks follow. "
+            "Try another prompt, or lower segment.clipseg.min_cc_area / min_score."
+        )
+        log.warning("%s", doc["warning"])
+    log.info("%s: %d instance(s) via %s threshold", target, len(instances), found.method)
+    return doc, heat, found
+
+
+def _save_picture(path: Path, picture: np.ndarray, random_weights: bool) -> None:
+    write_image(path, overlay.banner(picture, RANDOM_BANNER) if random_weights else picture)
+
+
+def _instance_picture(image: np.ndarray, doc: dict, style: dict) -> np.ndarray:
+    """The instances of an instances.json document drawn over its image."""
+    masks = {inst["id"]: decode_rle(inst["segmentation"]) for inst in doc["instances"]}
+    labels = {i: f"{doc['target']} {i}" for i in masks}
+    return overlay.draw_instances(image, id_mask(masks, image.shape[:2]), labels, style)
+
+
+def segment_first(
+    cfg: dict,
+    target: str,
+    frames_dir: Path,
+    meta_path: Path,
+    out_dir: Path,
+    clipseg_dir: Path | None = None,
+    sam2_dir: Path | None = None,
+) -> dict:
+    """The first kept frame of a video: ``out_dir/first/{heatmap,mask}.png`` and ``out_dir/instances.json``.
+
+    ``first/overlay.png`` is drawn by :func:`render_overlay`, with the overlay style, so that a colour
+    edit redraws pictures without rerunning detection and propagation."""
+    target_prompt(cfg, target)
+    meta = _read_meta(meta_path, frames_dir)
+    loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
+    image = read_image(frames_dir / meta["files"][0])
+    doc, heat, found = _detect(
+        image, target, cfg, loaded, {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
+    )
+    random_weights = doc["weights"]["random"]
+    _save_picture(out_dir / "first" / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
+    _save_picture(out_dir / "first" / "mask.png", overlay.mask_picture(found.mask), random_weights)
+    write_json(out_dir / "instances.json", doc)
+    return doc
+
+
+def segment_image(
+    cfg: dict,
+    target: str,
+    image_path: Path,
+    out_dir: Path,
+    clipseg_dir: Path | None = None,
+    sam2_dir: Path | None = None,
+) -> dict:
+    """A still image: ``out_dir/{heatmap,mask,overlay}.png`` and ``out_dir/instances.json``."""
+    target_prompt(cfg, target)
+    style = block(cfg, "segment.overlay")
+    image = read_image(image_path)
+    loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
+    doc, heat, found = _detect(image, target, cfg, loaded, {"image": str(image_path)})
+    random_weights = doc["weights"]["random"]
+    _save_picture(out_dir / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
+    _save_picture(out_dir / "mask.png", overlay.mask_picture(found.mask), random_weights)
+    _save_picture(out_dir / "overlay.png", _instance_picture(image, doc, style), random_weights)
+    write_json(out_dir / "instances.json", doc)
+    return doc
+
+
+# ------------------------------------------------------------------------------------- propagation
+
+
+def propagate_video(
+    cfg: dict,
+    frames_dir: Path,
+    meta_path: Path,
+    instances_path: Path,
+    masks_dir: Path,
+    tracks_path: Path,
+    rle_path: Path,
+    sam2_dir: Path | None = None,
+) -> dict:
+    """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file."""
+    meta = _read_meta(meta_path, frames_dir)
+    first = json.loads(Path(instances_path).read_text())
+    flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
+    sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
+    sam2 = _load_models(cfg, {"sam2": sam2_dir})["sam2"]
+    refiner = Sam2Refiner(sam2, sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+    start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
+    if not start:
+        log.warning("no instance on the first frame (%s): every mask will be empty", first.get("warning", ""))
+
+    target, h, w = first["target"], meta["source"]["height"], meta["source"]["width"]
+    frames = (read_image(frames_dir / f) for f in meta["files"])
+    track_frames, images, annotations = [], [], []
+    summary = {str(i): dict.fromkeys(STATES, 0) for i in start}
+    with atomic_dir(masks_dir) as tmp:
+        results = propagate(frames, start, refiner, flow_cfg, bounds, seed)
+        for k, res in enumerate(tqdm(results, total=meta["count"], desc=f"propagate {target}", unit="frame")):
+            name = f"{k:05d}.png"
+            write_image(tmp / name, id_mask(res.masks, (h, w)), rgb=False)
+            track_frames.append(
+                {
+                    "frame": k,
+                    "file": name,
+                    "source_index": meta["kept"][k],
+                    "instances": {str(i): v for i, v in res.info.items()},
+                }
+            )
+            images.append(
+                {"id": k, "file_name": meta["files"][k], "width": w, "height": h, "source_index": meta["kept"][k]}
+            )
+            for i, mask in res.masks.items():
+                x0, y0, x1, y1 = box_xyxy(mask)
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": k, "category_id": 1, "instance_id": i,
+                    "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": 0, "state": res.info[i]["state"],
+                })  # fmt: skip
+            for i, info in res.info.items():
+                summary[str(i)][info["state"]] += 1
+    weights = first["weights"]
+    write_json(rle_path, {
+        "info": {"description": f"{target} masks of {meta['video']} (COCO RLE, pycocotools)", "weights": weights},
+        "images": images, "annotations": annotations, "categories": [{"id": 1, "name": target}],
+    })  # fmt: skip
+    tracks = {
+        "target": target,
+        "prompt": first["prompt"],
+        "video": meta["video"],
+        "weights": weights,
+        "instances": sorted(start),
+        "summary": summary,
+        "frames": track_frames,
+    }
+    write_json(tracks_path, tracks)
+    for i, counts in summary.items():
+        log.info("instance %s: %s", i, ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return tracks
+
+
+# ----------------------------------------------------------------------------------------- overlay
+
+
+def render_overlay(
+    cfg: dict,
+    frames_dir: Path,
+    meta_path: Path,
+    masks_dir: Path,
+    tracks_path: Path,
+    out_path: Path,
+    first_path: Path | None = None,
+) -> int:
+    """``overlay.mp4``: the kept frames with their instances drawn, H.264, at the source fps / stride;
+    and the first of them as ``first_path`` (``first/overlay.png``) when given."""
+    style = block(cfg, "segment.overlay")
+    meta = _read_meta(meta_path, frames_dir)
+    tracks = json.loads(Path(tracks_path).read_text())
+    if len(tracks["frames"]) != meta["count"]:
+        raise UserError(
+            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
+        )
+    target, random_weights = tracks["target"], tracks["weights"]["random"]
+    if random_weights:
+        log.warning("%s", models.RANDOM_WARNING)
+
+    def drawn():
+        for k, (frame_file, track) in enumerate(zip(meta["files"], tracks["frames"])):
+            ids = read_id_mask(masks_dir / track["file"])
+            labels = {
+                int(i): f"{target} {i}" + (" (flow)" if v["state"] == "warped" else "")
+                for i, v in track["instances"].items()
+            }
+            picture = overlay.draw_instances(read_image(frames_dir / frame_file), ids, labels, style)
+            if random_weights:
+                picture = overlay.banner(picture, RANDOM_BANNER)
+            if k == 0 and first_path is not None:
+                write_image(first_path, picture)
+            yield picture
+
+    fps = Fraction(meta["output_fps"])
+    with atomic_path(out_path) as tmp:
+        n = write_h264(tmp, tqdm(drawn(), total=meta["count"], desc=f"render {target}", unit="frame"), fps)
+    log.info("%s: %d frames, H.264, %s fps, %dx%d", out_path, n, fps, meta["source"]["width"], meta["source"]["height"])
+    return n

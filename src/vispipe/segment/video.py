@@ -1,0 +1,106 @@
+"""Video in and out with PyAV (FFmpeg): decode the kept frames, encode the overlay as H.264.
+
+OpenCV's pip wheels can only write MPEG-4 part 2 (``mp4v``), which browsers do not play; PyAV's
+wheels carry libx264, so the overlay is H.264 in yuv420p, the combination every browser decodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass
+class SourceInfo:
+    """What the container says about the first video stream."""
+
+    fps: Fraction
+    width: int
+    height: int
+    frame_count: int | None  # from the container; None when it does not say
+    duration_s: float | None
+    codec: str
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise UserError(f"video not found: {path}; check the path under segment.videos")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise UserError(f"cannot read video {path}: {e}. Is it empty or corrupt? Replace the file.") from e
+    if not container.streams.video:
+        container.close()
+        raise UserError(f"{path} has no video stream; point segment.videos at a video file")
+    return container
+
+
+def kept_frames(
+    path: str | Path, max_seconds: float | None, stride: int
+) -> tuple[SourceInfo, Iterator[tuple[int, np.ndarray]]]:
+    """The source's stream info and an iterator of ``(source frame index, RGB frame)``: every
+    ``stride``-th frame of the first ``max_seconds`` seconds (all of them when ``None``)."""
+    path = Path(path)
+    container = _open(path)
+    stream = container.streams.video[0]
+    fps = stream.average_rate or stream.guessed_rate
+    if not fps:
+        container.close()
+        raise UserError(f"{path}: the video stream has no frame rate; re-encode it (ffmpeg -i in -r 25 out.mp4)")
+    duration = float(stream.duration * stream.time_base) if stream.duration else None
+    info = SourceInfo(
+        Fraction(fps),
+        stream.codec_context.width,
+        stream.codec_context.height,
+        stream.frames or None,
+        duration,
+        stream.codec_context.name,
+    )
+    limit = math.ceil(max_seconds * info.fps) if max_seconds is not None else None
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if limit is not None and index >= limit:
+                    break
+                if index % stride == 0:
+                    yield index, frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as e:
+            raise UserError(f"cannot decode video {path}: {e}. The file is damaged; replace it.") from e
+        finally:
+            container.close()
+
+    return info, frames()
+
+
+def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: Fraction, crf: int = 20) -> int:
+    """Encode RGB frames as H.264 (yuv420p) MP4 at ``fps``; return the number of frames written.
+
+    yuv420p needs even sides: an odd width or height is padded by one black pixel."""
+    n = 0
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                h, w = frame.shape[:2]
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height = w + w % 2, h + h % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf)}
+            if frame.shape[0] % 2 or frame.shape[1] % 2:
+                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(packet)
+            n += 1
+        if stream is not None:
+            for packet in stream.encode():
+                out.mux(packet)
+    return n

@@ -1,0 +1,136 @@
+"""The demo's segmentation targets run by Snakemake in a temp copy of the workflow (no training):
+outputs, the H.264 overlay decoded back, fan-out over videos and targets, and which steps a knob edit reruns."""
+
+import json
+import re
+
+import av
+import pytest
+
+from conftest import copy_workflow, job_counts, snakemake
+from vispipe.config import load
+from vispipe.segment.layout import final_outputs
+
+SEG = "results/segment/bigbuckbunny"
+SEG_RULES = {"fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image"}
+
+
+@pytest.fixture(scope="module")
+def seg_run(tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("seg") / "wf")
+    targets = final_outputs(load([wf / "config/config.yaml", wf / "config/demo.yaml"])["segment"])
+    snakemake(wf, *targets, "--configfile", "config/demo.yaml")
+    return wf
+
+
+def test_overlay_mp4_decodes_as_h264_at_source_fps_over_stride(seg_run):
+    meta = json.loads((seg_run / SEG / "meta.json").read_text())
+    assert (meta["stride"], meta["count"], meta["source"]["fps"]) == (2, 66, 25.0)  # demo: 6 s, stride 2
+    with av.open(str(seg_run / SEG / "rabbit/overlay.mp4")) as c:
+        stream = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert stream.average_rate == meta["source"]["fps"] / meta["stride"] == 12.5
+    assert len(frames) == meta["count"]
+    assert frames[0].shape == (meta["source"]["height"], meta["source"]["width"], 3) == (720, 1280, 3)
+    masks = sorted((seg_run / SEG / "rabbit/masks").glob("*.png"))
+    assert len(masks) == meta["count"] == len(list((seg_run / SEG / "frames").glob("*.jpg")))
+    tracks = json.loads((seg_run / SEG / "rabbit/tracks.json").read_text())
+    assert len(tracks["frames"]) == meta["count"] and tracks["weights"]["random"]
+
+
+def test_every_output_log_and_benchmark(seg_run):
+    for name in ("first/heatmap.png", "first/mask.png", "first/overlay.png", "instances.json", "masks.rle.json"):
+        assert (seg_run / SEG / "rabbit" / name).stat().st_size > 0, name
+    still = seg_run / "results/segment/images/bigbuckbunny_frame/rabbit"
+    assert sorted(p.name for p in still.iterdir()) == ["heatmap.png", "instances.json", "mask.png", "overlay.png"]
+    logs = seg_run / "logs/segment"
+    for log in ("fetch_models.log", "bigbuckbunny/extract_frames.log", "bigbuckbunny/rabbit/segment_first.log",
+                "bigbuckbunny/rabbit/propagate.log", "bigbuckbunny/rabbit/render_overlay.log",
+                "images/bigbuckbunny_frame/rabbit.log"):  # fmt: skip
+        assert (logs / log).stat().st_size > 0, log
+    assert "RANDOM WEIGHTS" in (logs / "bigbuckbunny/rabbit/segment_first.log").read_text()
+    assert (seg_run / "benchmarks/segment/bigbuckbunny/rabbit/propagate.tsv").exists()
+    assert json.loads((seg_run / "resources/models/random-tiny--sam2/source.json").read_text())["random_weights"]
+
+
+def dry_run(wf, override: str | None = None, *targets: str) -> str:
+    args = ["-n", *targets, "--configfile", "config/demo.yaml"]
+    if override is not None:
+        (wf / "override.yaml").write_text(override + "\n")
+        args.append("override.yaml")
+    return snakemake(wf, *args).stdout
+
+
+def reasons(dry_run_output: str) -> dict[str, list[str]]:
+    """{rule: [reason of each of its jobs]} from ``snakemake -n`` output."""
+    out: dict[str, list[str]] = {}
+    rule = None
+    for line in dry_run_output.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif rule and line.strip().startswith("reason:"):
+            out.setdefault(rule, []).append(line.strip())
+    return out
+
+
+def test_nothing_to_do_after_the_run(seg_run):
+    targets = final_outputs(load([seg_run / "config/config.yaml", seg_run / "config/demo.yaml"])["segment"])
+    assert job_counts(dry_run(seg_run, None, *targets)) == {}
+
+
+@pytest.mark.parametrize(
+    "override, changed, downstream",
+    [
+        ("segment: {sam2: {n_pos: 3}}", {"segment_first", "segment_image"}, {"propagate", "render_overlay"}),
+        ("segment: {clipseg: {min_cc_area: 500}}", {"segment_first", "segment_image"}, {"propagate", "render_overlay"}),
+        (
+            "segment: {targets: {rabbit: {prompt: a rabbit}}}",
+            {"segment_first", "segment_image"},
+            {"propagate", "render_overlay"},
+        ),
+        ("segment: {flow: {winsize: 21}}", {"propagate"}, {"render_overlay"}),
+        ("segment: {propagate: {max_area_ratio: 3.0}}", {"propagate"}, {"render_overlay"}),
+        ("segment: {overlay: {alpha: 0.3}}", {"segment_image", "render_overlay"}, set()),
+        ("segment: {frames: {stride: 3}}", {"extract_frames"}, {"segment_first", "propagate", "render_overlay"}),
+    ],
+)
+def test_a_segmentation_knob_reruns_exactly_the_affected_steps(seg_run, override, changed, downstream):
+    """Over the whole workflow (rule all): the first steps that read the edited knob rerun for changed
+    params and their consumers follow (Snakemake gives one reason per job: "input files updated");
+    a colour edit only redraws pictures; frame extraction reruns only for frames knobs, the models
+    never; training is scheduled only because this temp dir never trained (missing outputs), never
+    because of the edit."""
+    why = reasons(dry_run(seg_run, override))
+    assert {r for r, rs in why.items() if any("Params have changed" in x for x in rs)} == changed
+    assert {r for r in why if r in SEG_RULES} == changed | downstream
+    assert "fetch_models" not in why
+    for rule in ("train_teacher", "train_student"):
+        assert all(x.startswith("reason: Missing output files") for x in why[rule]), why[rule]
+
+
+def test_videos_and_targets_fan_out_through_wildcards(seg_run):
+    override = (
+        "segment:\n"
+        "  targets: {white_rabbit: {prompt: a white rabbit}}\n"
+        "  videos: {bunny2: {path: resources/demo/bigbuckbunny.mp4, targets: [rabbit, white_rabbit]}}\n"
+        "  images: {bigbuckbunny_frame: {path: resources/demo/bigbuckbunny_frame.jpg, targets: [rabbit, white_rabbit]}}\n"
+    )
+    out = dry_run(seg_run, override)
+    counts = job_counts(out)
+    # deep-merged config: bigbuckbunny/rabbit exists; bunny2 x {rabbit, white_rabbit} and the still's new target are new
+    assert {r: counts.get(r, 0) for r in SEG_RULES} == {
+        "fetch_models": 0, "extract_frames": 1, "segment_first": 2, "propagate": 2, "render_overlay": 2, "segment_image": 1,
+    }  # fmt: skip
+    outputs = [line for line in out.splitlines() if line.strip().startswith("output:")]
+    assert any("results/segment/bunny2/white_rabbit/overlay.mp4" in line for line in outputs)
+    assert not any("white rabbit" in line for line in outputs)  # the key names paths, never the prompt
+
+
+def test_unknown_target_key_and_bad_knob_stop_the_workflow(seg_run):
+    (seg_run / "override.yaml").write_text("segment: {videos: {bigbuckbunny: {targets: [fox]}}}\n")
+    proc = snakemake(seg_run, "-n", "--configfile", "config/demo.yaml", "override.yaml", check=False)
+    assert proc.returncode != 0 and "segment.videos.bigbuckbunny.targets names 'fox'" in proc.stderr + proc.stdout
+    (seg_run / "override.yaml").write_text("segment: {flow: {poly_n: 6}}\n")
+    proc = snakemake(seg_run, "-n", "--configfile", "config/demo.yaml", "override.yaml", check=False)
+    assert proc.returncode != 0 and "config key segment.flow.poly_n" in proc.stderr + proc.stdout

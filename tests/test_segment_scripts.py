@@ -1,0 +1,255 @@
+"""Each segmentation script as a subprocess: help, the happy path on the demo video, bad input."""
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, run_script
+
+SCRIPTS = ["fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image"]
+SHORT = {"segment": {"frames": {"max_seconds": 1.0, "stride": 5}}}  # 5 frames: 0, 5, 10, 15, 20
+
+
+def cfg_args(override: dict | None = None) -> list[str]:
+    args = [a for c in DEMO_CONFIGS for a in ("--config", str(c))]
+    return args + ["--config", json.dumps(override)] if override else args
+
+
+def assert_nothing_left(folder):
+    """After a failure: no output, no temporary file."""
+    leftovers = [p.name for p in folder.rglob("*")] if folder.exists() else []
+    assert leftovers == [], leftovers
+
+
+def failed(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """fetch_models, extract_frames, segment_first, propagate and render_overlay, once, on 5 demo frames."""
+    d = tmp_path_factory.mktemp("seg")
+    m = {"clipseg": d / "models/clipseg", "sam2": d / "models/sam2"}
+    run_script("fetch_models", *cfg_args(), "--clipseg", m["clipseg"], "--sam2", m["sam2"], "--log", d / "fetch.log")
+    run_script(
+        "extract_frames", *cfg_args(SHORT), "--video", DEMO_VIDEO, "--frames", d / "frames", "--meta", d / "meta.json"
+    )
+    models = ["--clipseg", m["clipseg"], "--sam2", m["sam2"]]
+    t = d / "rabbit"
+    run_script("segment_first", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--target", "rabbit",
+               "--out-dir", t, *models, "--log", d / "first.log")  # fmt: skip
+    run_script("propagate", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--instances", t / "instances.json",
+               "--masks", t / "masks", "--tracks", t / "tracks.json", "--rle", t / "masks.rle.json", "--sam2", m["sam2"])  # fmt: skip
+    run_script("render_overlay", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--masks", t / "masks",
+               "--tracks", t / "tracks.json", "--out", t / "overlay.mp4", "--first", t / "first/overlay.png")  # fmt: skip
+    return d, m
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name):
+    proc = run_script(name, "-h")
+    assert "usage:" in proc.stdout and "--config" in proc.stdout and "--log" in proc.stdout
+
+
+def test_fetch_models_builds_random_tiny_and_says_so(run):
+    d, m = run
+    for folder in m.values():
+        assert json.loads((folder / "source.json").read_text())["random_weights"] is True
+    assert "RANDOM WEIGHTS" in (d / "fetch.log").read_text()
+
+
+def test_extract_frames_honours_max_seconds_and_stride(run):
+    d, _ = run
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["source"] == {"fps": 25.0, "fps_fraction": "25", "width": 1280, "height": 720, "frame_count": 132,
+                              "duration_s": pytest.approx(5.28), "codec": "h264"}  # fmt: skip
+    assert (meta["stride"], meta["max_seconds"], meta["output_fps"], meta["count"]) == (5, 1.0, "5", 5)
+    assert meta["kept"] == [0, 5, 10, 15, 20]
+    assert sorted(p.name for p in (d / "frames").iterdir()) == meta["files"] == [f"{k:05d}.jpg" for k in range(5)]
+    assert cv2.imread(str(d / "frames/00004.jpg")).shape == (720, 1280, 3)
+
+
+def test_segment_first_outputs(run):
+    d, _ = run
+    doc = json.loads((d / "rabbit/instances.json").read_text())
+    assert doc["target"] == "rabbit" and doc["prompt"] == "rabbit" and doc["source_index"] == 0
+    assert doc["weights"]["random"] and "RANDOM WEIGHTS" in doc["weights"]["warning"]
+    assert doc["found"] == len(doc["instances"]) >= 1 and doc["found"] <= 3  # demo: max_instances 3
+    for k, inst in enumerate(doc["instances"], start=1):
+        assert inst["id"] == k and inst["area"] > 0 and len(inst["box"]) == 4
+        assert {"clipseg_score", "sam2_iou", "segmentation"} <= set(inst) and 0 <= inst["clipseg_score"] <= 1
+    for name in ("heatmap.png", "overlay.png"):
+        img = cv2.imread(str(d / "rabbit/first" / name))
+        assert img.shape == (720, 1280, 3) and tuple(img[-2, 2]) == (0, 0, 200)  # the red RANDOM WEIGHTS strip (BGR)
+    assert "RANDOM WEIGHTS" in (d / "first.log").read_text()
+
+
+def test_propagate_outputs(run):
+    d, _ = run
+    t = d / "rabbit"
+    masks = sorted((t / "masks").iterdir())
+    assert [p.name for p in masks] == [f"{k:05d}.png" for k in range(5)]
+    ids = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in masks]
+    assert all(m.shape == (720, 1280) and m.dtype == np.uint8 for m in ids)
+    tracks = json.loads((t / "tracks.json").read_text())
+    n = json.loads((t / "instances.json").read_text())["found"]
+    assert len(tracks["frames"]) == 5 and tracks["instances"] == list(range(1, n + 1))
+    assert all(sum(counts.values()) == 5 for counts in tracks["summary"].values())
+    for frame, m in zip(tracks["frames"], ids):
+        visible = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
+        assert set(np.unique(m)) - {0} <= visible
+    rle = json.loads((t / "masks.rle.json").read_text())
+    assert len(rle["images"]) == 5 and rle["categories"] == [{"id": 1, "name": "rabbit"}]
+    from vispipe.segment.masks import decode_rle
+
+    for ann in rle["annotations"]:  # every RLE mask is the instance's pixels in its PNG (or hidden below a lower id)
+        mask = decode_rle(ann["segmentation"])
+        assert mask.sum() == ann["area"] and (ids[ann["image_id"]][mask] <= ann["instance_id"]).all()
+
+
+def test_render_overlay_is_h264_at_fps_over_stride(run):
+    d, _ = run
+    with av.open(str(d / "rabbit/overlay.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.name, s.codec_context.pix_fmt, s.average_rate) == ("h264", "yuv420p", 5)
+        assert (s.width, s.height) == (1280, 720) and sum(1 for _ in c.decode(s)) == 5
+
+
+def test_segment_image(run, tmp_path):
+    _, m = run
+    out = tmp_path / "still"
+    proc = run_script("segment_image", *cfg_args(), "--image", ROOT / "resources/demo/bigbuckbunny_frame.jpg",
+                      "--target", "rabbit", "--out-dir", out, "--clipseg", m["clipseg"], "--sam2", m["sam2"])  # fmt: skip
+    assert "RANDOM WEIGHTS" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "instances.json", "mask.png", "overlay.png"]
+    doc = json.loads((out / "instances.json").read_text())
+    assert doc["image"].endswith("bigbuckbunny_frame.jpg") and doc["size"] == [720, 1280] and doc["found"] >= 1
+
+
+def test_a_target_without_foreground_is_not_a_crash(run, tmp_path):
+    """Nothing reaches min_score: found 0 and a warning, empty masks, an overlay without instances."""
+    d, m = run
+    none = {"segment": {"clipseg": {"min_score": 1.0}}}
+    t = tmp_path / "rabbit"
+    proc = run_script("segment_first", *cfg_args(none), "--frames", d / "frames", "--meta", d / "meta.json",
+                      "--target", "rabbit", "--out-dir", t, "--clipseg", m["clipseg"], "--sam2", m["sam2"],
+                      "--log", tmp_path / "first.log")  # fmt: skip
+    doc = json.loads((t / "instances.json").read_text())
+    assert doc["found"] == 0 and doc["instances"] == [] and "no foreground found for 'rabbit'" in doc["warning"]
+    assert "WARNING no foreground found" in (tmp_path / "first.log").read_text() and proc.returncode == 0
+    assert sorted(p.name for p in (t / "first").iterdir()) == ["heatmap.png", "mask.png"]
+    assert not cv2.imread(str(t / "first/mask.png"), cv2.IMREAD_GRAYSCALE)[:600].any()
+    run_script("propagate", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--instances", t / "instances.json",
+               "--masks", t / "masks", "--tracks", t / "tracks.json", "--rle", t / "masks.rle.json", "--sam2", m["sam2"])  # fmt: skip
+    assert all(not cv2.imread(str(p), cv2.IMREAD_UNCHANGED).any() for p in (t / "masks").iterdir())
+    assert len(list((t / "masks").iterdir())) == 5
+    assert json.loads((t / "masks.rle.json").read_text())["annotations"] == []
+    run_script("render_overlay", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--masks", t / "masks",
+               "--tracks", t / "tracks.json", "--out", t / "overlay.mp4")  # fmt: skip
+    with av.open(str(t / "overlay.mp4")) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    source = cv2.cvtColor(cv2.imread(str(d / "frames/00000.jpg")), cv2.COLOR_BGR2RGB)
+    assert np.abs(first[:600].astype(int) - source[:600]).mean() < 4  # just the frame (H.264 is lossy)
+
+
+# ----------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all" * 100, DEMO_VIDEO.read_bytes()[:300_000]])
+def test_extract_frames_rejects_broken_videos(tmp_path, content):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(content)
+    out = tmp_path / "out"
+    proc = run_script(
+        "extract_frames",
+        *cfg_args(),
+        "--video",
+        video,
+        "--frames",
+        out / "frames",
+        "--meta",
+        out / "meta.json",
+        check=False,
+    )
+    failed(proc, f"cannot read video {video}", "Replace the file")
+    assert_nothing_left(out)
+
+
+def test_extract_frames_missing_video(tmp_path):
+    proc = run_script("extract_frames", *cfg_args(), "--video", tmp_path / "nope.mp4", "--frames", tmp_path / "f",
+                      "--meta", tmp_path / "meta.json", check=False)  # fmt: skip
+    failed(proc, "video not found", "nope.mp4")
+
+
+def first_args(run, out, override=None, target="rabbit", models=True):
+    d, m = run
+    args = [
+        *cfg_args(override),
+        "--frames",
+        d / "frames",
+        "--meta",
+        d / "meta.json",
+        "--target",
+        target,
+        "--out-dir",
+        out,
+    ]
+    return args + ["--clipseg", m["clipseg"], "--sam2", m["sam2"]] if models else args
+
+
+def test_unknown_target(run, tmp_path):
+    proc = run_script("segment_first", *first_args(run, tmp_path / "out", target="fox"), check=False)
+    failed(proc, "unknown target 'fox'", "segment.targets (known: rabbit)")
+    assert_nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"segment": {"sam2": {"n_pos": -1}}}, "segment.sam2.n_pos"),
+        ({"segment": {"clipseg": {"top_pct_fallback": 1.5}}}, "segment.clipseg.top_pct_fallback"),
+        ({"segment": {"sam2": {"border": 0}}}, "segment.sam2.border"),
+    ],
+)
+def test_out_of_range_knob_names_the_key(run, tmp_path, override, key):
+    proc = run_script("segment_first", *first_args(run, tmp_path / "out", override), check=False)
+    failed(proc, f"config key {key}:", "config.schema.yaml")
+    assert_nothing_left(tmp_path / "out")
+
+
+def test_out_of_range_frames_knob(tmp_path):
+    proc = run_script("extract_frames", *cfg_args({"segment": {"frames": {"stride": 0}}}), "--video", DEMO_VIDEO,
+                      "--frames", tmp_path / "f", "--meta", tmp_path / "meta.json", check=False)  # fmt: skip
+    failed(proc, "config key segment.frames.stride:")
+    assert_nothing_left(tmp_path)
+
+
+def test_missing_models_name_fetch_models(run, tmp_path):
+    where = {"segment": {"models": {"dir": str(tmp_path / "empty")}}}
+    proc = run_script("segment_first", *first_args(run, tmp_path / "out", where, models=False), check=False)
+    failed(proc, "model missing in", "run the fetch_models rule first")
+    assert_nothing_left(tmp_path / "out")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n garbage"])
+def test_segment_image_rejects_unreadable_images(run, tmp_path, content):
+    _, m = run
+    image = tmp_path / "broken.png"
+    image.write_bytes(content)
+    proc = run_script("segment_image", *cfg_args(), "--image", image, "--target", "rabbit", "--out-dir", tmp_path / "out",
+                      "--clipseg", m["clipseg"], "--sam2", m["sam2"], check=False)  # fmt: skip
+    failed(proc, f"cannot read image {image}")
+    assert_nothing_left(tmp_path / "out")
+
+
+def test_fetch_models_offline_hub_is_a_clear_error(tmp_path):
+    hub = {"segment": {"models": {"source": "hub", "dir": str(tmp_path / "models")}}}
+    proc = run_script("fetch_models", *cfg_args(hub), check=False)  # conftest runs scripts with HF_HUB_OFFLINE=1
+    failed(proc, "could not download CIDAS/clipseg-rd64-refined@main", "HF_HUB_OFFLINE must be unset")
+    assert not (tmp_path / "models" / "CIDAS--clipseg-rd64-refined").exists()
