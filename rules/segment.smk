@@ -85,6 +85,7 @@ rule segment_first:
         "benchmarks/segment/{video}/{target}/segment_first.tsv"
     conda:
         "../envs/vispipe.yaml"
+    threads: 4
     params:
         cfg=lambda wc: params_json(
             f"segment.targets.{wc.target}",
@@ -97,7 +98,7 @@ rule segment_first:
         "HF_HUB_OFFLINE=1 python scripts/segment_first.py --config {params.cfg:q}"
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
         " --clipseg {input.clipseg} --sam2 {input.sam2}"
-        " --out-dir $(dirname {output.instances}) --log {log}"
+        " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 
 
 rule propagate:
@@ -116,6 +117,7 @@ rule propagate:
         "benchmarks/segment/{video}/{target}/propagate.tsv"
     conda:
         "../envs/vispipe.yaml"
+    threads: 4
     params:
         cfg=params_json(
             "segment.flow",
@@ -127,7 +129,7 @@ rule propagate:
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
         " --frames {input.frames} --meta {input.meta} --instances {input.instances} --sam2 {input.sam2}"
-        " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --log {log}"
+        " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
 
 
 rule render_overlay:
@@ -169,6 +171,7 @@ rule segment_image:
         "benchmarks/segment/images/{image}/{target}.tsv"
     conda:
         "../envs/vispipe.yaml"
+    threads: 4
     params:
         cfg=lambda wc: params_json(
             f"segment.targets.{wc.target}",
@@ -181,4 +184,4 @@ rule segment_image:
     shell:
         "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"
         " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
-        " --out-dir $(dirname {output.instances}) --log {log}"
+        " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"

@@ -7,7 +7,7 @@ Reads the segment.targets, clipseg, sam2, overlay, seed, device and models confi
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_models
+from vispipe.segment.args import add_models, add_threads, set_threads
 from vispipe.segment.steps import segment_image
 
 
@@ -17,10 +17,12 @@ def build_parser():
     p.add_argument("--target", required=True, help="a key of segment.targets")
     p.add_argument("--out-dir", type=Path, required=True)
     add_models(p)
+    add_threads(p)
     return p
 
 
 def main(args):
+    set_threads(args.threads)
     segment_image(cli.load_config(args), args.target, args.image, args.out_dir, args.clipseg, args.sam2)
 
 
