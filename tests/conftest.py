@@ -106,3 +106,27 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     dirs = {"clipseg": root / "clipseg", "sam2": root / "sam2"}
     fetch(load(DEMO_CONFIGS)["segment"]["models"], dirs)
     return dirs
+
+
+def apt_install(*packages: str) -> str:
+    """Install Debian packages with apt-get (root only); return '' on success, else why not."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "installing them needs root and apt-get"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:  # stale package lists: refresh once and retry
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    return "" if proc.returncode == 0 else f"apt-get install {' '.join(packages)} failed: {proc.stderr[-500:]}"
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a daemon this test started, by its PID: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)

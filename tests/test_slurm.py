@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_workflow, env_with_venv
+from conftest import ROOT, apt_install, copy_workflow, env_with_venv, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +33,17 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "sinfo", "munged"]
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 
-# The slice: the whole classification chain on the demo config, one epoch each. fetch_cifar10 runs
-# on the submitting host (a localrule); train_teacher, train_student and the two evaluations are GPU
-# jobs; compare_models is a CPU job.
+# The slice, on the demo config: the whole classification chain (one epoch each) and the first
+# frame of the demo video. The downloads (fetch_cifar10, fetch_models) run on the submitting host
+# as localrules; train_teacher, train_student, both evaluations and segment_first are GPU jobs;
+# compare_models and extract_frames are CPU jobs.
+_DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["segment"]
+VIDEO, TARGET_KEY = next((k, v["targets"][0]) for k, v in _DEMO["videos"].items())
 TARGET = "results/classify/comparison.md"
+FIRST = f"results/segment/{VIDEO}/{TARGET_KEY}/instances.json"
+GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first")
+CPU_RULES = ("compare_models", "extract_frames")
+LOCAL_RULES = ("fetch_cifar10", "fetch_models")
 QUICK = {
     "classify": {
         "teacher": {"train": {"epochs": 1}},
@@ -53,19 +60,10 @@ def _ensure_slurm() -> None:
     """Install Debian's Slurm and munge when missing; skip with the reason when that fails."""
     if all(_which(b) for b in BINARIES):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(
-            f"Slurm is not installed and cannot be (needs root and apt-get): apt-get install {' '.join(PACKAGES)}"
-        )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
-    proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:  # stale package lists: refresh once and retry
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    why = apt_install(*PACKAGES)
     missing = [b for b in BINARIES if not _which(b)]
     if missing:
-        pytest.skip(f"could not install Slurm ({' '.join(PACKAGES)}): {missing} missing; {proc.stderr[-500:]}")
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing) and could not be: {why}")
 
 
 def _free_port() -> int:
@@ -214,13 +212,7 @@ class SlurmCluster:
             while time.monotonic() < deadline and self.run("squeue", "-h", "-t", "PD,R,CG").stdout.strip():
                 time.sleep(1)
         for _name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_process(proc, grace=20)
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +269,7 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         "-m",
         "snakemake",
         TARGET,
+        FIRST,
         "--profile",
         "profiles/slurm",
         "--configfile",
@@ -302,6 +295,7 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     # the outputs
     for rel in [
         TARGET,
+        FIRST,
         "results/classify/comparison.csv",
         "results/classify/teacher/model.pt",
         "results/classify/student/best.pt",
@@ -313,13 +307,13 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
 
     # the download stayed on the submitting host; the compute steps went through sbatch
     calls = _sbatch_calls(out)
-    assert "fetch_cifar10" not in calls, calls.keys()
-    assert {"train_teacher", "train_student", "evaluate", "compare_models"} <= calls.keys(), calls.keys()
+    assert not calls.keys() & set(LOCAL_RULES), calls.keys()
+    assert set(GPU_RULES + CPU_RULES) <= calls.keys(), calls.keys()
     assert len(calls["evaluate"]) == 2
 
     # the GPU rules asked for a GPU, with the profile's partition, CPUs, memory, time and --requeue
     profile = yaml.safe_load(PROFILE.read_text())
-    for rule in ("train_teacher", "train_student", "evaluate"):
+    for rule in GPU_RULES:
         res = profile["set-resources"][rule]
         for call in calls[rule]:
             assert "--gpus=1" in call, call
@@ -328,11 +322,12 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
             assert f"--mem {res['mem_mb']}" in call, call
             assert f"-t {res['runtime']}" in call, call
             assert "--requeue" in call, call
-    # the CPU rule did not, and went to the default partition with the default resources
-    (cpu_call,) = calls["compare_models"]
+    # the CPU rules did not, and went to the default partition with the default resources
     default = profile["default-resources"]
-    assert "--gpu" not in cpu_call, cpu_call
-    assert f"-p {default['slurm_partition']}" in cpu_call and f"--mem {default['mem_mb']}" in cpu_call, cpu_call
+    for rule in CPU_RULES:
+        (call,) = calls[rule]
+        assert "--gpu" not in call, call
+        assert f"-p {default['slurm_partition']}" in call and f"--mem {default['mem_mb']}" in call, call
 
     # and Slurm granted it: the GPU jobs hold gres/gpu, the CPU job does not
     ids = _job_ids(out)
@@ -341,14 +336,14 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
             info = slurm_cluster.run("scontrol", "show", "job", job).stdout
             assert "JobState=COMPLETED" in info, info
             wants_gpu = re.search(r"TresPerJob=\S*gpu:1", info) is not None
-            assert wants_gpu == (rule != "compare_models"), (rule, info)
+            assert wants_gpu == (rule in GPU_RULES), (rule, info)
 
     # every Slurm job's log is kept, per rule
     slurm_logs = wf / "logs" / "slurm"
-    for rule in ("train_teacher", "train_student", "evaluate", "compare_models"):
+    for rule in GPU_RULES + CPU_RULES:
         kept = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert kept and all(p.stat().st_size > 0 for p in kept), rule
-    assert not (slurm_logs / "rule_fetch_cifar10").exists()
+    assert not any((slurm_logs / f"rule_{rule}").exists() for rule in LOCAL_RULES)
 
 
 @pytest.mark.parametrize("profile", ["slurm", "local"])
