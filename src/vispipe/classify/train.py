@@ -23,7 +23,6 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +188,6 @@ def fit(
     num_workers: int = 0,
     teacher: Teacher | None = None,
     run_id: str = "",
-    on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train ``model`` with the ``train`` block ``cfg``; return history and checkpoints.
 
@@ -318,7 +316,6 @@ def fit(
         if row["test_acc"] > best_acc:
             best_acc = row["test_acc"]
             best_state = checkpoint(eval_model, epoch + 1, dict(row))
-        write_history(history, history_path)
         state = {
             "run_id": run_id,
             "epoch": epoch + 1,
@@ -333,8 +330,7 @@ def fit(
         }
         with atomic_path(state_path) as tmp:
             torch.save(state, tmp)
-        if on_epoch:
-            on_epoch(row)
+        write_history(history, history_path)  # after the state: the CSV never runs ahead of it
 
     eval_model = ema.module if ema is not None else model
     last = checkpoint(eval_model, epochs, dict(history[-1]))
