@@ -7,8 +7,8 @@ Without registry access the test makes everything locally: a Debian bookworm roo
 from debootstrap (Python 3.11), imported as the base image (`docker import`); the Python packages
 from wheelhouse/ (`pip download` on this host, then `pip install --no-index` in the build, the
 same offline path as `make wheelhouse` + `--build-arg PIP_NO_INDEX=1`). In the image it runs
-the demo's dry run and a classification slice (the whole classification chain, one epoch each)
-as the image's non-root user, with results/ mounted from the host.
+the demo's dry run and a slice of the demo (the whole classification chain, one epoch each, and
+the first frame of the demo video) as the image's non-root user, with results/ mounted from the host.
 
 The Docker engine: an engine that already answers is used as it is; otherwise Debian's docker.io
 is installed when missing (as root), dockerd is started in the background and stopped by its PID
@@ -42,6 +42,8 @@ pytestmark = [
 BASE = "vispipe-test-base:bookworm"
 IMAGE = "vispipe:test"
 MIRROR = os.environ.get("VISPIPE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+_SEG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["segment"]
+VIDEO, TARGET_KEY = next((k, v["targets"][0]) for k, v in _SEG["videos"].items())
 QUICK = {
     "classify": {
         "teacher": {"train": {"epochs": 1}},
@@ -146,7 +148,7 @@ def test_demo_dry_run_in_image(image):
     assert counts["evaluate"] == 2
 
 
-def test_classification_slice_in_image(image, tmp_path):
+def test_demo_slice_in_image(image, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     results.chmod(0o777)  # the image's user (uid 1000) writes here
@@ -162,6 +164,7 @@ def test_classification_slice_in_image(image, tmp_path):
         f"{quick}:/work/config/quick.yaml:ro",
         image,
         "results/classify/comparison.md",
+        f"results/segment/{VIDEO}/{TARGET_KEY}/instances.json",
         "--cores",
         "2",
         "--configfile",
@@ -171,7 +174,7 @@ def test_classification_slice_in_image(image, tmp_path):
     t0 = time.monotonic()
     proc = _run(*cmd, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    print(f"\nclassification slice in the image: {time.monotonic() - t0:.0f} s")
+    print(f"\nclassification + first-frame segmentation slice in the image: {time.monotonic() - t0:.0f} s")
     for rel in [
         "classify/comparison.md",
         "classify/comparison.csv",
@@ -179,6 +182,8 @@ def test_classification_slice_in_image(image, tmp_path):
         "classify/student/best.pt",
         "classify/teacher/eval/confusion_counts.png",
         "classify/student/eval/metrics.json",
+        f"segment/{VIDEO}/{TARGET_KEY}/instances.json",
+        f"segment/{VIDEO}/{TARGET_KEY}/first/mask.png",
     ]:
         path = results / rel
         assert path.stat().st_size > 0, rel
