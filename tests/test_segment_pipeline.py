@@ -11,6 +11,8 @@ from conftest import job_counts, snakemake
 from vispipe.config import load
 from vispipe.segment.layout import final_outputs
 
+pytestmark = pytest.mark.slow
+
 SEG = "results/segment/bigbuckbunny"
 SEG_RULES = {"fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image"}
 
