@@ -9,24 +9,22 @@ Reads the segment.flow, propagate, sam2, seed, device and models config keys."""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_frames, add_models, add_threads, set_threads
+from vispipe.segment.args import add_frames, add_models
 from vispipe.segment.steps import propagate_video
 
 
 def build_parser():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, threads=True)
     add_frames(p)
     p.add_argument("--instances", type=Path, required=True, help="instances.json written by segment_first")
     p.add_argument("--masks", type=Path, required=True, help="output folder of the instance-id PNGs")
     p.add_argument("--tracks", type=Path, required=True, help="output tracks.json")
     p.add_argument("--rle", type=Path, required=True, help="output COCO RLE JSON")
     add_models(p, ("sam2",))
-    add_threads(p)
     return p
 
 
 def main(args):
-    set_threads(args.threads)
     propagate_video(
         cli.load_config(args), args.frames, args.meta, args.instances, args.masks, args.tracks, args.rle, args.sam2
     )

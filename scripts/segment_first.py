@@ -8,22 +8,20 @@ Reads the segment.targets, clipseg, sam2, seed, device and models config keys.""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_frames, add_models, add_threads, set_threads
+from vispipe.segment.args import add_frames, add_models
 from vispipe.segment.steps import segment_first
 
 
 def build_parser():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, threads=True)
     add_frames(p)
     p.add_argument("--target", required=True, help="a key of segment.targets")
     p.add_argument("--out-dir", type=Path, required=True)
     add_models(p)
-    add_threads(p)
     return p
 
 
 def main(args):
-    set_threads(args.threads)
     segment_first(cli.load_config(args), args.target, args.frames, args.meta, args.out_dir, args.clipseg, args.sam2)
 
 

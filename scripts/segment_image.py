@@ -7,22 +7,20 @@ Reads the segment.targets, clipseg, sam2, overlay, seed, device and models confi
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_models, add_threads, set_threads
+from vispipe.segment.args import add_models
 from vispipe.segment.steps import segment_image
 
 
 def build_parser():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, threads=True)
     p.add_argument("--image", type=Path, required=True, help="any image OpenCV reads")
     p.add_argument("--target", required=True, help="a key of segment.targets")
     p.add_argument("--out-dir", type=Path, required=True)
     add_models(p)
-    add_threads(p)
     return p
 
 
 def main(args):
-    set_threads(args.threads)
     segment_image(cli.load_config(args), args.target, args.image, args.out_dir, args.clipseg, args.sam2)
 
 

@@ -11,15 +11,14 @@ from vispipe.classify.steps import train_from_args
 
 
 def build_parser():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, threads=True)
     p.add_argument("--data", type=Path, required=True, help="folder holding train.npz and test.npz")
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return p
 
 
 def main(args):
-    train_from_args("teacher", cli.load_config(args), args.data, args.out_dir, args.threads)
+    train_from_args("teacher", cli.load_config(args), args.data, args.out_dir)
 
 
 if __name__ == "__main__":

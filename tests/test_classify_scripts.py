@@ -76,6 +76,10 @@ def student_cmd(digits, teacher, out, log):
             "--teacher", str(teacher), "--out-dir", str(out), "--threads", "2", "--log", str(log)]  # fmt: skip
 
 
+def start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def history(path):
     with open(path) as f:
         return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
@@ -90,12 +94,7 @@ def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
         capture_output=True,
     )
 
-    proc = subprocess.Popen(
-        student_cmd(digits, teacher, killed, tmp_path / "k1.log"),
-        env=env_with_venv(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start(student_cmd(digits, teacher, killed, tmp_path / "k1.log"))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         hist = killed / "history.csv"
@@ -248,12 +247,7 @@ def test_bad_input_exits_nonzero_with_a_message(args, message, tmp_path):
 
 def test_sigterm_stops_cleanly_and_keeps_the_state(digits, teacher, tmp_path):
     out = tmp_path / "term"
-    proc = subprocess.Popen(
-        student_cmd(digits, teacher, out, tmp_path / "log"),
-        env=env_with_venv(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start(student_cmd(digits, teacher, out, tmp_path / "log"))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (out / "resume" / "state.pt").exists():
         time.sleep(0.02)

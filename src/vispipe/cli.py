@@ -20,8 +20,8 @@ from .errors import UserError
 log = logging.getLogger("vispipe")
 
 
-def parser(description: str, config: bool = True) -> argparse.ArgumentParser:
-    """An ArgumentParser with the options every script has (``--config``, ``--log``)."""
+def parser(description: str, config: bool = True, threads: bool = False) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has (``--config``, ``--log``; ``--threads`` for compute steps)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if config:
         p.add_argument(
@@ -31,7 +31,19 @@ def parser(description: str, config: bool = True) -> argparse.ArgumentParser:
             help="config YAML file(s) or inline JSON, merged in order (default: config/config.yaml)",
         )
     p.add_argument("--log", type=Path, help="also write the log to this file")
+    if threads:
+        p.add_argument("--threads", type=int, help="CPU threads for PyTorch and OpenCV (Snakemake passes the rule's)")
     return p
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` so that parallel jobs do not each take every core."""
+    if threads:
+        import cv2
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
 
 
 def load_config(args: argparse.Namespace) -> dict:
@@ -69,6 +81,7 @@ def run(
     """
     args = p.parse_args(argv)
     setup_logging(getattr(args, "log", None))
+    set_threads(getattr(args, "threads", None))
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main(args)

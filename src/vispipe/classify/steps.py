@@ -116,14 +116,10 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     return metrics
 
 
-def train_from_args(
-    role: str, cfg: dict, data: Path, out_dir: Path, threads: int | None, teacher: Path | None = None
-) -> dict:
+def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
     for key in (role, "seed", "device", "num_workers"):
         block(cfg, f"classify.{key}")
-    if threads:
-        torch.set_num_threads(threads)
     return train_model(role, cfg, data, out_dir, teacher_path=teacher)
 
 

@@ -20,18 +20,3 @@ def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("clipseg", 
             type=Path,
             help=f"{kind} folder written by fetch_models (default: where segment.models puts it)",
         )
-
-
-def add_threads(p: argparse.ArgumentParser) -> None:
-    """``--threads``: CPU threads for PyTorch and OpenCV (Snakemake passes the rule's ``threads``)."""
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and OpenCV (default: all)")
-
-
-def set_threads(threads: int | None) -> None:
-    """Apply ``--threads``, so parallel jobs do not each take every core."""
-    if threads:
-        import cv2
-        import torch
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
