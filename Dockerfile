@@ -3,9 +3,9 @@
 #   docker build -t vispipe:0.1.0 .
 #   mkdir -p results data
 #   docker run --rm --gpus all --user "$(id -u):$(id -g)" \
-#       -v "$PWD/results:/work/results" -v "$PWD/data:/work/data" vispipe:0.1.0 --cores all
+#       -v "$PWD/results:/app/results" -v "$PWD/data:/app/data" vispipe:0.1.0 --cores all
 #
-# The entry point is `snakemake` in /work (the workflow), so arguments after the image are
+# The entry point is `snakemake` in /app (the workflow), so arguments after the image are
 # Snakemake's: `--cores all --configfile config/demo.yaml`, `-n`, a target file, ...
 #
 # BASE_IMAGE: a CUDA PyTorch image. torch and torchvision come from it; every other
@@ -45,15 +45,15 @@ ENV PATH=/opt/venv/bin:${PATH} \
     XDG_CACHE_HOME=/tmp/cache \
     MPLCONFIGDIR=/tmp/matplotlib
 COPY --from=build /opt/venv /opt/venv
-WORKDIR /work
-COPY Snakefile constraints.txt pyproject.toml README.md /work/
-COPY rules /work/rules
-COPY config /work/config
-COPY scripts /work/scripts
-COPY src /work/src
-COPY envs /work/envs
-COPY profiles /work/profiles
-COPY resources/demo /work/resources/demo
+WORKDIR /app
+COPY Snakefile constraints.txt pyproject.toml README.md /app/
+COPY rules /app/rules
+COPY config /app/config
+COPY scripts /app/scripts
+COPY src /app/src
+COPY envs /app/envs
+COPY profiles /app/profiles
+COPY resources/demo /app/resources/demo
 # A non-root user (uid 1000). Any other uid works too (docker run --user "$(id -u):$(id -g)"):
 # the folders the pipeline writes are open to all.
 RUN (id -u 1000 >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash vispipe) \
