@@ -168,6 +168,28 @@ def _instance_picture(image: np.ndarray, doc: dict, style: dict) -> np.ndarray:
     return overlay.draw_instances(image, id_mask(masks, image.shape[:2]), labels, style)
 
 
+def _segment_picture(
+    image: np.ndarray,
+    target: str,
+    cfg: dict,
+    loaded: dict[str, models.Loaded],
+    where: dict,
+    pictures: Path,
+    instances_path: Path,
+    style: dict | None = None,
+) -> dict:
+    """Detect on one picture; write ``pictures/{heatmap,mask}.png`` (and ``overlay.png`` given a
+    ``style``) and the instances.json document."""
+    doc, heat, found = _detect(image, target, cfg, loaded, where)
+    random_weights = doc["weights"]["random"]
+    _save_picture(pictures / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
+    _save_picture(pictures / "mask.png", overlay.mask_picture(found.mask), random_weights)
+    if style is not None:
+        _save_picture(pictures / "overlay.png", _instance_picture(image, doc, style), random_weights)
+    write_json(instances_path, doc)
+    return doc
+
+
 def segment_first(
     cfg: dict,
     target: str,
@@ -185,14 +207,8 @@ def segment_first(
     meta = _read_meta(meta_path, frames_dir)
     loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
     image = read_image(frames_dir / meta["files"][0])
-    doc, heat, found = _detect(
-        image, target, cfg, loaded, {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
-    )
-    random_weights = doc["weights"]["random"]
-    _save_picture(out_dir / "first" / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
-    _save_picture(out_dir / "first" / "mask.png", overlay.mask_picture(found.mask), random_weights)
-    write_json(out_dir / "instances.json", doc)
-    return doc
+    where = {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
+    return _segment_picture(image, target, cfg, loaded, where, out_dir / "first", out_dir / "instances.json")
 
 
 def segment_image(
@@ -208,13 +224,8 @@ def segment_image(
     style = block(cfg, "segment.overlay")
     image = read_image(image_path)
     loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
-    doc, heat, found = _detect(image, target, cfg, loaded, {"image": str(image_path)})
-    random_weights = doc["weights"]["random"]
-    _save_picture(out_dir / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
-    _save_picture(out_dir / "mask.png", overlay.mask_picture(found.mask), random_weights)
-    _save_picture(out_dir / "overlay.png", _instance_picture(image, doc, style), random_weights)
-    write_json(out_dir / "instances.json", doc)
-    return doc
+    where = {"image": str(image_path)}
+    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / "instances.json", style)
 
 
 # ------------------------------------------------------------------------------------- propagation
