@@ -97,6 +97,30 @@ def test_npz_round_trip_and_errors(tmp_path):
         load_split(tmp_path / "bad.npz")
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.0, 0.99])
+def test_a_truncated_split_is_a_data_error_naming_the_file_and_the_rule(tmp_path, keep):
+    s = from_digits(seed=0)["test"]
+    path = tmp_path / "test.npz"
+    save_split(s, path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: int(len(blob) * keep)])  # an interrupted copy or download
+    with pytest.raises(DataError) as e:
+        load_split(path)
+    assert str(path) in str(e.value) and "fetch_cifar10 rule" in str(e.value)
+
+
+def test_a_corrupt_compressed_split_is_a_data_error(tmp_path):
+    s = from_digits(seed=0)["test"]
+    path = tmp_path / "test.npz"
+    np.savez_compressed(path, images=s.images, labels=s.labels, classes=np.array(s.classes))
+    blob = bytearray(path.read_bytes())
+    blob[1000:1064] = bytes(64)  # inside the deflated images: zlib fails, not the zip directory
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match="fetch_cifar10 rule") as e:
+        load_split(path)
+    assert str(path) in str(e.value)
+
+
 def test_prepare_applies_limits_and_checks_path():
     cfg = {"source": "digits", "name": "d", "path": None, "limit_train": 100, "limit_test": 50}
     s = prepare(cfg, seed=0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +64,12 @@ def load_split(path: str | Path) -> Split:
     try:
         with np.load(path, allow_pickle=False) as z:
             return Split(z["images"], z["labels"].astype(np.int64), [str(c) for c in z["classes"]])
-    except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{path} is not a dataset written by fetch_cifar10 ({e}); delete it and rerun") from e
+    # a truncated or corrupt archive raises BadZipFile, EOFError or zlib.error, not OSError
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(
+            f"{path} is truncated, corrupt or not a dataset written by the fetch_cifar10 rule ({e}); "
+            "delete it and rerun the fetch_cifar10 rule (or scripts/fetch_cifar10.py)"
+        ) from e
 
 
 def stratified_subset(split: Split, n: int | None, seed: int) -> Split:
