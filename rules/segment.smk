@@ -10,9 +10,9 @@ from vispipe.segment.layout import (
     SEG,
     check_target_keys,
     final_outputs,
+    model_dirs,
     one_of,
 )
-from vispipe.segment.models import model_dirs
 
 SEGCFG = config["segment"]
 VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]

@@ -11,6 +11,6 @@ Modules, in pipeline order:
 - :mod:`.overlay`   heatmap, mask and instance pictures
 - :mod:`.masks`     instance-id PNGs, COCO RLE, atomic folders
 - :mod:`.steps`     one function per pipeline step (what the scripts call)
-- :mod:`.layout`    output paths and config checks for the Snakemake rules
+- :mod:`.layout`    model and output paths, config checks for the Snakemake rules (no ML imports)
 - :mod:`.args`      command-line options the scripts share
 """

@@ -1,14 +1,30 @@
-"""Where the segmentation outputs go, and the checks the workflow runs on ``config["segment"]`` before any job."""
+"""Where the segmentation models and outputs go, and the checks the workflow runs on ``config["segment"]``
+before any job.
+
+The Snakefile and the rule files import this module, so it stays light: the standard library and
+:mod:`vispipe.config` only, never torch, transformers or OpenCV (a dry run must not load them).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from ..config import ConfigError
 
 SEG = "results/segment"
 PICTURES = ["heatmap.png", "mask.png", "overlay.png"]
+KINDS = ("clipseg", "sam2")
+RANDOM_TINY = "random-tiny"
+
+
+def model_dirs(models_cfg: dict) -> dict[str, Path]:
+    """The folder of each model: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""
+    root = Path(models_cfg["dir"])
+    if models_cfg["source"] == RANDOM_TINY:
+        return {kind: root / f"{RANDOM_TINY}--{kind}" for kind in KINDS}
+    return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in KINDS}
 
 
 def check_target_keys(seg: dict) -> None:

@@ -18,26 +18,18 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from .layout import KINDS, RANDOM_TINY
+from .layout import model_dirs as model_dirs  # re-exported; it lives in .layout so the rules need no torch
 from .masks import atomic_dir
 
 log = logging.getLogger(__name__)
 
-KINDS = ("clipseg", "sam2")
 SOURCE_FILE = "source.json"
-RANDOM_TINY = "random-tiny"
 RANDOM_WARNING = (
     "RANDOM WEIGHTS: these are tiny, randomly initialised models (segment.models.source: random-tiny) "
     "that only exercise the pipeline; their heatmaps and masks mean nothing. "
     "Set segment.models.source: hub for the real CLIPSeg and SAM2."
 )
-
-
-def model_dirs(models_cfg: dict) -> dict[str, Path]:
-    """The folder of each model: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""
-    root = Path(models_cfg["dir"])
-    if models_cfg["source"] == RANDOM_TINY:
-        return {kind: root / f"{RANDOM_TINY}--{kind}" for kind in KINDS}
-    return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in KINDS}
 
 
 def _classes(kind: str) -> tuple[Any, Any]:
