@@ -63,6 +63,7 @@ rule train_teacher:
             "classify.seed",
             "classify.device",
             "classify.num_workers",
+            "classify.compile",
         ),
     shell:
         "python scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})"
@@ -91,6 +92,7 @@ rule train_student:
             "classify.seed",
             "classify.device",
             "classify.num_workers",
+            "classify.compile",
         ),
     shell:
         "python scripts/train_student.py --config {params.cfg:q} --data $(dirname {input.train})"

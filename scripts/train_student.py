@@ -3,7 +3,7 @@
 last.pt, history.csv, metrics.json and curves.png to --out-dir. Rerunning after a kill
 resumes from the last epoch.
 
-Reads the classify.student, classify.seed, classify.device and classify.num_workers config keys."""
+Reads the classify.student, classify.seed, classify.device, classify.num_workers and classify.compile config keys."""
 
 from pathlib import Path
 

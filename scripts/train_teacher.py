@@ -2,7 +2,7 @@
 """Train the ResNet teacher on <data>/{train,test}.npz; write model.pt, history.csv,
 metrics.json and curves.png to --out-dir. Rerunning after a kill resumes from the last epoch.
 
-Reads the classify.teacher, classify.seed, classify.device and classify.num_workers config keys."""
+Reads the classify.teacher, classify.seed, classify.device, classify.num_workers and classify.compile config keys."""
 
 from pathlib import Path
 

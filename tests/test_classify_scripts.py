@@ -82,7 +82,8 @@ def start(cmd: list[str]) -> subprocess.Popen:
 
 def history(path):
     with open(path) as f:
-        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+        timings = {"epoch_time_s", "train_time_s", "images_per_s"}
+        return [{k: v for k, v in row.items() if k not in timings} for row in csv.DictReader(f)]
 
 
 def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
@@ -257,3 +258,28 @@ def test_sigterm_stops_cleanly_and_keeps_the_state(digits, teacher, tmp_path):
     assert (out / "resume" / "state.pt").exists()
     assert not [p for p in out.rglob("*.tmp*")], "temporary files left behind"
     assert not (out / "best.pt").exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7, 1.5, 3.0])
+def test_sigterm_to_the_process_group_with_workers_exits_cleanly(digits, teacher, tmp_path, delay):
+    """Slurm and `timeout` signal the whole group: the DataLoader workers must not turn that into a crash."""
+    import os
+    import signal
+
+    out, log = tmp_path / "w", tmp_path / "w.log"
+    cmd = student_cmd(digits, teacher, out, log) + ["--config", json.dumps({"classify": {"num_workers": 2}})]
+    proc = subprocess.Popen(cmd, env=env_with_venv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "augmentation on the CPU in workers" in log.read_text():
+            break
+        time.sleep(0.05)
+    time.sleep(delay)  # at start-up, in the first epoch, around the first epoch's end
+    assert proc.poll() is None, "training ended before it could be signalled"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "Traceback" not in log.read_text()
+    assert "terminated; outputs were not written" in log.read_text()
+    assert not [p for p in out.rglob("*.tmp*")], "temporary files left behind"

@@ -64,8 +64,11 @@ def setup_logging(log_file: Path | None) -> None:
     root.setLevel(logging.INFO)
 
 
-class Terminated(Exception):
-    """SIGTERM arrived (a Slurm time limit or preemption, ``kill``)."""
+class Terminated(BaseException):
+    """SIGTERM arrived (a Slurm time limit or preemption, ``kill``).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it.
+    """
 
 
 def _raise_terminated(signum, frame):

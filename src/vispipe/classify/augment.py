@@ -1,21 +1,30 @@
-"""Training augmentation, split where it runs best.
+"""Training augmentation, every random op batched on the training device.
 
-- Per image, in DataLoader workers: torchvision's ``TrivialAugmentWide`` on uint8 tensors
-  (its ops draw one magnitude per call, so they must see one image at a time).
-- Per batch, on the training device: random crop with zero padding, horizontal flip,
-  normalisation, random erasing (each image draws its own parameters, vectorised), then
-  Mixup or CutMix (torchvision v2, one mix per batch as in timm and DeiT).
+- Per epoch, on the device that holds the training set: a seeded shuffle, then
+  TrivialAugmentWide with its own op and magnitude per image (``trivial_augment.py``:
+  torchvision's ops, grouped by op and magnitude), on uint8 images.
+- Per batch: random crop with zero padding, horizontal flip, normalisation, random erasing
+  (each image draws its own parameters, vectorised), then Mixup or CutMix (torchvision v2,
+  one mix per batch as in timm and DeiT).
+
+With ``num_workers > 0`` the per-image part runs instead in DataLoader workers with
+torchvision's ``TrivialAugmentWide`` one image at a time (the seed's way; ``bench/classify.py``
+measures both). Workers ignore SIGTERM: Slurm and ``timeout`` signal the whole process
+group, and only the main process should decide how to stop.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+
+from .trivial_augment import random_trivial_augment_wide
 
 
 class UInt8Images(Dataset):
@@ -38,6 +47,58 @@ def to_nchw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
+def _worker_ignores_sigterm(_worker_id: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def worker_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, trivial_augment: bool, num_workers: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled uint8 CPU batches, TrivialAugmentWide per image in ``num_workers`` workers.
+
+    SIGTERM is blocked while the workers start, so each is born blocking it and then
+    ignores it: a signal to the whole process group reaches the main process alone, which
+    shuts the workers down as it unwinds.
+    """
+    loader = DataLoader(
+        UInt8Images(images, labels, trivial_augment),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_worker_ignores_sigterm if num_workers else None,
+    )
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        batches = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    yield from batches
+
+
+def device_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, trivial_augment: bool, chunk: int = 8192
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled uint8 batches where ``images`` live (global RNG of that device).
+
+    TrivialAugmentWide runs per image over chunks of the shuffled set, so a whole epoch
+    costs a few hundred batched calls. The last partial batch is dropped.
+    """
+    order = torch.randperm(len(labels), device=images.device)
+    n = (len(order) // batch_size) * batch_size
+    chunk = max(1, chunk // batch_size) * batch_size  # whole batches per chunk
+    for c0 in range(0, n, chunk):
+        idx = order[c0 : min(c0 + chunk, n)]
+        x, y = images[idx], labels[idx]
+        if trivial_augment:
+            x = random_trivial_augment_wide(x)
+        for b0 in range(0, len(idx), batch_size):
+            yield x[b0 : b0 + batch_size], y[b0 : b0 + batch_size]
+
+
 def train_batches(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -46,25 +107,15 @@ def train_batches(
     num_workers: int,
     seed: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of shuffled uint8 batches (last partial batch dropped), seeded by ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    if not trivial_augment:  # nothing per image: slice the in-memory tensors directly
-        order = torch.randperm(len(labels), generator=gen)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            yield images[idx], labels[idx]
-        return
-    loader = DataLoader(
-        UInt8Images(images, labels, trivial_augment),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=num_workers,
-        generator=gen,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
-    )
-    yield from loader
+    """One epoch of shuffled uint8 batches (last partial batch dropped), seeded by ``seed``.
+
+    ``num_workers == 0``: batched on the device of ``images`` (reseeds its RNG from ``seed``);
+    otherwise DataLoader workers on the CPU.
+    """
+    if num_workers > 0:
+        return worker_batches(images, labels, batch_size, trivial_augment, num_workers, seed)
+    torch.manual_seed(seed)  # seeds every device's generator
+    return device_batches(images, labels, batch_size, trivial_augment)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .augment import to_nchw
 from .data import load_split, prepare, save_split
 from .evaluate import compute_metrics, report_rows, report_text, softmax
 from .models import build_model, count_params, load_checkpoint
-from .train import Teacher, fingerprint, finish, fit, predict
+from .train import Teacher, autocast_dtype, fingerprint, finish, fit, predict, wants_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         model, train_split, test_split, block["train"],
         arch=block["model"], seed=seed, device=device, state_dir=out_dir / "resume",
         history_path=out_dir / "history.csv", num_workers=cfg["classify"]["num_workers"],
-        teacher=teacher, run_id=run_id,
+        teacher=teacher, run_id=run_id, compile=cfg["classify"]["compile"],
     )  # fmt: skip
 
     def save(ckpt: dict, name: str) -> None:
@@ -118,7 +118,7 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
 
 def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
-    for key in (role, "seed", "device", "num_workers"):
+    for key in (role, "seed", "device", "num_workers", "compile"):
         block(cfg, f"classify.{key}")
     return train_model(role, cfg, data, out_dir, teacher_path=teacher)
 
@@ -140,7 +140,13 @@ def evaluate_checkpoint(
         raise UserError(f"{checkpoint} predicts {ckpt['classes']} but {test_path} holds {test.classes}")
     mean = torch.tensor(ckpt["normalize"]["mean"], device=device)
     std = torch.tensor(ckpt["normalize"]["std"], device=device)
-    logits = predict(model, to_nchw(test.images), mean, std, eval_cfg["batch_size"], device).numpy()
+    channels_last = wants_channels_last(model, device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    logits = predict(
+        model, to_nchw(test.images), mean, std, eval_cfg["batch_size"], device, autocast_dtype(device, True),
+        channels_last,
+    ).numpy()  # fmt: skip
     metrics = compute_metrics(logits, test.labels, test.classes)
     role = ckpt.get("role", checkpoint.stem)
     name = f"{role} ({ckpt['arch']['arch']})"

@@ -4,6 +4,16 @@ One ``fit`` runs either recipe from its ``train`` config block. The student also
 teacher and a ``kd`` block: its CLS head learns the labels, its distillation head the
 teacher's softened outputs on the same augmented batch (DeiT soft distillation).
 
+``fit`` is four steps over a :class:`Run` (as timm's ``train_one_epoch``/``validate``):
+:func:`restore_state`, then per epoch :func:`train_one_epoch`, :func:`evaluate` and
+:func:`save_state`.
+
+Speed (what a GPU needs, the CPU path is the same code): the training set sits on the
+device as uint8 and is augmented there; bfloat16 autocast where supported (float16 with
+a GradScaler elsewhere); channels_last for convolutional nets; fused optimizers; the
+teacher in eval mode under ``inference_mode``; optional ``torch.compile``; and no host
+synchronisation inside the step loop (loss and accuracy add up on the device).
+
 Resuming: after every epoch the whole training state (model, EMA, optimizer, scheduler,
 scaler, history, best weights) is written atomically to ``state_dir``, outside the rule's
 declared outputs. A rerun with the same config and inputs continues from the last finished
@@ -33,7 +43,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..io import atomic_path
-from ..runtime import seed_everything
+from ..runtime import device_name, seed_everything
 from .augment import BatchAugment, normalize, to_nchw, train_batches
 from .data import Split
 from .models import count_params
@@ -41,21 +51,17 @@ from .models import count_params
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = [
-    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "clean", "epoch_time_s",
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "clean",
+    "train_time_s", "images_per_s", "epoch_time_s",
 ]  # fmt: skip
 
 
 # --- losses --------------------------------------------------------------------------
 
 
-def smooth_targets(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Label smoothing on (possibly mixed) soft targets: t * (1 - e) + e / K."""
-    return targets * (1.0 - smoothing) + smoothing / targets.shape[-1]
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a target distribution per row, averaged over the batch."""
-    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against a (mixed) target distribution per row, with label smoothing."""
+    return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -89,19 +95,27 @@ def ema_decay(step: int, total: int, start: float, end: float) -> float:
 
 
 class ModelEma:
-    """Exponential moving average of a model's weights (buffers copied as they are)."""
+    """Exponential moving average of a model's weights (persistent buffers copied as they are)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._pairs: tuple[list, list, list, list] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
-        ema_params = list(self.module.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
-        for e, m in zip(self.module.buffers(), model.buffers()):
-            e.copy_(m)
+        if self._pairs is None:  # the tensors are fixed objects: list them once
+            mine, theirs = self.module.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+            bufs = [k for k, v in mine.items() if not isinstance(v, nn.Parameter)]
+            self._pairs = (
+                list(self.module.parameters()), list(model.parameters()),
+                [mine[k] for k in bufs], [theirs[k] for k in bufs],
+            )  # fmt: skip
+        ema_params, params, ema_bufs, bufs = self._pairs
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if bufs:
+            torch._foreach_copy_(ema_bufs, bufs)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -114,11 +128,66 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD (+Nesterov); the fused CUDA kernels on a GPU (one launch per step)."""
     groups = param_groups(model, cfg["weight_decay"])
+    fused = {"fused": True} if device.type == "cuda" else {}
     if cfg["name"] == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg["lr"])
-    return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", True))
+        return torch.optim.AdamW(groups, lr=cfg["lr"], **fused)
+    return torch.optim.SGD(
+        groups, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", True), **fused
+    )
+
+
+# --- devices ---------------------------------------------------------------------------
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """bfloat16 where the GPU supports it (no loss scaling needed), else float16; None on the CPU."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def wants_channels_last(model: nn.Module, device: torch.device) -> bool:
+    """Convolutional nets run faster in NHWC on a GPU (tensor-core convolutions)."""
+    return device.type == "cuda" and any(
+        isinstance(m, nn.Conv2d) and m.kernel_size != m.stride for m in model.modules()
+    )
+
+
+def use_compile(mode: str | bool, device: torch.device) -> bool:
+    """``auto``: torch.compile on CUDA where Triton is installed; true/false force it."""
+    if mode == "auto":
+        if device.type != "cuda":
+            return False
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return bool(mode)
+
+
+class MaybeCompiled:
+    """``fn`` through ``torch.compile``; if compiling fails, warn once and run it eagerly.
+
+    Compiled and eager calls share the module's parameters, so the fallback changes no state.
+    """
+
+    def __init__(self, fn, enabled: bool, name: str) -> None:
+        self.eager, self.name = fn, name
+        self.fn = torch.compile(fn) if enabled else fn
+
+    def __call__(self, *args):
+        if self.fn is self.eager:
+            return self.eager(*args)
+        try:
+            return self.fn(*args)
+        except Exception as e:  # compile errors come in many types; SIGTERM and Ctrl-C are not Exceptions
+            log.warning("torch.compile failed for %s (%s: %s); running it eagerly", self.name, type(e).__name__, e)
+            self.fn = self.eager
+            return self.eager(*args)
 
 
 # --- evaluation ----------------------------------------------------------------------
@@ -126,16 +195,26 @@ def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int, device: torch.device
+    model: nn.Module | MaybeCompiled,
+    images: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> torch.Tensor:
-    """Float32 logits (N, K) on the CPU for uint8 NCHW ``images``."""
-    model.eval()
+    """Float32 logits (N, K) on the CPU for uint8 NCHW ``images`` (one copy back at the end)."""
+    if isinstance(model, nn.Module):
+        model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            out.append(model(x).float().cpu())
-    return torch.cat(out)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out.append(model(x).float())
+    return torch.cat(out).cpu()
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -161,6 +240,37 @@ class FitResult:
     metrics: dict = field(default_factory=dict)
 
 
+@dataclass
+class Run:
+    """Everything one training run holds: what it trains, how, and where it stands."""
+
+    model: nn.Module
+    cfg: dict
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None
+    augment: BatchAugment
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    total_steps: int
+    steps_per_epoch: int
+    forward: MaybeCompiled  # training forward: logits, or (CLS, distillation) logits for the student
+    evaluate_fn: MaybeCompiled  # inference forward of the evaluated weights (EMA or raw)
+    teacher: Teacher | None = None
+    teacher_fn: MaybeCompiled | None = None
+    teacher_channels_last: bool = False
+    history: list[dict] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_state: dict | None = None
+    epoch: int = 0  # epochs finished
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
 def fingerprint(*parts: object) -> str:
     """A stable hash of the config and inputs: a saved state is resumed only if it matches."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -172,6 +282,134 @@ def write_history(rows: list[dict], path: Path) -> None:
             w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
             w.writeheader()
             w.writerows(rows)
+
+
+def restore_state(run: Run, state_path: Path, run_id: str) -> None:
+    """Continue from ``state_path`` if it belongs to this run; set aside a damaged one.
+
+    The state holds tensors and plain Python values only and loads with
+    ``weights_only=True``: a file that would run code when unpickled is refused.
+    """
+    if not state_path.is_file():
+        return
+    try:
+        state = torch.load(state_path, map_location=run.device, weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a dict, found {type(state).__name__}")
+    except Exception as e:  # a truncated file, garbage, or a pickle that is not plain data
+        aside = state_path.with_name(state_path.name + ".damaged")
+        state_path.replace(aside)
+        log.warning(
+            "cannot read the resume state %s (%s); moved it to %s and training from scratch", state_path, e, aside
+        )
+        return
+    if state.get("run_id") != run_id:
+        log.warning("ignoring %s: it belongs to another config or input; training from scratch", state_path)
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(state["ema"])
+    run.history, run.best_acc, run.best_state = state["history"], state["best_acc"], state["best_state"]
+    run.epoch = state["epoch"]
+    log.info("resuming from %s at epoch %d/%d", state_path, run.epoch + 1, run.cfg["epochs"])
+
+
+def save_state(run: Run, state_path: Path, run_id: str) -> None:
+    """The whole training state after a finished epoch, written atomically."""
+    state = {
+        "run_id": run_id,
+        "epoch": run.epoch,
+        "model": run.model.state_dict(),
+        "ema": run.ema.module.state_dict() if run.ema is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "history": run.history,
+        "best_acc": run.best_acc,
+        "best_state": run.best_state,
+    }
+    with atomic_path(state_path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_one_epoch(run: Run, batches, epoch: int, check_every: int = 50) -> dict:
+    """One pass over ``batches``; returns mean loss, accuracy and seconds (synchronised once).
+
+    Loss and accuracy add up on the device; the host reads them every ``check_every``
+    steps (to stop on a non-finite loss) and at the end.
+    """
+    cfg, device, teacher = run.cfg, run.device, run.teacher
+    phase = training_phase(epoch, cfg)
+    run.model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    bar = tqdm(
+        batches, total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False, mininterval=1
+    )
+    for step, (images, labels) in enumerate(bar, 1):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        x, targets = run.augment(images, labels, phase["clean"])
+        with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+            if teacher is None:
+                logits = run.forward(x.contiguous(memory_format=torch.channels_last) if run.channels_last else x)
+                loss = soft_cross_entropy(logits, targets, phase["smoothing"])
+            else:
+                logits, dist_logits = run.forward(x)
+                with torch.inference_mode():
+                    xt = x.contiguous(memory_format=torch.channels_last) if run.teacher_channels_last else x
+                    teacher_logits = run.teacher_fn(xt)
+                teacher_logits = teacher_logits.clone()  # an ordinary tensor again, usable by autograd
+                loss = (1 - teacher.alpha) * soft_cross_entropy(logits, targets, phase["smoothing"]) + (
+                    teacher.alpha * kd_loss(dist_logits, teacher_logits, teacher.temperature)
+                )
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if cfg["grad_clip"]:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg["grad_clip"])
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        if run.ema is not None:
+            decay = ema_decay(
+                run.scheduler.last_epoch, run.total_steps, cfg["ema"]["decay_start"], cfg["ema"]["decay_end"]
+            )
+            run.ema.update(run.model, decay)
+        loss_sum += loss.detach().float() * len(labels)
+        correct += (logits.argmax(1) == targets.argmax(1)).sum()
+        seen += len(labels)
+        if step % check_every == 0:
+            mean_loss = loss_sum.item() / seen
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"loss became {mean_loss} at epoch {epoch + 1}; lower optimizer.lr or enable grad_clip"
+                )
+            bar.set_postfix(loss=f"{mean_loss:.3f}", refresh=False)
+    mean_loss, accuracy = loss_sum.item() / seen, correct.item() / seen  # waits for the device
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(
+            f"loss became {mean_loss} at epoch {epoch + 1}; lower optimizer.lr or enable grad_clip"
+        )
+    seconds = time.perf_counter() - t0
+    return {"loss": mean_loss, "acc": accuracy, "seconds": seconds, "images": seen, "clean": phase["clean"]}
+
+
+def evaluate(run: Run, x_test: torch.Tensor, y_test: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> dict:
+    """Test loss, top-1 and top-5 of the evaluated weights (the EMA when enabled)."""
+    run.eval_model.eval()
+    logits = predict(
+        run.evaluate_fn, x_test, mean, std, run.cfg["eval_batch_size"], run.device, run.amp_dtype, run.channels_last
+    )
+    return {
+        "test_loss": round(F.cross_entropy(logits, y_test).item(), 6),
+        "test_acc": round(topk_accuracy(logits, y_test, 1), 6),
+        "test_top5": round(topk_accuracy(logits, y_test, 5), 6),
+    }
 
 
 def fit(
@@ -188,10 +426,13 @@ def fit(
     num_workers: int = 0,
     teacher: Teacher | None = None,
     run_id: str = "",
+    compile: str | bool = "auto",
 ) -> FitResult:
     """Train ``model`` with the ``train`` block ``cfg``; return history and checkpoints.
 
     ``run_id`` (a fingerprint of config and inputs) decides whether a saved state resumes.
+    With ``num_workers == 0`` the training set is copied to ``device`` once and every
+    augmentation runs there; otherwise DataLoader workers augment each image on the CPU.
     """
     num_classes = len(train.classes)
     seed_everything(seed)
@@ -199,6 +440,8 @@ def fit(
     x_test, y_test = to_nchw(test.images), torch.from_numpy(test.labels)
     mean = (x_train.float() / 255).mean(dim=(0, 2, 3)).to(device)
     std = (x_train.float() / 255).std(dim=(0, 2, 3)).clamp_min(1e-3).to(device)
+    if num_workers == 0:
+        x_train, y_train, x_test = x_train.to(device), y_train.to(device), x_test.to(device)
 
     epochs, bs = cfg["epochs"], cfg["batch_size"]
     steps_per_epoch = len(train) // bs
@@ -207,37 +450,37 @@ def fit(
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(cfg["warmup_frac"] * total_steps)
 
-    model.to(device)
-    optimizer = make_optimizer(model, cfg["optimizer"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
-    use_amp = cfg["amp"] and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    channels_last = wants_channels_last(model, device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = make_optimizer(model, cfg["optimizer"], device)
+    amp_dtype = autocast_dtype(device, cfg["amp"])
     ema = ModelEma(model) if cfg["ema"]["enabled"] else None
-    augment = BatchAugment(cfg, num_classes, mean, std)
+    compiled = use_compile(compile, device)
+    run = Run(
+        model=model, cfg=cfg, device=device, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps)),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        ema=ema, augment=BatchAugment(cfg, num_classes, mean, std), amp_dtype=amp_dtype, channels_last=channels_last,
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+        forward=MaybeCompiled(model.forward_heads if teacher else model, compiled, "the training forward"),
+        evaluate_fn=MaybeCompiled(ema.module if ema is not None else model, compiled, "evaluation"),
+    )  # fmt: skip
     if teacher is not None:
-        teacher.model.to(device).eval()
+        t_model = teacher.model.eval()
+        run.teacher_channels_last = wants_channels_last(t_model, device)
+        t_model.to(device, memory_format=torch.channels_last if run.teacher_channels_last else torch.preserve_format)
+        run.teacher, run.teacher_fn = teacher, MaybeCompiled(t_model, compiled, "the teacher")
+    log.info(
+        "device %s, autocast %s, channels_last %s, torch.compile %s, augmentation on %s",
+        device, amp_dtype or "off", channels_last, compiled, "the CPU in workers" if num_workers else device,
+    )  # fmt: skip
 
-    history: list[dict] = []
-    best_acc, best_state, start_epoch = -1.0, None, 0
     state_path = state_dir / "state.pt"
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state.get("run_id") == run_id:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if ema is not None:
-                ema.module.load_state_dict(state["ema"])
-            history, best_acc, best_state = state["history"], state["best_acc"], state["best_state"]
-            start_epoch = state["epoch"]
-            log.info("resuming from %s at epoch %d/%d", state_path, start_epoch + 1, epochs)
-        else:
-            log.warning("ignoring %s: it belongs to another config or input; training from scratch", state_path)
+    restore_state(run, state_path, run_id)
 
     def checkpoint(weights: nn.Module, epoch: int, metrics: dict) -> dict:
         return {
-            "model": {k: v.detach().cpu().clone() for k, v in weights.state_dict().items()},
+            "model": {k: v.detach().cpu().clone().contiguous() for k, v in weights.state_dict().items()},
             "arch": arch,
             "classes": list(train.classes),
             "normalize": {"mean": mean.cpu().tolist(), "std": std.cpu().tolist()},
@@ -247,103 +490,46 @@ def fit(
             "params": count_params(model),
         }
 
-    for epoch in range(start_epoch, epochs):
-        seed_everything(seed * 100_003 + epoch)
-        phase = training_phase(epoch, cfg)
-        clean = phase["clean"]
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        batches = train_batches(
-            x_train, y_train, bs, cfg["augment"]["trivial_augment"], num_workers, seed * 100_003 + epoch
-        )
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=1)
-        for images, labels in bar:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            x, targets = augment(images, labels, clean)
-            targets = smooth_targets(targets, phase["smoothing"])
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                if teacher is None:
-                    logits = model(x)
-                    loss = soft_cross_entropy(logits, targets)
-                else:
-                    logits, dist_logits = model.forward_heads(x)
-                    with torch.no_grad():
-                        teacher_logits = teacher.model(x)
-                    loss = (1 - teacher.alpha) * soft_cross_entropy(logits, targets) + teacher.alpha * kd_loss(
-                        dist_logits, teacher_logits, teacher.temperature
-                    )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}; lower optimizer.lr or enable grad_clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg["grad_clip"]:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                step = scheduler.last_epoch
-                ema.update(model, ema_decay(step, total_steps, cfg["ema"]["decay_start"], cfg["ema"]["decay_end"]))
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
-        train_time = time.perf_counter() - t0
-
-        eval_model = ema.module if ema is not None else model
-        logits_test = predict(eval_model, x_test, mean, std, cfg["eval_batch_size"], device)
+    for epoch in range(run.epoch, epochs):
+        t0, epoch_seed = time.perf_counter(), seed * 100_003 + epoch
+        seed_everything(epoch_seed)
+        batches = train_batches(x_train, y_train, bs, cfg["augment"]["trivial_augment"], num_workers, epoch_seed)
+        t = train_one_epoch(run, batches, epoch)
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": round(loss_sum / seen, 6),
-            "train_acc": round(correct / seen, 6),
-            "test_loss": round(F.cross_entropy(logits_test, y_test).item(), 6),
-            "test_acc": round(topk_accuracy(logits_test, y_test, 1), 6),
-            "test_top5": round(topk_accuracy(logits_test, y_test, 5), 6),
-            "clean": int(clean),
-            "epoch_time_s": round(time.perf_counter() - t0, 3),
+            "train_loss": round(t["loss"], 6),
+            "train_acc": round(t["acc"], 6),
+            **evaluate(run, x_test, y_test, mean, std),
+            "clean": int(t["clean"]),
+            "train_time_s": round(t["seconds"], 3),
+            "images_per_s": round(t["images"] / t["seconds"], 1),
         }
-        history.append(row)
+        row["epoch_time_s"] = round(time.perf_counter() - t0, 3)
+        run.history.append(row)
         log.info(
-            "epoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  top5 %.4f  lr %.2e  %.1fs (train %.1fs)%s",
-            epoch + 1, epochs, row["train_loss"], row["train_acc"], row["test_acc"], row["test_top5"],
-            row["lr"], row["epoch_time_s"], train_time, "  [clean]" if clean else "",
+            "epoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  top5 %.4f  lr %.2e  %.2fs (train %.2fs, %.0f img/s)%s",
+            epoch + 1, epochs, row["train_loss"], row["train_acc"], row["test_acc"], row["test_top5"], row["lr"],
+            row["epoch_time_s"], row["train_time_s"], row["images_per_s"], "  [clean]" if t["clean"] else "",
         )  # fmt: skip
-        if row["test_acc"] > best_acc:
-            best_acc = row["test_acc"]
-            best_state = checkpoint(eval_model, epoch + 1, dict(row))
-        state = {
-            "run_id": run_id,
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "ema": ema.module.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "history": history,
-            "best_acc": best_acc,
-            "best_state": best_state,
-        }
-        with atomic_path(state_path) as tmp:
-            torch.save(state, tmp)
-        write_history(history, history_path)  # after the state: the CSV never runs ahead of it
+        run.epoch = epoch + 1
+        if row["test_acc"] > run.best_acc:
+            run.best_acc = row["test_acc"]
+            run.best_state = checkpoint(run.eval_model, epoch + 1, dict(row))
+        save_state(run, state_path, run_id)
+        write_history(run.history, history_path)  # after the state: the CSV never runs ahead of it
 
-    eval_model = ema.module if ema is not None else model
-    last = checkpoint(eval_model, epochs, dict(history[-1]))
-    result = FitResult(history=history, best=best_state, last=last)
+    last = checkpoint(run.eval_model, epochs, dict(run.history[-1]))
+    result = FitResult(history=run.history, best=run.best_state, last=last)
     result.metrics = {
-        "best_test_acc": best_acc,
-        "best_epoch": best_state["epoch"],
-        "last_test_acc": history[-1]["test_acc"],
-        "last_test_top5": history[-1]["test_top5"],
-        "train_time_s": round(sum(r["epoch_time_s"] for r in history), 2),
+        "best_test_acc": run.best_acc,
+        "best_epoch": run.best_state["epoch"],
+        "last_test_acc": run.history[-1]["test_acc"],
+        "last_test_top5": run.history[-1]["test_top5"],
+        "train_time_s": round(sum(r["epoch_time_s"] for r in run.history), 2),
         "epochs": epochs,
         "params": count_params(model),
-        "device": str(device),
+        "device": device_name(device),
         "ema": ema is not None,
     }
     return result
