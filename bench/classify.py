@@ -1,16 +1,20 @@
 #!/usr/bin/env python
 """Classification benchmarks, each against a peer in the same run; prints a table, writes JSON.
 
-1. Input pipeline: our split (TrivialAugmentWide per image on uint8 tensors, then crop/flip/
-   normalise/erase batched on the device) against the seed's recipe (PIL images through
-   torchvision transforms in a DataLoader, ToTensor/Normalize/RandomErasing per image).
+1. Input pipeline: ours (the training set on the device, TrivialAugmentWide per image but
+   batched there, then crop/flip/normalise/erase batched) against the seed's recipe (PIL
+   images through torchvision transforms in a DataLoader, ToTensor/Normalize/RandomErasing
+   per image). With --workers N > 0 both also run with N DataLoader workers (our worker path
+   augments on the CPU with torchvision's TrivialAugmentWide, image by image).
 2. Student step: our DistilledViT against timm's VisionTransformer of the same width, depth
-   and heads (patch 4, 32x32): forward+backward images/s and parameter counts.
+   and heads (patch 4, 32x32): forward+backward images/s, parameters, FLOPs and (on a GPU) MFU.
+   On CUDA both run under bf16 autocast, and --compile also times both under torch.compile.
 
-    python bench/classify.py [--images 4096] [--workers 0] [--device auto] [--out bench/out/classify.json]
+    python bench/classify.py [--images 8192] [--threads 1] [--workers 0] [--device auto] [--out bench/out/classify.json]
 
-Real CIFAR-10 images are used when ../shared/data/cifar10-jpeg.tar.gz or --data is given, else
-the digits demo data. Numbers depend on the machine: compare the ratio column, not the rates.
+`--threads 1 --workers 0` gives per-core figures. Real CIFAR-10 images are used when
+../shared/data/cifar10-jpeg.tar.gz or --data is given, else the digits demo data. Numbers
+depend on the machine: compare the ratio column, not the rates.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from torchvision import transforms as T
 
 from vispipe.classify.augment import BatchAugment, to_nchw, train_batches
 from vispipe.classify.data import from_digits, from_folder, stratified_subset
+from vispipe.classify.flops import mfu, train_flops_per_image
 from vispipe.classify.models import build_model, count_params
-from vispipe.runtime import pick_device
+from vispipe.classify.train import autocast_dtype
+from vispipe.runtime import device_name, pick_device
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 RECIPE = {
@@ -68,27 +74,40 @@ def timed(fn, device: torch.device) -> float:
 
 
 def bench_input(images: np.ndarray, labels: np.ndarray, batch: int, workers: int, device: torch.device) -> dict:
+    """Images/s of one epoch's augmentation, ours and the seed's, delivered as batches on ``device``."""
     x, y = to_nchw(images), torch.from_numpy(labels)
     mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
     aug = BatchAugment(RECIPE, 10, mean, std)
+    x_dev, y_dev = x.to(device), y.to(device)  # the device path holds the set there, once
 
-    def ours():
-        for imgs, lbls in train_batches(x, y, batch, True, workers, seed=0):
+    def ours(n_workers: int):
+        src = (x_dev, y_dev) if n_workers == 0 else (x, y)
+        for imgs, lbls in train_batches(*src, batch, True, n_workers, seed=0):
             out, _ = aug(imgs.to(device, non_blocking=True), lbls.to(device, non_blocking=True), clean=False)
 
-    def seed():
+    def seed(n_workers: int):
         loader = DataLoader(
-            SeedDataset(images, labels), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers
+            SeedDataset(images, labels), batch_size=batch, shuffle=True, drop_last=True, num_workers=n_workers
         )
         for imgs, lbls in loader:
             imgs, lbls = imgs.to(device, non_blocking=True), lbls.to(device, non_blocking=True)
 
     n = (len(labels) // batch) * batch
-    t_ours, t_seed = timed(ours, device), timed(seed, device)
-    return {"images": n, "ours_img_s": n / t_ours, "seed_img_s": n / t_seed, "speedup": t_seed / t_ours}
+    ours(0)  # warm-up (allocator, kernels)
+    out = {"images": n, "workers": workers}
+    out["ours_img_s"] = n / timed(lambda: ours(0), device)
+    out["seed_img_s"] = n / timed(lambda: seed(0), device)
+    out["speedup"] = out["ours_img_s"] / out["seed_img_s"]
+    if workers:
+        out["ours_workers_img_s"] = n / timed(lambda: ours(workers), device)
+        out["seed_workers_img_s"] = n / timed(lambda: seed(workers), device)
+    return out
 
 
-def bench_student(dim: int, depth: int, heads: int, batch: int, steps: int, device: torch.device) -> dict:
+def bench_student(
+    dim: int, depth: int, heads: int, batch: int, steps: int, device: torch.device, compile: bool = False
+) -> dict:
+    """Training images/s of our student and timm's ViT of the same width, depth and heads."""
     import timm
 
     arch = dict(arch="vit", image_size=32, patch_size=4, dim=dim, depth=depth, heads=heads, mlp_ratio=4,
@@ -106,30 +125,75 @@ def bench_student(dim: int, depth: int, heads: int, batch: int, steps: int, devi
     ).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    amp = device.type == "cuda"
+    amp = autocast_dtype(device, True)
+    fused = {"fused": True} if device.type == "cuda" else {}
 
-    def run(model):
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    def run(model, compiled: bool):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+        fwd = torch.compile(model) if compiled else model
 
         def step():
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                loss = torch.nn.functional.cross_entropy(fwd(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        step()  # warm-up
-        return timed(lambda: [step() for _ in range(steps)], device)
+        for _ in range(3 if compiled else 1):  # warm-up (and compilation)
+            step()
+        return batch * steps / timed(lambda: [step() for _ in range(steps)], device)
 
-    t_ours, t_peer = run(ours), run(peer)
-    return {
+    name = device_name(device)
+    f_ours, f_peer = train_flops_per_image(ours), train_flops_per_image(peer)
+    out = {
         "dim": dim, "depth": depth, "heads": heads, "batch": batch,
         "ours_params": count_params(ours), "timm_params": count_params(peer),
-        "ours_img_s": batch * steps / t_ours, "timm_img_s": batch * steps / t_peer, "ratio": t_peer / t_ours,
+        "ours_gflop_per_img": f_ours / 1e9, "timm_gflop_per_img": f_peer / 1e9,
     }  # fmt: skip
+    for mode in ["eager"] + (["compiled"] if compile else []):
+        a, b = run(ours, mode == "compiled"), run(peer, mode == "compiled")
+        out[mode] = {
+            "ours_img_s": a, "timm_img_s": b, "ratio": a / b,
+            "ours_mfu": mfu(f_ours, a, name), "timm_mfu": mfu(f_peer, b, name),
+        }  # fmt: skip
+    return out
 
 
-def main() -> None:
+def load_images(data: Path | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    if data:
+        split, source = from_folder(data)["train"], f"CIFAR-10 ({data.name})"
+    else:
+        split, source = from_digits(0)["train"], "digits (demo)"
+    split = stratified_subset(split, n, seed=0)
+    return split.images, split.labels, source
+
+
+def table(inp: dict, stu: dict, workers: int) -> str:
+    rows = ["| benchmark | ours (img/s) | peer (img/s) | ours / peer |", "|---|---:|---:|---:|"]
+    rows.append(
+        f"| input pipeline, {inp['images']} imgs, in-process vs seed PIL/DataLoader (0 workers) "
+        f"| {inp['ours_img_s']:.0f} | {inp['seed_img_s']:.0f} | {inp['speedup']:.2f}x |"
+    )
+    if workers:
+        rows.append(
+            f"| input pipeline, our worker path vs seed, {workers} workers each "
+            f"| {inp['ours_workers_img_s']:.0f} | {inp['seed_workers_img_s']:.0f} "
+            f"| {inp['ours_workers_img_s'] / inp['seed_workers_img_s']:.2f}x |"
+        )
+    for mode in ("eager", "compiled"):
+        if mode in stu:
+            m = stu[mode]
+            util = f", MFU {m['ours_mfu']:.1%} vs {m['timm_mfu']:.1%}" if m["ours_mfu"] is not None else ""
+            rows.append(
+                f"| student train step {mode} ({stu['dim']}/{stu['depth']}/{stu['heads']}, "
+                f"{stu['ours_params'] / 1e6:.2f}M, {stu['ours_gflop_per_img']:.2f} GFLOP/img) vs timm ViT "
+                f"({stu['timm_params'] / 1e6:.2f}M, {stu['timm_gflop_per_img']:.2f} GFLOP/img){util} "
+                f"| {m['ours_img_s']:.0f} | {m['timm_img_s']:.0f} | {m['ratio']:.2f}x |"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg.tar.gz"
     p.add_argument(
@@ -138,43 +202,33 @@ def main() -> None:
         default=default_data if default_data.exists() else None,
         help="CIFAR-10 folder/archive (default: digits)",
     )
-    p.add_argument("--images", type=int, default=4096, help="images per input-pipeline pass")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for both pipelines")
+    p.add_argument("--images", type=int, default=8192, help="images per input-pipeline pass")
+    p.add_argument("--workers", type=int, default=0, help="also time both pipelines with this many DataLoader workers")
     p.add_argument("--batch", type=int, default=192)
     p.add_argument("--steps", type=int, default=5, help="training steps per student measurement")
     p.add_argument("--student", default="256,12,8", help="dim,depth,heads of the student (seed: 256,12,8)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="also time both students under torch.compile")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("bench/out/classify.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
 
-    if args.data:
-        split, source = from_folder(args.data)["train"], f"CIFAR-10 ({args.data.name})"
-    else:
-        split, source = from_digits(0)["train"], "digits (demo)"
-    split = stratified_subset(split, args.images, seed=0)
-    inp = bench_input(split.images, split.labels, args.batch, args.workers, device)
+    images, labels, source = load_images(args.data, args.images)
+    inp = bench_input(images, labels, args.batch, args.workers, device)
     dim, depth, heads = map(int, args.student.split(","))
-    stu = bench_student(
-        dim, depth, heads, min(args.batch, 64) if device.type == "cpu" else args.batch, args.steps, device
-    )
+    batch = min(args.batch, 64) if device.type == "cpu" else args.batch
+    stu = bench_student(dim, depth, heads, batch, args.steps, device, compile=args.compile)
 
+    name = device_name(device)
     print(
-        f"\ndevice: {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), data: {source}"
+        f"\ndevice: {name} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), data: {source}\n"
     )
-    print("\n| benchmark | ours (img/s) | peer (img/s) | ours / peer |")
-    print("|---|---:|---:|---:|")
-    print(
-        f"| input pipeline, {inp['images']} imgs, {args.workers} workers vs seed PIL/DataLoader | {inp['ours_img_s']:.0f} | {inp['seed_img_s']:.0f} | {inp['speedup']:.2f}x |"
-    )
-    print(
-        f"| student train step ({dim}/{depth}/{heads}, {stu['ours_params'] / 1e6:.2f}M) vs timm ViT ({stu['timm_params'] / 1e6:.2f}M) | {stu['ours_img_s']:.0f} | {stu['timm_img_s']:.0f} | {stu['ratio']:.2f}x |"
-    )
+    print(table(inp, stu, args.workers))
     result = {
-        "device": str(device),
+        "device": name,
         "threads": torch.get_num_threads(),
         "data": source,
         "input_pipeline": inp,
@@ -184,6 +238,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+    return result
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from .errors import UserError
@@ -95,7 +94,7 @@ def _resolve(node: dict, root: dict) -> dict:
     return node
 
 
-def _format_error(err: jsonschema.ValidationError, prefix: str) -> str:
+def _format_error(err, prefix: str) -> str:  # err: jsonschema.ValidationError
     where = ".".join([prefix, *map(str, err.absolute_path)]).strip(".") or "<root>"
     msg = err.message
     if err.validator == "additionalProperties":
@@ -105,6 +104,8 @@ def _format_error(err: jsonschema.ValidationError, prefix: str) -> str:
 
 def validate(block: Any, path: str = "") -> Any:
     """Validate ``block`` against the schema at dotted ``path``; raise ConfigError naming the key."""
+    import jsonschema  # here, not at the top: loading and merging configs works without it
+
     validator = jsonschema.Draft202012Validator(_subschema(path))
     errors = sorted(validator.iter_errors(block), key=lambda e: list(e.absolute_path))
     if errors:

@@ -124,18 +124,18 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
-    """RandomCrop(size, padding, fill=0) with an independent offset per image."""
+    """RandomCrop(size, padding, fill=0) with an independent offset per image (one gather)."""
     if padding <= 0:
         return x
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)
+    wp = w + 2 * padding
     oy = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B,1,H,1)
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B,1,1,W)
-    bidx = torch.arange(b, device=x.device)[:, None, None, None]
-    cidx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[bidx, cidx, rows, cols]
+    rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = ox[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    index = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.flatten(2).gather(2, index).view(b, c, h, w)
 
 
 def random_hflip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
