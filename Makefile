@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo test lint bench clean wheelhouse image test-container
+.PHONY: env demo test lint bench gpu-check clean wheelhouse image test-container
 env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -43,6 +43,13 @@ test-container: $(STAMP)  ## build the image offline on a local Debian base and 
 
 bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
 	$(BIN)/python bench/classify.py
+
+# On a GPU machine, even one without internet or this venv: the Python that has torch runs it
+# straight from the checkout (see bench/gpu_check.py for what it needs).
+GPU_PYTHON ?= python3
+DATA ?= ../shared/data/cifar10-jpeg.tar.gz
+gpu-check:  ## the classification chain on real CIFAR-10 on a GPU, timed: bench/out/gpu_check/report.{md,json}
+	$(GPU_PYTHON) bench/gpu_check.py --data $(DATA)
 
 clean:  ## remove pipeline outputs (keeps the environment)
 	rm -rf results logs benchmarks data/digits .snakemake/metadata

@@ -14,11 +14,12 @@ import torch
 from ..config import block, to_json
 from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
-from ..runtime import pick_device
+from ..runtime import device_name, pick_device
 from . import plots
 from .augment import to_nchw
 from .data import load_split, prepare, save_split
 from .evaluate import compute_metrics, report_rows, report_text, softmax
+from .flops import mfu, train_flops_per_image
 from .models import build_model, count_params, load_checkpoint
 from .train import Teacher, autocast_dtype, fingerprint, finish, fit, predict, wants_channels_last
 
@@ -101,7 +102,7 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     else:
         save(result.best, "best.pt")
         save(result.last, "last.pt")
-    metrics = {"role": role, **result.metrics}
+    metrics = {"role": role, **result.metrics, **throughput(model, result.history, teacher, device)}
     write_json(out_dir / "metrics.json", metrics)
     plots.training_curves(result.history, out_dir / "curves.png", f"{role}: training curves")
     finish(out_dir / "resume")
@@ -114,6 +115,21 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         metrics["train_time_s"],
     )
     return metrics
+
+
+def throughput(model: torch.nn.Module, history: list[dict], teacher: Teacher | None, device: torch.device) -> dict:
+    """Training speed: median images/s and seconds per epoch (the first epoch, with its warm-up and
+    compilation, left out when there are more), FLOPs per image and MFU on a known GPU."""
+    rows = history[1:] if len(history) > 1 else history
+    images_per_s = float(np.median([r["images_per_s"] for r in rows]))
+    flops = train_flops_per_image(model, teacher=teacher.model if teacher else None)
+    return {
+        "median_epoch_time_s": float(np.median([r["epoch_time_s"] for r in rows])),
+        "median_train_time_s": float(np.median([r["train_time_s"] for r in rows])),
+        "images_per_s": round(images_per_s, 1),
+        "gflop_per_image": round(flops / 1e9, 4),
+        "mfu": mfu(flops, images_per_s, device_name(device)) if device.type == "cuda" else None,
+    }
 
 
 def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None) -> dict:
