@@ -1,12 +1,14 @@
 """Losses, schedules, EMA and augmentation of the training loop, against hand computations."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import ROOT
 from vispipe.classify.augment import BatchAugment, random_crop, random_erasing, random_hflip, train_batches
 from vispipe.classify.train import (
     ModelEma,
@@ -162,3 +164,56 @@ def test_topk_accuracy_matches_sklearn():
     for k in (1, 5):
         want = top_k_accuracy_score(labels.numpy(), logits.numpy(), k=k, labels=list(range(10)))
         assert topk_accuracy(logits, labels, k) == pytest.approx(want)
+
+
+class _RunsCode:
+    """Unpickling this touches a file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def _tiny_fit(tmp_path, epochs=2):
+    from vispipe.classify.data import Split
+    from vispipe.classify.train import fit
+    from vispipe.config import load
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 64), list("0123456789"))
+    cfg = load([ROOT / "config/config.yaml"])["classify"]["student"]["train"]
+    cfg.update(epochs=epochs, batch_size=32, eval_batch_size=64, clean_last_epochs=1)
+    model = DistilledViT(10, dim=16, depth=2, heads=2, class_attn_blocks=1)
+    return fit(model, split, split, cfg, arch={"arch": "vit"}, seed=0, device=torch.device("cpu"),
+               state_dir=tmp_path / "resume", history_path=tmp_path / "history.csv", run_id="r")  # fmt: skip
+
+
+@pytest.mark.parametrize("content", ["truncated", "garbage", "code"])
+def test_a_damaged_or_untrusted_resume_state_is_set_aside_and_training_restarts(tmp_path, caplog, content):
+    state = tmp_path / "resume" / "state.pt"
+    state.parent.mkdir()
+    marker = tmp_path / "code-ran"
+    if content == "truncated":
+        torch.save({"run_id": "r", "epoch": 1, "model": torch.zeros(1000)}, state)
+        state.write_bytes(state.read_bytes()[:300])
+    elif content == "garbage":
+        state.write_bytes(b"\x00not a state" * 10)
+    else:
+        torch.save({"run_id": "r", "epoch": 1, "model": _RunsCode(marker)}, state)
+    result = _tiny_fit(tmp_path)
+    assert not marker.exists(), "unpickling the resume state ran code"
+    assert len(result.history) == 2 and result.history[0]["epoch"] == 1  # from scratch
+    assert "cannot read the resume state" in caplog.text and (tmp_path / "resume" / "state.pt.damaged").exists()
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    from vispipe.classify.models import load_checkpoint
+    from vispipe.errors import UserError
+
+    marker = tmp_path / "code-ran"
+    torch.save({"model": _RunsCode(marker), "arch": {"arch": "vit"}, "classes": ["a"]}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
