@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Teacher-vs-student comparison table (Markdown and CSV): top-1, top-5, parameters,
-training time and the knowledge-distillation gain, from the two evaluation metrics.json files."""
+"""Comparison table (Markdown and CSV) of the evaluated models: top-1, top-5, parameters and
+training time of the student and the teacher, from their evaluation metrics.json files. Given
+--no-kd (the same student trained without distillation), the table adds it and states the
+knowledge-distillation gain: the student with KD minus the same student without KD."""
 
 import json
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.classify.steps import compare, write_csv
+from vispipe.classify.compare import compare
 from vispipe.errors import UserError
 from vispipe.io import write_text
 
@@ -15,6 +17,12 @@ def build_parser():
     p = cli.parser(__doc__, config=False)
     p.add_argument("--teacher", type=Path, required=True, help="the teacher's eval/metrics.json")
     p.add_argument("--student", type=Path, required=True, help="the student's eval/metrics.json")
+    p.add_argument(
+        "--no-kd",
+        type=Path,
+        metavar="METRICS_JSON",
+        help="eval/metrics.json of the same student trained without KD (adds its row and the KD gain)",
+    )
     p.add_argument("--md", type=Path, required=True, help="Markdown table to write")
     p.add_argument("--csv", type=Path, required=True, help="CSV table to write")
     return p
@@ -34,9 +42,10 @@ def read_metrics(path: Path) -> dict:
 
 
 def main(args):
-    md, rows = compare(read_metrics(args.teacher), read_metrics(args.student))
+    no_kd = read_metrics(args.no_kd) if args.no_kd else None
+    md, table = compare(read_metrics(args.teacher), read_metrics(args.student), no_kd)
     write_text(args.md, md)
-    write_csv(args.csv, rows)
+    write_text(args.csv, table.to_csv(index=False))
     cli.log.info("wrote %s and %s\n%s", args.md, args.csv, md)
 
 

@@ -226,29 +226,3 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     w.writeheader()
     w.writerows(rows)
     write_text(path, buf.getvalue())
-
-
-def compare(teacher: dict, student: dict) -> tuple[str, list[dict]]:
-    """Teacher-vs-student table (Markdown and CSV rows) and the distillation gain."""
-    rows = []
-    for m in (student, teacher):
-        rows.append({
-            "model": f"{m['role']} ({m['arch']})",
-            "top1": round(100 * m["top1"], 2),
-            "top5": round(100 * m["top5"], 2),
-            "params_M": round(m["params"] / 1e6, 2),
-            "train_time_min": round(m.get("train_time_s", float("nan")) / 60, 1),
-            "device": m.get("train_device", ""),
-        })  # fmt: skip
-    gain = round(100 * (student["top1"] - teacher["top1"]), 2)
-    md = [
-        "| Model | Top-1 (%) | Top-5 (%) | Parameters (M) | Training time (min) | Device |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    md += [
-        f"| {r['model']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['params_M']:.2f} | {r['train_time_min']:.1f} | {r['device']} |"
-        for r in rows
-    ]
-    md += ["", f"Knowledge-distillation gain (student top-1 minus teacher top-1): {gain:+.2f} points.", ""]
-    rows.append({"model": "kd_gain_points", "top1": gain})
-    return "\n".join(md), rows

@@ -1,0 +1,91 @@
+"""The comparison table and the KD gain: the student with KD minus the same student without KD."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_script
+from vispipe.classify.compare import compare
+from vispipe.errors import UserError
+
+TEACHER = {"role": "teacher", "arch": "resnet", "top1": 0.9, "top5": 0.995, "params": 11_170_000,
+           "train_time_s": 600.0, "train_device": "NVIDIA H100", "n_test": 360}  # fmt: skip
+STUDENT = {"role": "student", "arch": "vit", "top1": 0.5, "top5": 0.9, "params": 1000, "train_time_s": 90.0,
+           "train_device": "cpu", "n_test": 360}  # fmt: skip
+NO_KD = dict(STUDENT, top1=0.4625, top5=0.85, train_time_s=60.0)
+
+
+def test_without_a_no_kd_run_there_is_no_gain_and_no_student_minus_teacher():
+    md, table = compare(TEACHER, STUDENT)
+    assert list(table["model"]) == ["student (vit)", "teacher (resnet)"]
+    assert "KD gain: not measured" in md
+    assert "points" not in md and "-40.00" not in md and "kd_gain" not in table.to_csv(index=False)
+    assert "| student (vit)" in md and "| teacher (resnet)" in md and "NVIDIA H100" in md
+
+
+def test_the_gain_is_the_student_with_kd_minus_the_same_student_without():
+    md, table = compare(TEACHER, STUDENT, NO_KD)
+    assert list(table["model"]) == ["student (vit)", "teacher (resnet)", "student without KD (vit)"]
+    assert "KD gain (student with KD minus the same student without KD): +3.75 points." in md
+    worse = dict(NO_KD, top1=0.6)
+    assert "-10.00 points" in compare(TEACHER, STUDENT, worse)[0]
+    row = table.set_index("model").loc["student without KD (vit)"]
+    assert (row["top1"], row["top5"], row["train_time_min"]) == (46.25, 85.0, 1.0)
+
+
+def test_markdown_formats_and_a_missing_training_time_is_an_empty_cell():
+    student = {k: v for k, v in STUDENT.items() if k not in ("train_time_s", "train_device")}
+    md, table = compare(TEACHER, student)
+    lines = md.splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == [
+        "Model", "Top-1 (%)", "Top-5 (%)", "Parameters (M)", "Training time (min)", "Device"]  # fmt: skip
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == ["student (vit)", "50.00", "90.00", "0.00", "", ""]
+    assert [c.strip() for c in lines[3].strip("|").split("|")][1:5] == ["90.00", "99.50", "11.17", "10.0"]
+    assert math.isnan(table["train_time_min"][0]) and "nan" not in md
+
+
+@pytest.mark.parametrize(
+    "change, message", [({"arch": "resnet"}, "same student"), ({"n_test": 100}, "same test split")]
+)
+def test_a_no_kd_run_of_another_model_or_test_set_is_refused(change, message):
+    with pytest.raises(UserError, match=message):
+        compare(TEACHER, STUDENT, dict(NO_KD, **change))
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_script_with_and_without_no_kd(tmp_path):
+    t, s, n = (write(tmp_path / f"{k}.json", m) for k, m in (("t", TEACHER), ("s", STUDENT), ("n", NO_KD)))
+    out = ["--md", tmp_path / "c.md", "--csv", tmp_path / "c.csv"]
+    run_script("compare_models", "--teacher", t, "--student", s, *out)
+    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    assert [r["model"] for r in rows] == ["student (vit)", "teacher (resnet)"]
+    assert (rows[0]["top1"], rows[1]["top5"], rows[1]["device"]) == ("50.0", "99.5", "NVIDIA H100")
+    assert "KD gain: not measured" in (tmp_path / "c.md").read_text()
+
+    proc = run_script("compare_models", "--teacher", t, "--student", s, "--no-kd", n, *out)
+    assert "+3.75 points" in (tmp_path / "c.md").read_text() and "+3.75 points" in proc.stderr
+    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    assert [r["model"] for r in rows] == ["student (vit)", "teacher (resnet)", "student without KD (vit)"]
+    assert rows[2]["top1"] == "46.25"
+
+
+def test_script_refuses_a_no_kd_run_of_another_model(tmp_path):
+    t, s = write(tmp_path / "t.json", TEACHER), write(tmp_path / "s.json", STUDENT)
+    proc = run_script("compare_models", "--teacher", t, "--student", s, "--no-kd", t,
+                      "--md", tmp_path / "c.md", "--csv", tmp_path / "c.csv", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "same student" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c.md").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_the_comparison_does_not_load_torch():
+    code = "import sys, vispipe.classify.compare; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
