@@ -1,5 +1,7 @@
 # CIFAR-10 -> ResNet teacher -> ViT student (knowledge distillation) -> evaluation -> comparison.
 
+from vispipe.classify.layout import EVAL_BLOCKS, train_blocks
+
 CLS = "results/classify"
 CHECKPOINT = {"teacher": f"{CLS}/teacher/model.pt", "student": f"{CLS}/student/best.pt"}
 TRAIN_OUTPUTS = ["history.csv", "metrics.json", "curves.png"]
@@ -58,13 +60,7 @@ rule train_teacher:
         "../envs/vispipe.yaml"
     threads: 8
     params:
-        cfg=params_json(
-            "classify.teacher",
-            "classify.seed",
-            "classify.device",
-            "classify.num_workers",
-            "classify.compile",
-        ),
+        cfg=params_json(*train_blocks("teacher")),
     shell:
         "python scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})"
         " --out-dir $(dirname {output.model}) --threads {threads} --log {log}"
@@ -87,13 +83,7 @@ rule train_student:
         "../envs/vispipe.yaml"
     threads: 8
     params:
-        cfg=params_json(
-            "classify.student",
-            "classify.seed",
-            "classify.device",
-            "classify.num_workers",
-            "classify.compile",
-        ),
+        cfg=params_json(*train_blocks("student")),
     shell:
         "python scripts/train_student.py --config {params.cfg:q} --data $(dirname {input.train})"
         " --teacher {input.teacher} --out-dir $(dirname {output.best}) --threads {threads} --log {log}"
@@ -113,7 +103,7 @@ rule evaluate:
     conda:
         "../envs/vispipe.yaml"
     params:
-        cfg=params_json("classify.eval", "classify.device"),
+        cfg=params_json(*EVAL_BLOCKS),
     shell:
         "python scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint}"
         " --test {input.test} --train-metrics {input.train_metrics}"

@@ -7,9 +7,12 @@ from snakemake.exceptions import WorkflowError
 from vispipe.config import ConfigError
 from vispipe.segment.layout import (
     PICTURES,
+    PROPAGATE_BLOCKS,
     SEG,
     check_target_keys,
     final_outputs,
+    first_blocks,
+    image_blocks,
     model_dirs,
     one_of,
 )
@@ -87,13 +90,7 @@ rule segment_first:
         "../envs/vispipe.yaml"
     threads: 4
     params:
-        cfg=lambda wc: params_json(
-            f"segment.targets.{wc.target}",
-            "segment.clipseg",
-            "segment.sam2",
-            "segment.seed",
-            "segment.device",
-        ),
+        cfg=lambda wc: params_json(*first_blocks(wc.target)),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/segment_first.py --config {params.cfg:q}"
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
@@ -119,13 +116,7 @@ rule propagate:
         "../envs/vispipe.yaml"
     threads: 4
     params:
-        cfg=params_json(
-            "segment.flow",
-            "segment.propagate",
-            "segment.sam2",
-            "segment.seed",
-            "segment.device",
-        ),
+        cfg=params_json(*PROPAGATE_BLOCKS),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
         " --frames {input.frames} --meta {input.meta} --instances {input.instances} --sam2 {input.sam2}"
@@ -173,14 +164,7 @@ rule segment_image:
         "../envs/vispipe.yaml"
     threads: 4
     params:
-        cfg=lambda wc: params_json(
-            f"segment.targets.{wc.target}",
-            "segment.clipseg",
-            "segment.sam2",
-            "segment.overlay",
-            "segment.seed",
-            "segment.device",
-        ),
+        cfg=lambda wc: params_json(*image_blocks(wc.target)),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"
         " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"

@@ -2,7 +2,8 @@
 """Comparison table (Markdown and CSV) of the evaluated models: top-1, top-5, parameters and
 training time of the student and the teacher, from their evaluation metrics.json files. Given
 --no-kd (the same student trained without distillation), the table adds it and states the
-knowledge-distillation gain: the student with KD minus the same student without KD."""
+knowledge-distillation gain: the student with KD minus the same student without KD. Both tables
+name the runs behind each row (commit, device, config hash: their provenance)."""
 
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ from vispipe import cli
 from vispipe.classify.compare import compare
 from vispipe.errors import UserError
 from vispipe.io import write_text
+from vispipe.provenance import provenance
 
 
 def build_parser():
@@ -43,7 +45,7 @@ def read_metrics(path: Path) -> dict:
 
 def main(args):
     no_kd = read_metrics(args.no_kd) if args.no_kd else None
-    md, table = compare(read_metrics(args.teacher), read_metrics(args.student), no_kd)
+    md, table = compare(read_metrics(args.teacher), read_metrics(args.student), no_kd, own=provenance())
     write_text(args.md, md)
     write_text(args.csv, table.to_csv(index=False))
     cli.log.info("wrote %s and %s\n%s", args.md, args.csv, md)

@@ -46,7 +46,24 @@ def test_markdown_formats_and_a_missing_training_time_is_an_empty_cell():
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells == ["student (vit)", "50.00", "90.00", "0.00", "", ""]
     assert [c.strip() for c in lines[3].strip("|").split("|")][1:5] == ["90.00", "99.50", "11.17", "10.0"]
-    assert math.isnan(table["train_time_min"][0]) and "nan" not in md
+    assert math.isnan(table["train_time_min"][0]) and "nan" not in "".join(lines[:4])
+
+
+def test_one_provenance_line_per_input_and_one_for_the_table():
+    run = {"git_commit": "0123456789abcdef" * 2 + "01234567", "git_dirty": True, "device": "NVIDIA H100"}
+    teacher = dict(TEACHER, provenance=dict(run, device="cpu"), train_provenance=run)
+    own = {"vispipe": "9.9", "git_commit": None, "git_dirty": None, "device": None}
+    md, table = compare(teacher, STUDENT, NO_KD, own)
+    lines = md.splitlines()
+    assert lines[lines.index("Provenance:") + 2 :] == [
+        "- student (vit): evaluation no provenance recorded",
+        "- teacher (resnet): evaluation commit 0123456789ab (dirty) on cpu; "
+        "training commit 0123456789ab (dirty) on NVIDIA H100",
+        "- student without KD (vit): evaluation no provenance recorded",
+        "- this comparison: vispipe 9.9 (not a git checkout)",
+    ]
+    assert table["eval_git_commit"][1] == run["git_commit"] and table["train_device"][1] == "NVIDIA H100"
+    assert table["eval_device"][1] == "cpu" and table["eval_git_dirty"][1] is True
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,14 @@ import torch
 from ..config import block, to_json
 from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
+from ..provenance import provenance
 from ..runtime import device_name, pick_device
 from . import plots
 from .augment import to_nchw
 from .data import load_split, prepare, save_split
 from .evaluate import compute_metrics, report_rows, report_text, softmax
 from .flops import mfu, train_flops_per_image
+from .layout import EVAL_BLOCKS, train_blocks
 from .models import build_model, count_params, load_checkpoint
 from .train import Teacher, autocast_dtype, fingerprint, finish, fit, predict, wants_channels_last
 
@@ -85,6 +87,7 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         log.info("teacher %s: top-1 %.4f (epoch %d)", teacher_path, t_ckpt["metrics"]["test_acc"], t_ckpt["epoch"])
 
     run_id = fingerprint(role, block, seed, str(device), inputs)
+    prov = provenance(device, cfg, train_blocks(role))  # now: the code this process loaded, not what is there later
     result = fit(
         model, train_split, test_split, block["train"],
         arch=block["model"], seed=seed, device=device, state_dir=out_dir / "resume",
@@ -102,7 +105,12 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     else:
         save(result.best, "best.pt")
         save(result.last, "last.pt")
-    metrics = {"role": role, **result.metrics, **throughput(model, result.history, teacher, device)}
+    metrics = {
+        "role": role,
+        **result.metrics,
+        **throughput(model, result.history, teacher, device),
+        "provenance": prov,
+    }
     write_json(out_dir / "metrics.json", metrics)
     plots.training_curves(result.history, out_dir / "curves.png", f"{role}: training curves")
     finish(out_dir / "resume")
@@ -134,8 +142,8 @@ def throughput(model: torch.nn.Module, history: list[dict], teacher: Teacher | N
 
 def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
-    for key in (role, "seed", "device", "num_workers", "compile"):
-        block(cfg, f"classify.{key}")
+    for path in train_blocks(role):
+        block(cfg, path)
     return train_model(role, cfg, data, out_dir, teacher_path=teacher)
 
 
@@ -179,6 +187,9 @@ def evaluate_checkpoint(
         tm = json.loads(Path(train_metrics).read_text())
         metrics["train_time_s"] = tm["train_time_s"]
         metrics["train_device"] = tm.get("device")
+        metrics["train_provenance"] = tm.get("provenance")
+    cfg = {"classify": {"eval": eval_cfg, "device": device_name}}  # the blocks this step reads
+    metrics["provenance"] = provenance(device, cfg, EVAL_BLOCKS)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.confusion(

@@ -18,6 +18,22 @@ PICTURES = ["heatmap.png", "mask.png", "overlay.png"]
 KINDS = ("clipseg", "sam2")
 RANDOM_TINY = "random-tiny"
 
+# The config blocks each step reads: what its rule passes and what its provenance hashes. A step run
+# without model folders also reads segment.models (to find them).
+PROPAGATE_BLOCKS = ("segment.flow", "segment.propagate", "segment.sam2", "segment.seed", "segment.device")
+MODELS_BLOCK = "segment.models"
+
+
+def first_blocks(target: str) -> tuple[str, ...]:
+    """The blocks segment_first reads for ``target``."""
+    return (f"segment.targets.{target}", "segment.clipseg", "segment.sam2", "segment.seed", "segment.device")
+
+
+def image_blocks(target: str) -> tuple[str, ...]:
+    """The blocks segment_image reads for ``target``: segment_first's and the overlay style."""
+    *detect, seed, device = first_blocks(target)
+    return (*detect, "segment.overlay", seed, device)
+
 
 def model_dirs(models_cfg: dict) -> dict[str, Path]:
     """The folder of each model: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""

@@ -17,9 +17,11 @@ from tqdm import tqdm
 from ..config import block
 from ..errors import UserError
 from ..io import atomic_path, write_json
+from ..provenance import provenance
 from ..runtime import pick_device
 from . import models, overlay
 from .clipseg import Detection, find_instances, heatmap
+from .layout import MODELS_BLOCK, PROPAGATE_BLOCKS, first_blocks, image_blocks
 from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
 from .propagate import STATES, propagate
 from .sam2 import Sam2Refiner
@@ -47,6 +49,13 @@ def fetch_models(cfg: dict, clipseg_dir: Path | None, sam2_dir: Path | None) -> 
     dirs = models.model_dirs(models_cfg)
     dirs = {"clipseg": clipseg_dir or dirs["clipseg"], "sam2": sam2_dir or dirs["sam2"]}
     models.fetch(models_cfg, dirs)
+
+
+def _provenance(cfg: dict, blocks: tuple[str, ...], loaded: dict[str, models.Loaded], dirs: dict) -> dict:
+    """The run's provenance; ``segment.models`` counts among the blocks read when it located a model."""
+    if None in dirs.values():
+        blocks = (*blocks, MODELS_BLOCK)
+    return provenance(next(iter(loaded.values())).device, cfg, blocks)
 
 
 def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
@@ -176,6 +185,7 @@ def _segment_picture(
     where: dict,
     pictures: Path,
     instances_path: Path,
+    prov: dict,
     style: dict | None = None,
 ) -> dict:
     """Detect on one picture; write ``pictures/{heatmap,mask}.png`` (and ``overlay.png`` given a
@@ -186,6 +196,7 @@ def _segment_picture(
     _save_picture(pictures / "mask.png", overlay.mask_picture(found.mask), random_weights)
     if style is not None:
         _save_picture(pictures / "overlay.png", _instance_picture(image, doc, style), random_weights)
+    doc["provenance"] = prov
     write_json(instances_path, doc)
     return doc
 
@@ -205,10 +216,12 @@ def segment_first(
     edit redraws pictures without rerunning detection and propagation."""
     target_prompt(cfg, target)
     meta = _read_meta(meta_path, frames_dir)
-    loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
+    dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
+    loaded = _load_models(cfg, dirs)
     image = read_image(frames_dir / meta["files"][0])
     where = {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
-    return _segment_picture(image, target, cfg, loaded, where, out_dir / "first", out_dir / "instances.json")
+    prov = _provenance(cfg, first_blocks(target), loaded, dirs)
+    return _segment_picture(image, target, cfg, loaded, where, out_dir / "first", out_dir / "instances.json", prov)
 
 
 def segment_image(
@@ -223,9 +236,11 @@ def segment_image(
     target_prompt(cfg, target)
     style = block(cfg, "segment.overlay")
     image = read_image(image_path)
-    loaded = _load_models(cfg, {"clipseg": clipseg_dir, "sam2": sam2_dir})
+    dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
+    loaded = _load_models(cfg, dirs)
     where = {"image": str(image_path)}
-    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / "instances.json", style)
+    prov = _provenance(cfg, image_blocks(target), loaded, dirs)
+    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / "instances.json", prov, style)
 
 
 # ------------------------------------------------------------------------------------- propagation
@@ -246,7 +261,9 @@ def propagate_video(
     first = json.loads(Path(instances_path).read_text())
     flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
     sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
-    sam2 = _load_models(cfg, {"sam2": sam2_dir})["sam2"]
+    dirs = {"sam2": sam2_dir}
+    loaded = _load_models(cfg, dirs)
+    sam2 = loaded["sam2"]
     refiner = Sam2Refiner(sam2, sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
     if not start:
@@ -294,6 +311,7 @@ def propagate_video(
         "instances": sorted(start),
         "summary": summary,
         "frames": track_frames,
+        "provenance": _provenance(cfg, PROPAGATE_BLOCKS, loaded, dirs),
     }
     write_json(tracks_path, tracks)
     for i, counts in summary.items():
