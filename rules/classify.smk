@@ -1,28 +1,34 @@
 # CIFAR-10 -> ResNet teacher -> ViT student (knowledge distillation) -> evaluation -> comparison.
+# File names come from vispipe.classify.layout, by which the steps write them; outputs named from a
+# file name take vispipe.layout.output_key's key (metrics.json -> metrics_json). The keys the shell
+# commands use stay as they are: Snakemake reruns a job whose command text changed.
 
-from vispipe.classify.layout import EVAL_BLOCKS, train_blocks
+from vispipe.classify.layout import (
+    BEST,
+    CLS,
+    COMPARISON_CSV,
+    COMPARISON_MD,
+    EVAL,
+    EVAL_BLOCKS,
+    EVAL_OUTPUTS,
+    EVALUATED,
+    LAST,
+    METRICS,
+    ROLES,
+    SPLITS,
+    TRAIN_OUTPUTS,
+    final_outputs,
+    train_blocks,
+)
+from vispipe.layout import outputs
 
-CLS = "results/classify"
-CHECKPOINT = {"teacher": f"{CLS}/teacher/model.pt", "student": f"{CLS}/student/best.pt"}
-TRAIN_OUTPUTS = ["history.csv", "metrics.json", "curves.png"]
-EVAL_OUTPUTS = [
-    "confusion_counts.png",
-    "confusion_normalized.png",
-    "per_class_accuracy.png",
-    "pred_grid.png",
-    "classification_report.txt",
-    "classification_report.csv",
-    "metrics.json",
-]
-CLASSIFY_TARGETS = [
-    *(f"{CLS}/{m}/eval/{f}" for m in CHECKPOINT for f in EVAL_OUTPUTS),
-    f"{CLS}/comparison.md",
-    f"{CLS}/comparison.csv",
-]
+TRAIN_NPZ, TEST_NPZ = f"{DATA}/{SPLITS['train']}", f"{DATA}/{SPLITS['test']}"
+CHECKPOINT = {role: f"{CLS}/{role}/{name}" for role, name in EVALUATED.items()}
+CLASSIFY_TARGETS = final_outputs()
 
 
 wildcard_constraints:
-    model="teacher|student",
+    model="|".join(ROLES),
 
 
 localrules:
@@ -32,8 +38,8 @@ localrules:
 rule fetch_cifar10:
     """Download (or read) the images once; every source becomes the same uint8 arrays."""
     output:
-        train=f"{DATA}/train.npz",
-        test=f"{DATA}/test.npz",
+        train=TRAIN_NPZ,
+        test=TEST_NPZ,
     log:
         "logs/classify/fetch_cifar10.log",
     conda:
@@ -47,11 +53,11 @@ rule fetch_cifar10:
 
 rule train_teacher:
     input:
-        train=f"{DATA}/train.npz",
-        test=f"{DATA}/test.npz",
+        train=TRAIN_NPZ,
+        test=TEST_NPZ,
     output:
-        **{f.split(".")[0]: f"{CLS}/teacher/{f}" for f in TRAIN_OUTPUTS},
-        model=f"{CLS}/teacher/model.pt",
+        **outputs(f"{CLS}/teacher", TRAIN_OUTPUTS),
+        model=CHECKPOINT["teacher"],
     log:
         "logs/classify/train_teacher.log",
     benchmark:
@@ -68,13 +74,13 @@ rule train_teacher:
 
 rule train_student:
     input:
-        train=f"{DATA}/train.npz",
-        test=f"{DATA}/test.npz",
+        train=TRAIN_NPZ,
+        test=TEST_NPZ,
         teacher=CHECKPOINT["teacher"],
     output:
-        **{f.split(".")[0]: f"{CLS}/student/{f}" for f in TRAIN_OUTPUTS},
-        best=f"{CLS}/student/best.pt",
-        last=f"{CLS}/student/last.pt",
+        **outputs(f"{CLS}/student", TRAIN_OUTPUTS),
+        best=f"{CLS}/student/{BEST}",
+        last=f"{CLS}/student/{LAST}",
     log:
         "logs/classify/train_student.log",
     benchmark:
@@ -91,11 +97,11 @@ rule train_student:
 
 rule evaluate:
     input:
-        test=f"{DATA}/test.npz",
+        test=TEST_NPZ,
         checkpoint=lambda wc: CHECKPOINT[wc.model],
-        train_metrics=f"{CLS}/{{model}}/metrics.json",
+        train_metrics=f"{CLS}/{{model}}/{METRICS}",
     output:
-        **{f.replace(".", "_"): f"{CLS}/{{model}}/eval/{f}" for f in EVAL_OUTPUTS},
+        **outputs(f"{CLS}/{{model}}/{EVAL}", EVAL_OUTPUTS),
     log:
         "logs/classify/evaluate_{model}.log",
     benchmark:
@@ -112,11 +118,11 @@ rule evaluate:
 
 rule compare_models:
     input:
-        teacher=f"{CLS}/teacher/eval/metrics.json",
-        student=f"{CLS}/student/eval/metrics.json",
+        teacher=f"{CLS}/teacher/{EVAL}/{METRICS}",
+        student=f"{CLS}/student/{EVAL}/{METRICS}",
     output:
-        md=f"{CLS}/comparison.md",
-        csv=f"{CLS}/comparison.csv",
+        md=f"{CLS}/{COMPARISON_MD}",
+        csv=f"{CLS}/{COMPARISON_CSV}",
     log:
         "logs/classify/compare_models.log",
     conda:

@@ -1,14 +1,22 @@
 # Text-guided segmentation: models -> frames -> first frame -> propagation -> overlay; still images.
 # Videos, images and targets are keys of config["segment"]; each rule passes only the config
-# blocks it reads, so editing a knob reruns exactly the steps that read it.
+# blocks it reads, so editing a knob reruns exactly the steps that read it. File names come from
+# vispipe.segment.layout; outputs named from a file name take vispipe.layout.output_key's key.
 
 from snakemake.exceptions import WorkflowError
 
 from vispipe.config import ConfigError
+from vispipe.layout import outputs
 from vispipe.segment.layout import (
+    FIRST,
+    FIRST_PICTURES,
+    INSTANCES,
+    OVERLAY,
+    OVERLAY_VIDEO,
     PICTURES,
     PROPAGATE_BLOCKS,
     SEG,
+    TRACKS,
     check_target_keys,
     final_outputs,
     first_blocks,
@@ -79,9 +87,8 @@ rule segment_first:
         clipseg=MODEL_DIRS["clipseg"],
         sam2=MODEL_DIRS["sam2"],
     output:
-        heatmap=f"{SEG}/{{video}}/{{target}}/first/heatmap.png",
-        mask=f"{SEG}/{{video}}/{{target}}/first/mask.png",
-        instances=f"{SEG}/{{video}}/{{target}}/instances.json",
+        **outputs(f"{SEG}/{{video}}/{{target}}/{FIRST}", FIRST_PICTURES),
+        instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
     log:
         "logs/segment/{video}/{target}/segment_first.log",
     benchmark:
@@ -102,11 +109,11 @@ rule propagate:
     input:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
-        instances=f"{SEG}/{{video}}/{{target}}/instances.json",
+        instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
         sam2=MODEL_DIRS["sam2"],
     output:
         masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
-        tracks=f"{SEG}/{{video}}/{{target}}/tracks.json",
+        tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
         rle=f"{SEG}/{{video}}/{{target}}/masks.rle.json",
     log:
         "logs/segment/{video}/{target}/propagate.log",
@@ -131,10 +138,10 @@ rule render_overlay:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
         masks=f"{SEG}/{{video}}/{{target}}/masks",
-        tracks=f"{SEG}/{{video}}/{{target}}/tracks.json",
+        tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
     output:
-        video=f"{SEG}/{{video}}/{{target}}/overlay.mp4",
-        first=f"{SEG}/{{video}}/{{target}}/first/overlay.png",
+        video=f"{SEG}/{{video}}/{{target}}/{OVERLAY_VIDEO}",
+        first=f"{SEG}/{{video}}/{{target}}/{FIRST}/{OVERLAY}",
     log:
         "logs/segment/{video}/{target}/render_overlay.log",
     benchmark:
@@ -154,8 +161,8 @@ rule segment_image:
         clipseg=MODEL_DIRS["clipseg"],
         sam2=MODEL_DIRS["sam2"],
     output:
-        **{f.split(".")[0]: f"{SEG}/images/{{image}}/{{target}}/{f}" for f in PICTURES},
-        instances=f"{SEG}/images/{{image}}/{{target}}/instances.json",
+        **outputs(f"{SEG}/images/{{image}}/{{target}}", PICTURES),
+        instances=f"{SEG}/images/{{image}}/{{target}}/{INSTANCES}",
     log:
         "logs/segment/images/{image}/{target}.log",
     benchmark:

@@ -14,10 +14,10 @@ import pytest
 import vispipe
 from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, run_script
 from vispipe import provenance as prov_mod
-from vispipe.classify.layout import EVAL_BLOCKS, train_blocks
+from vispipe.classify.layout import EVAL_BLOCKS, EVAL_OUTPUTS, train_blocks, train_outputs
 from vispipe.config import deep_merge, load, params_json, subset
 from vispipe.provenance import config_sha256, git_state, provenance
-from vispipe.segment.layout import PROPAGATE_BLOCKS, first_blocks, image_blocks
+from vispipe.segment.layout import FIRST_PICTURES, INSTANCES, PICTURES, PROPAGATE_BLOCKS, first_blocks, image_blocks
 
 FIELDS = {"vispipe", "git_commit", "git_dirty", "python", "torch", "torchvision", "transformers", "device",
           "config_sha256"}  # fmt: skip
@@ -164,6 +164,7 @@ def test_another_target_is_an_unrelated_block():
 
 
 # ------------------------------------------------------------------------------- the scripts record it
+# (and write exactly the files that vispipe.classify.layout and vispipe.segment.layout name)
 
 
 def check(doc, cfg, blocks, device="cpu"):
@@ -185,16 +186,22 @@ def tiny_data(tmp_path_factory):
     return d
 
 
+def names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
 def test_training_evaluation_and_comparison_record_it(tiny_data, tmp_path):
     fast = {"classify": {"teacher": {"train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 16}}}}
     cfg = deep_merge(load(DEMO_CONFIGS), fast)
     t = tmp_path / "teacher"
     run_script("train_teacher", *CFG_ARGS, "--config", json.dumps(fast), "--data", tiny_data, "--out-dir", t)
+    assert names(t) == sorted(train_outputs("teacher"))
     trained = json.loads((t / "metrics.json").read_text())
     check(trained, cfg, train_blocks("teacher"))
 
     run_script("evaluate", *CFG_ARGS, "--checkpoint", t / "model.pt", "--test", tiny_data / "test.npz",
                "--train-metrics", t / "metrics.json", "--out-dir", t / "eval")  # fmt: skip
+    assert names(t / "eval") == sorted(EVAL_OUTPUTS)
     evaluated = json.loads((t / "eval" / "metrics.json").read_text())
     check(evaluated, cfg, EVAL_BLOCKS)
     assert evaluated["train_provenance"] == trained["provenance"]
@@ -228,6 +235,7 @@ def test_segmentation_records_it(tiny_models, tmp_path):
     frames = ["--frames", tmp_path / "frames", "--meta", tmp_path / "meta.json"]
     r = tmp_path / "rabbit"
     run_script("segment_first", *CFG_ARGS, *frames, "--target", "rabbit", "--out-dir", r, *models)
+    assert names(r) == ["first", INSTANCES] and names(r / "first") == sorted(FIRST_PICTURES)
     check(json.loads((r / "instances.json").read_text()), cfg, first_blocks("rabbit"))
     run_script("propagate", *CFG_ARGS, *frames, "--instances", r / "instances.json", "--masks", r / "masks",
                "--tracks", r / "tracks.json", "--rle", r / "rle.json", "--sam2", m["sam2"])  # fmt: skip
@@ -236,4 +244,5 @@ def test_segmentation_records_it(tiny_models, tmp_path):
     run_script(
         "segment_image", *CFG_ARGS, "--image", image, "--target", "rabbit", "--out-dir", tmp_path / "img", *models
     )
+    assert names(tmp_path / "img") == sorted([*PICTURES, INSTANCES])
     check(json.loads((tmp_path / "img/instances.json").read_text()), cfg, image_blocks("rabbit"))

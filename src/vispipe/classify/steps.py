@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
 from ..runtime import device_name, pick_device
-from . import plots
+from . import layout, plots
 from .augment import to_nchw
 from .data import load_split, prepare, save_split
 from .evaluate import compute_metrics, report_rows, report_text, softmax
@@ -32,7 +32,7 @@ def prepare_data(data_cfg: dict, seed: int, out_dir: Path, download_dir: Path) -
     """Write ``out_dir/{train,test}.npz`` from the configured source."""
     splits = prepare(data_cfg, seed, download_dir)
     for name, split in splits.items():
-        save_split(split, out_dir / f"{name}.npz")
+        save_split(split, out_dir / layout.SPLITS[name])
         counts = np.bincount(split.labels, minlength=len(split.classes))
         log.info(
             "%s: %d images %s, %d classes, per class %d..%d",
@@ -58,7 +58,8 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     """
     block = cfg["classify"][role]
     seed, device = cfg["classify"]["seed"], pick_device(cfg["classify"]["device"])
-    train_split, test_split = load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
+    train_path, test_path = data_dir / layout.SPLITS["train"], data_dir / layout.SPLITS["test"]
+    train_split, test_split = load_split(train_path), load_split(test_path)
     if train_split.classes != test_split.classes:
         raise UserError(f"{data_dir}: train and test list different classes; rerun fetch_cifar10")
     image_size = block["model"].get("image_size")
@@ -73,7 +74,7 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     )
 
     teacher = None
-    inputs = [_file_id(data_dir / "train.npz"), _file_id(data_dir / "test.npz")]
+    inputs = [_file_id(train_path), _file_id(test_path)]
     if role == "student":
         if teacher_path is None:
             raise UserError("the student needs --teacher (a checkpoint written by train_teacher)")
@@ -90,8 +91,8 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
     prov = provenance(device, cfg, train_blocks(role))  # now: the code this process loaded, not what is there later
     result = fit(
         model, train_split, test_split, block["train"],
-        arch=block["model"], seed=seed, device=device, state_dir=out_dir / "resume",
-        history_path=out_dir / "history.csv", num_workers=cfg["classify"]["num_workers"],
+        arch=block["model"], seed=seed, device=device, state_dir=out_dir / layout.RESUME,
+        history_path=out_dir / layout.HISTORY, num_workers=cfg["classify"]["num_workers"],
         teacher=teacher, run_id=run_id, compile=cfg["classify"]["compile"],
     )  # fmt: skip
 
@@ -101,19 +102,19 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
             torch.save(ckpt, tmp)
 
     if role == "teacher":
-        save(result.last, "model.pt")
+        save(result.last, layout.MODEL)
     else:
-        save(result.best, "best.pt")
-        save(result.last, "last.pt")
+        save(result.best, layout.BEST)
+        save(result.last, layout.LAST)
     metrics = {
         "role": role,
         **result.metrics,
         **throughput(model, result.history, teacher, device),
         "provenance": prov,
     }
-    write_json(out_dir / "metrics.json", metrics)
-    plots.training_curves(result.history, out_dir / "curves.png", f"{role}: training curves")
-    finish(out_dir / "resume")
+    write_json(out_dir / layout.METRICS, metrics)
+    plots.training_curves(result.history, out_dir / layout.CURVES, f"{role}: training curves")
+    finish(out_dir / layout.RESUME)
     log.info(
         "%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s",
         role,
@@ -193,18 +194,18 @@ def evaluate_checkpoint(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.confusion(
-        metrics["confusion"], test.classes, out_dir / "confusion_counts.png", False, f"{name}: confusion (counts)"
+        metrics["confusion"], test.classes, out_dir / layout.CONFUSION_COUNTS, False, f"{name}: confusion (counts)"
     )
     plots.confusion(
         metrics["confusion"],
         test.classes,
-        out_dir / "confusion_normalized.png",
+        out_dir / layout.CONFUSION_NORMALIZED,
         True,
         f"{name}: confusion (row-normalised)",
     )
     plots.per_class_accuracy(
         {c: m["accuracy"] for c, m in metrics["per_class"].items()},
-        out_dir / "per_class_accuracy.png",
+        out_dir / layout.PER_CLASS_ACCURACY,
         f"{name}: per-class accuracy (top-1 {100 * metrics['top1']:.2f}%)",
     )
     rng = np.random.default_rng(seed)
@@ -214,16 +215,16 @@ def evaluate_checkpoint(
         test.labels[pick],
         softmax(logits[pick]),
         test.classes,
-        out_dir / "pred_grid.png",
+        out_dir / layout.PRED_GRID,
         f"{name}: predictions on random test images",
     )
     write_text(
-        out_dir / "classification_report.txt",
+        out_dir / layout.REPORT_TXT,
         f"{name}, checkpoint {checkpoint.name} (epoch {ckpt['epoch']})\n\n"
         + report_text(logits, test.labels, test.classes, metrics),
     )
-    write_csv(out_dir / "classification_report.csv", report_rows(metrics))
-    write_json(out_dir / "metrics.json", metrics)
+    write_csv(out_dir / layout.REPORT_CSV, report_rows(metrics))
+    write_json(out_dir / layout.METRICS, metrics)
     log.info("%s: top-1 %.4f, top-5 %.4f on %d test images", name, metrics["top1"], metrics["top5"], len(test))
     return metrics
 

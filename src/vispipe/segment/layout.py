@@ -1,5 +1,6 @@
 """Where the segmentation models and outputs go, and the checks the workflow runs on ``config["segment"]``
-before any job.
+before any job. The output file names are defined here once: the rules build their outputs from
+them (keys by :func:`vispipe.layout.output_key`) and the steps write them.
 
 The Snakefile and the rule files import this module, so it stays light: the standard library and
 :mod:`vispipe.config` only, never torch, transformers or OpenCV (a dry run must not load them).
@@ -14,7 +15,11 @@ from pathlib import Path
 from ..config import ConfigError
 
 SEG = "results/segment"
-PICTURES = ["heatmap.png", "mask.png", "overlay.png"]
+HEATMAP, MASK, OVERLAY = "heatmap.png", "mask.png", "overlay.png"
+PICTURES = [HEATMAP, MASK, OVERLAY]
+INSTANCES, TRACKS, OVERLAY_VIDEO = "instances.json", "tracks.json", "overlay.mp4"
+FIRST = "first"  # a video's first-frame pictures: results/segment/{video}/{target}/first/
+FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/overlay.png
 KINDS = ("clipseg", "sam2")
 RANDOM_TINY = "random-tiny"
 
@@ -62,13 +67,13 @@ def final_outputs(seg: dict) -> list[str]:
         f"{SEG}/{video}/{target}/{name}"
         for video, entry in seg["videos"].items()
         for target in entry["targets"]
-        for name in [*(f"first/{p}" for p in PICTURES), "tracks.json", "overlay.mp4"]
+        for name in [*(f"{FIRST}/{p}" for p in PICTURES), TRACKS, OVERLAY_VIDEO]
     ]
     images = [
         f"{SEG}/images/{image}/{target}/{name}"
         for image, entry in seg["images"].items()
         for target in entry["targets"]
-        for name in [*PICTURES, "instances.json"]
+        for name in [*PICTURES, INSTANCES]
     ]
     return videos + images
 

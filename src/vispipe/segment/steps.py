@@ -21,7 +21,17 @@ from ..provenance import provenance
 from ..runtime import pick_device
 from . import models, overlay
 from .clipseg import Detection, find_instances, heatmap
-from .layout import MODELS_BLOCK, PROPAGATE_BLOCKS, first_blocks, image_blocks
+from .layout import (
+    FIRST,
+    HEATMAP,
+    INSTANCES,
+    MASK,
+    MODELS_BLOCK,
+    OVERLAY,
+    PROPAGATE_BLOCKS,
+    first_blocks,
+    image_blocks,
+)
 from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
 from .propagate import STATES, propagate
 from .sam2 import Sam2Refiner
@@ -192,10 +202,10 @@ def _segment_picture(
     ``style``) and the instances.json document."""
     doc, heat, found = _detect(image, target, cfg, loaded, where)
     random_weights = doc["weights"]["random"]
-    _save_picture(pictures / "heatmap.png", overlay.heatmap_picture(image, heat), random_weights)
-    _save_picture(pictures / "mask.png", overlay.mask_picture(found.mask), random_weights)
+    _save_picture(pictures / HEATMAP, overlay.heatmap_picture(image, heat), random_weights)
+    _save_picture(pictures / MASK, overlay.mask_picture(found.mask), random_weights)
     if style is not None:
-        _save_picture(pictures / "overlay.png", _instance_picture(image, doc, style), random_weights)
+        _save_picture(pictures / OVERLAY, _instance_picture(image, doc, style), random_weights)
     doc["provenance"] = prov
     write_json(instances_path, doc)
     return doc
@@ -221,7 +231,7 @@ def segment_first(
     image = read_image(frames_dir / meta["files"][0])
     where = {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
     prov = _provenance(cfg, first_blocks(target), loaded, dirs)
-    return _segment_picture(image, target, cfg, loaded, where, out_dir / "first", out_dir / "instances.json", prov)
+    return _segment_picture(image, target, cfg, loaded, where, out_dir / FIRST, out_dir / INSTANCES, prov)
 
 
 def segment_image(
@@ -240,7 +250,7 @@ def segment_image(
     loaded = _load_models(cfg, dirs)
     where = {"image": str(image_path)}
     prov = _provenance(cfg, image_blocks(target), loaded, dirs)
-    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / "instances.json", prov, style)
+    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / INSTANCES, prov, style)
 
 
 # ------------------------------------------------------------------------------------- propagation
