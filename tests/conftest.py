@@ -71,7 +71,10 @@ def workflow_dir(tmp_path: Path) -> Path:
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
-    """{rule: jobs} from the 'Job stats' table that ``snakemake -n`` prints."""
+    """{rule: jobs} from the 'Job stats' table that ``snakemake -n`` prints.
+
+    {} also means "no table found": to check that nothing would run, use :func:`assert_nothing_to_do`.
+    """
     counts: dict[str, int] = {}
     lines = dry_run_output.splitlines()
     if "Job stats:" not in lines:
@@ -82,6 +85,81 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def assert_nothing_to_do(result: subprocess.CompletedProcess | str) -> None:
+    """Snakemake (``-n``) said every requested file is up to date and listed no job.
+
+    ``job_counts(out) == {}`` cannot tell that from output it failed to parse; this can.
+    """
+    out = result if isinstance(result, str) else (result.stdout or "") + (result.stderr or "")
+    if not isinstance(result, str):
+        assert result.returncode == 0, out[-5000:]
+    assert "Nothing to be done" in out, f"Snakemake did not say 'Nothing to be done':\n{out[-5000:]}"
+    assert "Job stats:" not in out and job_counts(out) == {}, out[-5000:]
+
+
+def assert_overlay_shows_masks(video: Path, frames_dir: Path, masks_dir: Path, meta: dict, style: dict) -> None:
+    """``overlay.mp4`` holds the kept frames with each instance's mask blended in, at the output fps.
+
+    Compared with each source frame (``meta`` is extract_frames' meta.json, ``style`` the
+    segment.overlay block): pixels inside an instance's mask (``masks_dir/NNNNN.png``) differ
+    noticeably and sit near ``(1 - alpha) * frame + alpha * colour``; pixels a few pixels away from
+    every mask (the demo's random-weight masks leave little background), the labels and the
+    RANDOM WEIGHTS strip match the frame up to H.264 noise; frame times step by 1 / output fps.
+    """
+    from fractions import Fraction
+
+    import av
+    import cv2
+    import numpy as np
+
+    from vispipe.segment.overlay import color_of
+
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        decoded = [(Fraction(f.pts) * f.time_base, f.to_ndarray(format="rgb24")) for f in c.decode(stream)]
+    assert len(decoded) == meta["count"], (len(decoded), meta["count"])
+    times = [t for t, _ in decoded]
+    step = 1 / Fraction(meta["output_fps"])
+    assert [b - a for a, b in zip(times, times[1:])] == [step] * (len(times) - 1), [float(t) for t in times]
+
+    height, width = meta["source"]["height"], meta["source"]["width"]
+    body = np.ones((height, width), bool)
+    body[-max(64, height // 8) :] = False  # the RANDOM WEIGHTS strip along the bottom
+    ring, core = np.ones((13, 13), np.uint8), np.ones((9, 9), np.uint8)  # outline and codec bleed at the edges
+    far_checked = inner_checked = noticeable = 0
+    for k, (_, got) in enumerate(decoded):
+        src = cv2.cvtColor(cv2.imread(str(frames_dir / meta["files"][k])), cv2.COLOR_BGR2RGB).astype(np.float32)
+        ids = cv2.imread(str(masks_dir / f"{k:05d}.png"), cv2.IMREAD_UNCHANGED)
+        got = got[:height, :width].astype(np.float32)
+        assert got.shape == src.shape and ids.shape == (height, width)
+        region = body.copy()
+        for i in np.unique(ids)[1:]:
+            x, y, _, _ = cv2.boundingRect((ids == i).astype(np.uint8))
+            region[max(y - 64, 0) : y + 48, max(x - 320, 0) : x + 512] = False  # its label box, above the mask
+        far = region & (cv2.dilate((ids > 0).astype(np.uint8), ring) == 0)
+        if far.sum() >= 500:
+            noise = np.abs(got[far] - src[far]).mean()
+            assert noise < 5, f"frame {k}: pixels away from every mask changed by {noise:.1f} on average"
+            far_checked += 1
+        for i in np.unique(ids)[1:]:
+            # the outline runs along the image's edges too: erode from there as well
+            own = cv2.erode((ids == i).astype(np.uint8), core, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            inner = region & (own > 0)
+            if inner.sum() < 500:  # too few pixels to average out the codec's noise
+                continue
+            blend = (1 - style["alpha"]) * src[inner] + style["alpha"] * np.array(color_of(int(i), style["colors"]))
+            expected = np.abs(blend - src[inner]).mean()
+            moved, off = np.abs(got[inner] - src[inner]).mean(), np.abs(got[inner] - blend).mean()
+            assert off < 8 and moved > 0.6 * expected, (
+                f"frame {k}, instance {i}: differs from the frame by {moved:.1f} (the blend would: {expected:.1f}), "
+                f"from the blend by {off:.1f}"
+            )
+            inner_checked += 1
+            noticeable += moved > 10
+    assert far_checked and inner_checked, f"compared {far_checked} backgrounds and {inner_checked} instances"
+    assert noticeable, "no instance's pixels differ noticeably from the frame"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import job_counts, snakemake
+from conftest import assert_nothing_to_do, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def dry_run(wf, *configfiles):
 
 
 def test_nothing_to_do_after_a_run(demo_run):
-    assert dry_run(demo_run) == {}
+    assert_nothing_to_do(snakemake(demo_run, "-n", "--configfile", "config/demo.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import re
 import av
 import pytest
 
-from conftest import job_counts, snakemake
+from conftest import assert_nothing_to_do, assert_overlay_shows_masks, job_counts, snakemake
 from vispipe.config import load
 from vispipe.segment.layout import final_outputs
 
@@ -37,6 +37,10 @@ def test_overlay_mp4_decodes_as_h264_at_source_fps_over_stride(seg_run):
     assert len(masks) == meta["count"] == len(list((seg_run / SEG / "frames").glob("*.jpg")))
     tracks = json.loads((seg_run / SEG / "rabbit/tracks.json").read_text())
     assert len(tracks["frames"]) == meta["count"] and tracks["weights"]["random"]
+    style = load([seg_run / "config/config.yaml", seg_run / "config/demo.yaml"])["segment"]["overlay"]
+    assert_overlay_shows_masks(
+        seg_run / SEG / "rabbit/overlay.mp4", seg_run / SEG / "frames", seg_run / SEG / "rabbit/masks", meta, style
+    )
 
 
 def test_every_output_log_and_benchmark(seg_run):
@@ -76,7 +80,7 @@ def reasons(dry_run_output: str) -> dict[str, list[str]]:
 
 def test_nothing_to_do_after_the_run(seg_run):
     targets = final_outputs(load([seg_run / "config/config.yaml", seg_run / "config/demo.yaml"])["segment"])
-    assert job_counts(dry_run(seg_run, None, *targets)) == {}
+    assert_nothing_to_do(snakemake(seg_run, "-n", *targets, "--configfile", "config/demo.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, run_script
+from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, assert_overlay_shows_masks, run_script
+from vispipe.config import load
 
 SCRIPTS = ["fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image"]
 SHORT = {"segment": {"frames": {"max_seconds": 1.0, "stride": 5}}}  # 5 frames: 0, 5, 10, 15, 20
@@ -108,9 +109,21 @@ def test_propagate_outputs(run):
     assert len(rle["images"]) == 5 and rle["categories"] == [{"id": 1, "name": "rabbit"}]
     from vispipe.segment.masks import decode_rle
 
-    for ann in rle["annotations"]:  # every RLE mask is the instance's pixels in its PNG (or hidden below a lower id)
+    by_frame: dict[int, dict[int, np.ndarray]] = {k: {} for k in range(5)}
+    for ann in rle["annotations"]:
         mask = decode_rle(ann["segmentation"])
-        assert mask.sum() == ann["area"] and (ids[ann["image_id"]][mask] <= ann["instance_id"]).all()
+        assert mask.sum() == ann["area"] and ann["instance_id"] not in by_frame[ann["image_id"]]
+        by_frame[ann["image_id"]][ann["instance_id"]] = mask
+    assert any(m.any() for masks in by_frame.values() for m in masks.values()), "every mask is empty"
+    for k, masks in by_frame.items():  # the PNG is exactly the RLE masks, the lower id winning an overlap
+        png, covered = ids[k], np.zeros(ids[k].shape, bool)
+        for i in sorted(masks):
+            own = masks[i] & ~covered  # its pixels not under a lower id
+            assert (png[own] == i).all(), f"frame {k}: instance {i}'s pixels do not carry its id"
+            assert (png == i).sum() == own.sum(), f"frame {k}: id {i} outside its mask"
+            assert not own.any() or i in png, f"frame {k}: instance {i} is missing from the PNG"
+            covered |= masks[i]
+        assert not png[~covered].any(), f"frame {k}: ids outside every RLE mask"
 
 
 def test_render_overlay_is_h264_at_fps_over_stride(run):
@@ -119,6 +132,13 @@ def test_render_overlay_is_h264_at_fps_over_stride(run):
         s = c.streams.video[0]
         assert (s.codec_context.name, s.codec_context.pix_fmt, s.average_rate) == ("h264", "yuv420p", 5)
         assert (s.width, s.height) == (1280, 720) and sum(1 for _ in c.decode(s)) == 5
+
+
+def test_render_overlay_draws_the_masks_over_the_frames(run):
+    d, _ = run
+    meta = json.loads((d / "meta.json").read_text())
+    style = load(DEMO_CONFIGS)["segment"]["overlay"]
+    assert_overlay_shows_masks(d / "rabbit/overlay.mp4", d / "frames", d / "rabbit/masks", meta, style)
 
 
 def test_segment_image(run, tmp_path):
