@@ -176,7 +176,7 @@ class _RunsCode:
         return (pathlib.Path.touch, (self.marker,))
 
 
-def _tiny_fit(tmp_path, epochs=2):
+def _tiny_fit(tmp_path, epochs=2, teacher=None):
     from vispipe.classify.data import Split
     from vispipe.classify.train import fit
     from vispipe.config import load
@@ -187,7 +187,8 @@ def _tiny_fit(tmp_path, epochs=2):
     cfg.update(epochs=epochs, batch_size=32, eval_batch_size=64, clean_last_epochs=1)
     model = DistilledViT(10, dim=16, depth=2, heads=2, class_attn_blocks=1)
     return fit(model, split, split, cfg, arch={"arch": "vit"}, seed=0, device=torch.device("cpu"),
-               state_dir=tmp_path / "resume", history_path=tmp_path / "history.csv", run_id="r")  # fmt: skip
+               state_dir=tmp_path / "resume", history_path=tmp_path / "history.csv", run_id="r",
+               teacher=teacher)  # fmt: skip
 
 
 @pytest.mark.parametrize("content", ["truncated", "garbage", "code"])
@@ -217,3 +218,17 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_kd_alpha_changes_the_student_and_a_rerun_does_not(tmp_path):
+    from vispipe.classify.resnet import ResNet
+    from vispipe.classify.train import Teacher
+
+    torch.manual_seed(0)
+    teacher = ResNet(10, layers=(1, 1, 1, 1), width=8).eval()
+    weights = {}
+    for name, alpha in (("a0", 0.0), ("a5", 0.5), ("a5-again", 0.5)):
+        result = _tiny_fit(tmp_path / name, epochs=1, teacher=Teacher(teacher, 2.0, alpha))
+        weights[name] = result.last["model"]
+    assert all(torch.equal(weights["a5"][k], weights["a5-again"][k]) for k in weights["a5"])  # repeatable
+    assert not all(torch.equal(weights["a0"][k], weights["a5"][k]) for k in weights["a0"])  # alpha matters

@@ -13,6 +13,7 @@ from conftest import assert_nothing_to_do, job_counts, snakemake
 pytestmark = pytest.mark.slow
 
 CLS = "results/classify"
+FLOOR = {"teacher": 0.9, "student": 0.85}
 PICTURES = ["confusion_counts.png", "confusion_normalized.png", "per_class_accuracy.png", "pred_grid.png"]
 
 
@@ -24,7 +25,8 @@ def test_every_classification_artifact(demo_run):
             img = np.asarray(Image.open(ev / name).convert("L"))
             assert min(img.shape) > 300 and img.std() > 10, f"{model}/{name} looks empty"
         m = json.loads((ev / "metrics.json").read_text())
-        assert m["n_test"] == 360 and 0.1 <= m["top1"] <= m["top5"] <= 1.0
+        # measured on the demo: teacher 97.2%, student 93.1% (chance is 10%); floors a few points below
+        assert m["n_test"] == 360 and FLOOR[model] <= m["top1"] <= m["top5"] <= 1.0, (model, m["top1"])
         assert set(m["per_class"]) == {str(i) for i in range(10)} and m["params"] > 0 and m["train_time_s"] > 0
         report = (ev / "classification_report.txt").read_text()
         assert "precision" in report and "top-5 accuracy" in report
@@ -37,8 +39,9 @@ def test_every_classification_artifact(demo_run):
     assert student["arch"]["arch"] == "vit" and student["role"] == "student"
     assert (wf / CLS / "student/last.pt").exists()
     md = (wf / CLS / "comparison.md").read_text()
-    assert "student (vit)" in md and "teacher (resnet)" in md and "Knowledge-distillation gain" in md
-    assert len(list(csv.DictReader(open(wf / CLS / "comparison.csv")))) == 3
+    assert "student (vit)" in md and "teacher (resnet)" in md and "KD gain: not measured" in md
+    assert "Provenance:" in md and "- this comparison: " in md
+    assert len(list(csv.DictReader(open(wf / CLS / "comparison.csv")))) == 2
 
 
 def test_logs_and_benchmarks(demo_run):

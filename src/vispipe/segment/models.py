@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 SOURCE_FILE = "source.json"
 RANDOM_WARNING = (
     "RANDOM WEIGHTS: these are tiny, randomly initialised models (segment.models.source: random-tiny) "
-    "that only exercise the pipeline; their heatmaps and masks mean nothing. "
-    "Set segment.models.source: hub for the real CLIPSeg and SAM2."
+    "that only exercise the pipeline. Expect heatmaps of noise and masks that cover arbitrary regions, "
+    "not the prompt's object; every picture and video carries a red RANDOM WEIGHTS strip. For the real "
+    "CLIPSeg and SAM2 (network once, about 1 GB): snakemake --cores all --configfile config/demo.yaml "
+    "--config 'segment={models: {source: hub}}'"
 )
 
 
