@@ -6,6 +6,7 @@ import sys
 
 from conftest import ROOT, env_with_venv
 from vispipe.classify.data import load_split
+from vispipe.config import load
 
 
 def test_gpu_check_smoke_on_cpu_writes_the_whole_report(tmp_path):
@@ -17,10 +18,11 @@ def test_gpu_check_smoke_on_cpu_writes_the_whole_report(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((out / "report.json").read_text())
+    demo = load([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])["classify"]
     assert r["device"] == "cpu" and r["torch"] and "cuda" in r and r["python"] and r["vispipe"]
     for role, epochs in (("teacher", 1), ("student", 2)):
         m = r[role]
-        assert m["epochs"] == epochs and m["full_recipe_epochs"] in (10, 15)  # the demo recipe it projects to
+        assert m["epochs"] == epochs and m["full_recipe_epochs"] == demo[role]["train"]["epochs"]  # projected to
         assert m["median_epoch_s"] > 0 and m["images_per_s"] > 0 and m["gflop_per_image"] > 0
         assert m["mfu"] is None  # no peak FLOP/s for a CPU
         assert 0 <= m["top1"] <= m["top5"] <= 1 and m["projected_full_recipe_min"] > 0
