@@ -66,6 +66,7 @@ rule train_teacher:
         "../envs/vispipe.yaml"
     threads: 8
     params:
+        code=code("train_teacher.py"),
         cfg=params_json(*train_blocks("teacher")),
     shell:
         "python scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})"
@@ -89,6 +90,7 @@ rule train_student:
         "../envs/vispipe.yaml"
     threads: 8
     params:
+        code=code("train_student.py"),
         cfg=params_json(*train_blocks("student")),
     shell:
         "python scripts/train_student.py --config {params.cfg:q} --data $(dirname {input.train})"
@@ -109,6 +111,7 @@ rule evaluate:
     conda:
         "../envs/vispipe.yaml"
     params:
+        code=code("evaluate.py"),
         cfg=params_json(*EVAL_BLOCKS),
     shell:
         "python scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint}"
@@ -127,6 +130,8 @@ rule compare_models:
         "logs/classify/compare_models.log",
     conda:
         "../envs/vispipe.yaml"
+    params:
+        code=code("compare_models.py"),
     shell:
         "python scripts/compare_models.py --teacher {input.teacher} --student {input.student}"
         " --md {output.md} --csv {output.csv} --log {log}"

@@ -1,7 +1,9 @@
 # Shared by the rule files: config lookups and paths. No rules here.
 
 from functools import partial
+from pathlib import Path
 
+from vispipe.codedeps import script_hash
 from vispipe.config import params_json as _params_json
 
 # The config blocks a rule passes to its script, as compact JSON (its ``params``):
@@ -9,3 +11,8 @@ from vispipe.config import params_json as _params_json
 params_json = partial(_params_json, config)
 
 DATA = f"data/{config['classify']['data']['name']}"
+
+
+# A hash of scripts/<name> and every vispipe module it imports, passed as a param: editing that
+# code reruns the rule (and what depends on it); editing other code does not (vispipe/codedeps.py).
+code = partial(script_hash, Path(workflow.basedir) / "scripts")

@@ -74,6 +74,7 @@ rule extract_frames:
     conda:
         "../envs/vispipe.yaml"
     params:
+        code=code("extract_frames.py"),
         cfg=params_json("segment.frames"),
     shell:
         "python scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}"
@@ -97,6 +98,7 @@ rule segment_first:
         "../envs/vispipe.yaml"
     threads: 4
     params:
+        code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target)),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/segment_first.py --config {params.cfg:q}"
@@ -123,6 +125,7 @@ rule propagate:
         "../envs/vispipe.yaml"
     threads: 4
     params:
+        code=code("propagate.py"),
         cfg=params_json(*PROPAGATE_BLOCKS),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
@@ -149,6 +152,7 @@ rule render_overlay:
     conda:
         "../envs/vispipe.yaml"
     params:
+        code=code("render_overlay.py"),
         cfg=params_json("segment.overlay"),
     shell:
         "python scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}"
@@ -171,6 +175,7 @@ rule segment_image:
         "../envs/vispipe.yaml"
     threads: 4
     params:
+        code=code("segment_image.py"),
         cfg=lambda wc: params_json(*image_blocks(wc.target)),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"

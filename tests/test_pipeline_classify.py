@@ -93,3 +93,47 @@ def test_a_bad_config_stops_snakemake_naming_the_key(workflow_dir):
     proc = snakemake(workflow_dir, "-n", "--configfile", "config/demo.yaml", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "config key classify.student.train.epochs: 0 is less than the minimum of 1" in proc.stderr + proc.stdout
+
+
+def test_a_code_edit_reruns_exactly_the_steps_that_run_that_code(demo_run):
+    """Snakemake sees the scripts and the library through the rules' `code` param (vispipe/codedeps.py)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env_with_venv
+
+    src = demo_run / "src"  # a copy of the library that this test may edit, imported via PYTHONPATH
+    if not src.exists():
+        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = {**env_with_venv(), "PYTHONPATH": str(src)}
+
+    def dry_run():
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml"],
+                              cwd=demo_run, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    assert_nothing_to_do(dry_run())  # the same code, read from the copy
+    train = src / "vispipe/classify/train.py"
+    original = train.read_text()
+    try:
+        train.write_text(original + "\n# an edit\n")
+        counts = job_counts(dry_run().stdout)
+        counts.pop("all", None)
+        assert counts == {"train_teacher": 1, "train_student": 1, "evaluate": 2, "compare_models": 1}
+    finally:
+        train.write_text(original)
+        os.utime(train)
+    flow = src / "vispipe/segment/flow.py"
+    original = flow.read_text()
+    try:
+        flow.write_text(original + "\n# an edit\n")
+        counts = job_counts(dry_run().stdout)
+        assert counts and not {"train_teacher", "train_student", "evaluate", "compare_models"} & set(counts)
+        # every segmentation script imports segment/steps.py, which imports flow.py: the whole chain
+        # reruns; the download rule (fetch_models) is not code-triggered
+        assert counts.get("propagate") and counts.get("extract_frames") and "fetch_models" not in counts
+    finally:
+        flow.write_text(original)

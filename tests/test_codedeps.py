@@ -1,0 +1,56 @@
+"""Which source files each step runs (read from import statements), and their hash."""
+
+from pathlib import Path
+
+from conftest import ROOT
+from vispipe.codedeps import code_hash, source_files
+
+SRC = ROOT / "src"
+
+
+def names(script: str) -> set[str]:
+    return {
+        str(f.relative_to(SRC))
+        for f in source_files((ROOT / "scripts" / script).resolve(), SRC)
+        if f.is_relative_to(SRC)
+    }
+
+
+def test_each_script_reaches_its_own_chain_only():
+    train, compare, propagate = names("train_student.py"), names("compare_models.py"), names("propagate.py")
+    assert {"vispipe/classify/train.py", "vispipe/classify/trivial_augment.py", "vispipe/classify/vit.py"} <= train
+    assert "vispipe/classify/compare.py" in compare and "vispipe/classify/train.py" not in compare
+    assert {"vispipe/segment/flow.py", "vispipe/segment/propagate.py"} <= propagate
+    assert not any(n.startswith("vispipe/classify/") for n in propagate)
+    assert not any(n.startswith("vispipe/segment/") for n in train)
+    assert {"vispipe/__init__.py", "vispipe/cli.py"} <= train & compare & propagate  # shared plumbing
+
+
+def _package(root: Path) -> Path:
+    (root / "vispipe/sub").mkdir(parents=True)
+    (root / "vispipe/__init__.py").write_text("")
+    (root / "vispipe/sub/__init__.py").write_text("")
+    (root / "vispipe/sub/a.py").write_text("def f():\n    from .b import g  # imported inside a function\n")
+    (root / "vispipe/sub/b.py").write_text("from .. import c\n")
+    (root / "vispipe/c.py").write_text("import os\n")
+    (root / "vispipe/unused.py").write_text("x = 1\n")
+    script = root / "script.py"
+    script.write_text("from vispipe.sub import a\n")
+    return script
+
+
+def test_relative_and_function_level_imports_are_followed(tmp_path):
+    script = _package(tmp_path)
+    got = {str(f.relative_to(tmp_path)) for f in source_files(script, tmp_path)}
+    assert got == {"script.py", "vispipe/__init__.py", "vispipe/sub/__init__.py", "vispipe/sub/a.py",
+                   "vispipe/sub/b.py", "vispipe/c.py"}  # fmt: skip
+
+
+def test_the_hash_changes_with_the_code_the_script_runs_and_only_with_it(tmp_path):
+    script = _package(tmp_path)
+    before = code_hash(script, tmp_path)
+    (tmp_path / "vispipe/unused.py").write_text("x = 2\n")
+    assert code_hash(script, tmp_path) == before
+    (tmp_path / "vispipe/c.py").write_text("import os  # edited\n")
+    source_files.cache_clear()
+    assert code_hash(script, tmp_path) != before
