@@ -54,3 +54,19 @@ def test_the_hash_changes_with_the_code_the_script_runs_and_only_with_it(tmp_pat
     (tmp_path / "vispipe/c.py").write_text("import os  # edited\n")
     source_files.cache_clear()
     assert code_hash(script, tmp_path) != before
+
+
+def test_the_hash_does_not_depend_on_where_the_checkout_lies(tmp_path):
+    def checkout(where: Path) -> tuple[Path, Path]:
+        _package(where / "src")
+        (where / "scripts").mkdir()
+        script = where / "scripts" / "step.py"
+        script.write_text("from vispipe.sub import a\n")
+        return script, where / "src"
+
+    # the scripts folder sorts after the package in one checkout and before it in the other
+    (tmp_path / "a").mkdir()
+    first = checkout(tmp_path / "a")
+    second = checkout(tmp_path / "b" / "0")
+    (second[1].parent / "scripts").rename(tmp_path / "b" / "zscripts")
+    assert code_hash(*first) == code_hash(tmp_path / "b" / "zscripts" / "step.py", second[1])

@@ -81,10 +81,12 @@ def code_hash(script: str | Path, root: Path | None = None) -> str:
     """sha256 (16 hex) over the contents of ``script`` and the vispipe modules it runs."""
     root = root or package_root()
     script = Path(script).resolve()
+    # keyed and ordered by names that do not depend on where the checkout lies
+    keyed = {(str(f.relative_to(root)) if f.is_relative_to(root) else f"<script>/{f.name}"): f
+             for f in source_files(script, root)}  # fmt: skip
     h = hashlib.sha256()
-    for f in source_files(script, root):
-        rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
-        h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    for key in sorted(keyed):
+        h.update(key.encode() + b"\0" + keyed[key].read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
