@@ -57,9 +57,10 @@ def worker_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled uint8 CPU batches, TrivialAugmentWide per image in ``num_workers`` workers.
 
-    SIGTERM is blocked while the workers start, so each is born blocking it and then
-    ignores it: a signal to the whole process group reaches the main process alone, which
-    shuts the workers down as it unwinds.
+    SIGTERM is blocked while the workers start, so each is born blocking it and then ignores
+    it: a signal to the whole process group (or the job's cgroup) reaches the main process
+    alone. There it is held back while the DataLoader starts or stops its workers and acted
+    on between batches: the workers are shut down, then the signal's own handler runs.
     """
     loader = DataLoader(
         UInt8Images(images, labels, trivial_augment),
@@ -71,12 +72,25 @@ def worker_batches(
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_worker_ignores_sigterm if num_workers else None,
     )
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    pending: list[int] = []
+    handler = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
+    batches = None
     try:
-        batches = iter(loader)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            batches = iter(loader)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for batch in batches:
+            if pending:
+                break
+            yield batch
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    yield from batches
+        if batches is not None and hasattr(batches, "_shutdown_workers"):
+            batches._shutdown_workers()  # now, not whenever the iterator is collected
+        signal.signal(signal.SIGTERM, handler)
+    if pending:
+        signal.raise_signal(signal.SIGTERM)  # the real handler (a clean exit 143 in the scripts)
 
 
 def device_batches(
