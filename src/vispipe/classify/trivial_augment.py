@@ -13,6 +13,8 @@ to the host. Large batches (a whole epoch) make few, large groups: at most 14 x 
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from torchvision.transforms import v2
 
@@ -21,8 +23,11 @@ _TAW = v2.TrivialAugmentWide(num_magnitude_bins=NUM_BINS)  # interpolation neare
 OPS: tuple[str, ...] = tuple(_TAW._AUGMENTATION_SPACE)
 
 
+@cache
 def magnitude_table(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision's magnitude bins per op as a float64 (ops, bins) table, and which ops are signed."""
+    """torchvision's magnitude bins per op as a float64 (ops, bins) table, and which ops are signed.
+
+    Built once per image size; treat the tensors as read-only."""
     rows, signed = [], []
     for fn, is_signed in _TAW._AUGMENTATION_SPACE.values():
         m = fn(NUM_BINS, height, width)
