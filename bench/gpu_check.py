@@ -59,7 +59,6 @@ def build_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """The config this check runs, and the full recipe it projects to."""
     files = [ROOT / "config/config.yaml"] + ([ROOT / "config/demo.yaml"] if args.tiny else [])
     full = load(files)
-    cfg = load(files)
     if args.data == "digits":
         data = {"source": "digits", "name": "digits"}
     else:
@@ -77,7 +76,7 @@ def build_config(args: argparse.Namespace) -> tuple[dict, dict]:
             "student": {"train": {"epochs": student_epochs, "clean_last_epochs": max(1, clean)}},
         }
     }
-    cfg = deep_merge(cfg, override)
+    cfg = deep_merge(full, override)  # a copy: ``full`` stays the recipe it projects to
     try:
         from vispipe.config import block
 

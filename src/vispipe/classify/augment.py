@@ -70,7 +70,7 @@ def worker_batches(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=_worker_ignores_sigterm if num_workers else None,
+        worker_init_fn=_worker_ignores_sigterm,
     )
     pending: list[int] = []
     handler = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
