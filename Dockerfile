@@ -53,6 +53,7 @@ COPY scripts /app/scripts
 COPY src /app/src
 COPY envs /app/envs
 COPY profiles /app/profiles
+COPY report /app/report
 COPY resources/demo /app/resources/demo
 # A non-root user (uid 1000). Any other uid works too (docker run --user "$(id -u):$(id -g)"):
 # the folders the pipeline writes are open to all.

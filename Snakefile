@@ -8,6 +8,7 @@ Every key is documented in config/config.schema.yaml.
 
 from snakemake.exceptions import WorkflowError
 
+from vispipe.classify.variants import validate_variants
 from vispipe.config import ConfigError, validate
 
 
@@ -16,8 +17,13 @@ configfile: "config/config.yaml"
 
 try:
     validate(config)
+    validate_variants(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+
+# `snakemake --report report.html` (after a run): the pictures, tables and videos in one HTML file.
+report: "report/workflow.rst"
 
 
 # With --software-deployment-method apptainer every step runs in this image (config key `container`).

@@ -1,12 +1,21 @@
-# CIFAR-10 -> ResNet teacher -> ViT student (knowledge distillation) -> evaluation -> comparison.
+# CIFAR-10 -> ResNet teacher -> ViT student (knowledge distillation) -> evaluation -> comparison,
+# and, for each ablation variant in classify.variants, the same student rules under variants/NAME/
+# (the {student} wildcard: "student" or "variants/NAME") -> the ablation table.
 # File names come from vispipe.classify.layout, by which the steps write them; outputs named from a
 # file name take vispipe.layout.output_key's key (metrics.json -> metrics_json). The keys the shell
 # commands use stay as they are: Snakemake reruns a job whose command text changed.
 
+from vispipe.classify import variants
 from vispipe.classify.layout import (
+    ABLATION_CSV,
+    ABLATION_MD,
+    ABLATION_PNG,
     BEST,
     CLS,
     COMPARISON_CSV,
+    CONFUSION_COUNTS,
+    CONFUSION_NORMALIZED,
+    CURVES,
     COMPARISON_MD,
     EVAL,
     EVAL_BLOCKS,
@@ -14,6 +23,8 @@ from vispipe.classify.layout import (
     EVALUATED,
     LAST,
     METRICS,
+    PER_CLASS_ACCURACY,
+    PRED_GRID,
     ROLES,
     SPLITS,
     TRAIN_OUTPUTS,
@@ -24,11 +35,21 @@ from vispipe.layout import outputs
 
 TRAIN_NPZ, TEST_NPZ = f"{DATA}/{SPLITS['train']}", f"{DATA}/{SPLITS['test']}"
 CHECKPOINT = {role: f"{CLS}/{role}/{name}" for role, name in EVALUATED.items()}
-CLASSIFY_TARGETS = final_outputs()
+VARIANTS = variants.names(config)
+KD_CONTROL = variants.kd_control(
+    config
+)  # the student without KD, when a variant is one
+CLASSIFY_TARGETS = final_outputs(with_variants=bool(VARIANTS))
+STUDENT_RUN = f"student|{variants.VARIANTS}/{variants.NAME_PATTERN}"
+# what `snakemake --report` shows: each model's curves and evaluation pictures, the tables
+CURVES_IN_REPORT = in_report("Classification", "training curves", "curves")
+EVAL_PICTURES = [CONFUSION_COUNTS, CONFUSION_NORMALIZED, PER_CLASS_ACCURACY, PRED_GRID]
+EVAL_IN_REPORT = in_report("Classification", "{model}", "confusion")
 
 
 wildcard_constraints:
-    model="|".join(ROLES),
+    model=f"teacher|{STUDENT_RUN}",
+    student=STUDENT_RUN,
 
 
 localrules:
@@ -56,7 +77,7 @@ rule train_teacher:
         train=TRAIN_NPZ,
         test=TEST_NPZ,
     output:
-        **outputs(f"{CLS}/teacher", TRAIN_OUTPUTS),
+        **outputs(f"{CLS}/teacher", TRAIN_OUTPUTS, mark={CURVES: CURVES_IN_REPORT}),
         model=CHECKPOINT["teacher"],
     log:
         "logs/classify/train_teacher.log",
@@ -74,36 +95,48 @@ rule train_teacher:
 
 
 rule train_student:
+    """The student, or one ablation variant: the student's block with the variant's overrides."""
     input:
         train=TRAIN_NPZ,
         test=TEST_NPZ,
-        teacher=CHECKPOINT["teacher"],
+        # the teacher, for a student that learns from it (kd.alpha > 0)
+        teacher=lambda wc: (
+            CHECKPOINT["teacher"]
+            if variants.uses_teacher(variants.student_block(config, wc.student))
+            else []
+        ),
     output:
-        **outputs(f"{CLS}/student", TRAIN_OUTPUTS),
-        best=f"{CLS}/student/{BEST}",
-        last=f"{CLS}/student/{LAST}",
+        **outputs(f"{CLS}/{{student}}", TRAIN_OUTPUTS, mark={CURVES: CURVES_IN_REPORT}),
+        best=f"{CLS}/{{student}}/{BEST}",
+        last=f"{CLS}/{{student}}/{LAST}",
     log:
-        "logs/classify/train_student.log",
+        "logs/classify/train_{student}.log",
     benchmark:
-        "benchmarks/classify/train_student.tsv"
+        "benchmarks/classify/train_{student}.tsv"
     conda:
         "../envs/vispipe.yaml"
     threads: 8
     params:
         code=code("train_student.py"),
-        cfg=params_json(*train_blocks("student")),
+        cfg=lambda wc: variants.train_params(config, wc.student),
+        name=lambda wc: variants.name_of(wc.student),
+        teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
     shell:
-        "python scripts/train_student.py --config {params.cfg:q} --data $(dirname {input.train})"
-        " --teacher {input.teacher} --out-dir $(dirname {output.best}) --threads {threads} --log {log}"
+        "python scripts/train_student.py --config {params.cfg:q} --name {params.name} --data $(dirname {input.train})"
+        " {params.teacher} --out-dir $(dirname {output.best}) --threads {threads} --log {log}"
 
 
 rule evaluate:
     input:
         test=TEST_NPZ,
-        checkpoint=lambda wc: CHECKPOINT[wc.model],
+        checkpoint=lambda wc: CHECKPOINT.get(wc.model, f"{CLS}/{wc.model}/{BEST}"),
         train_metrics=f"{CLS}/{{model}}/{METRICS}",
     output:
-        **outputs(f"{CLS}/{{model}}/{EVAL}", EVAL_OUTPUTS),
+        **outputs(
+            f"{CLS}/{{model}}/{EVAL}",
+            EVAL_OUTPUTS,
+            mark=dict.fromkeys(EVAL_PICTURES, EVAL_IN_REPORT),
+        ),
     log:
         "logs/classify/evaluate_{model}.log",
     benchmark:
@@ -120,18 +153,56 @@ rule evaluate:
 
 
 rule compare_models:
+    """Student vs teacher, and the KD gain when a variant is the student without KD."""
     input:
         teacher=f"{CLS}/teacher/{EVAL}/{METRICS}",
         student=f"{CLS}/student/{EVAL}/{METRICS}",
+        no_kd=(
+            [f"{CLS}/{variants.run_dir(KD_CONTROL)}/{EVAL}/{METRICS}"]
+            if KD_CONTROL
+            else []
+        ),
     output:
         md=f"{CLS}/{COMPARISON_MD}",
-        csv=f"{CLS}/{COMPARISON_CSV}",
+        csv=in_report(
+            "Classification", "comparison", "comparison", table="comparison"
+        )(f"{CLS}/{COMPARISON_CSV}"),
     log:
         "logs/classify/compare_models.log",
     conda:
         "../envs/vispipe.yaml"
     params:
         code=code("compare_models.py"),
+        no_kd=lambda wc, input: f"--no-kd {input.no_kd}" if input.no_kd else "",
     shell:
-        "python scripts/compare_models.py --teacher {input.teacher} --student {input.student}"
+        "python scripts/compare_models.py --teacher {input.teacher} --student {input.student} {params.no_kd}"
         " --md {output.md} --csv {output.csv} --log {log}"
+
+
+rule ablation:
+    """Every variant beside the student and the teacher: table and chart."""
+    input:
+        teacher=f"{CLS}/teacher/{EVAL}/{METRICS}",
+        student=f"{CLS}/student/{EVAL}/{METRICS}",
+        variants=expand(
+            f"{CLS}/{variants.VARIANTS}/{{name}}/{EVAL}/{METRICS}", name=VARIANTS
+        ),
+    output:
+        md=f"{CLS}/{ABLATION_MD}",
+        csv=in_report("Ablations", caption="ablation", figure="table")(
+            f"{CLS}/{ABLATION_CSV}"
+        ),
+        png=in_report(
+            "Ablations", caption="ablation", figure="top-1 and training time"
+        )(f"{CLS}/{ABLATION_PNG}"),
+    log:
+        "logs/classify/ablation.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        code=code("ablation.py"),
+        variants=params_json("classify.variants"),
+    shell:
+        "python scripts/ablation.py --teacher {input.teacher} --student {input.student}"
+        " --variants {input.variants} --config {params.variants:q}"
+        " --md {output.md} --csv {output.csv} --png {output.png} --log {log}"

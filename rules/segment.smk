@@ -35,6 +35,7 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 SEGMENT_TARGETS = final_outputs(SEGCFG)
+SEG_IN_REPORT = in_report("Segmentation", "videos: {video} / {target}", "segmentation")
 
 
 wildcard_constraints:
@@ -143,8 +144,8 @@ rule render_overlay:
         masks=f"{SEG}/{{video}}/{{target}}/masks",
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
     output:
-        video=f"{SEG}/{{video}}/{{target}}/{OVERLAY_VIDEO}",
-        first=f"{SEG}/{{video}}/{{target}}/{FIRST}/{OVERLAY}",
+        video=SEG_IN_REPORT(f"{SEG}/{{video}}/{{target}}/{OVERLAY_VIDEO}"),
+        first=SEG_IN_REPORT(f"{SEG}/{{video}}/{{target}}/{FIRST}/{OVERLAY}"),
     log:
         "logs/segment/{video}/{target}/render_overlay.log",
     benchmark:
@@ -165,7 +166,15 @@ rule segment_image:
         clipseg=MODEL_DIRS["clipseg"],
         sam2=MODEL_DIRS["sam2"],
     output:
-        **outputs(f"{SEG}/images/{{image}}/{{target}}", PICTURES),
+        **outputs(
+            f"{SEG}/images/{{image}}/{{target}}",
+            PICTURES,
+            mark={
+                OVERLAY: in_report(
+                    "Segmentation", "images: {image} / {target}", "segmentation"
+                )
+            },
+        ),
         instances=f"{SEG}/images/{{image}}/{{target}}/{INSTANCES}",
     log:
         "logs/segment/images/{image}/{target}.log",

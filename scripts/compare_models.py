@@ -5,12 +5,10 @@ training time of the student and the teacher, from their evaluation metrics.json
 knowledge-distillation gain: the student with KD minus the same student without KD. Both tables
 name the runs behind each row (commit, device, config hash: their provenance)."""
 
-import json
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.classify.compare import compare
-from vispipe.errors import UserError
+from vispipe.classify.compare import compare, read_metrics
 from vispipe.io import write_text
 from vispipe.provenance import provenance
 
@@ -28,19 +26,6 @@ def build_parser():
     p.add_argument("--md", type=Path, required=True, help="Markdown table to write")
     p.add_argument("--csv", type=Path, required=True, help="CSV table to write")
     return p
-
-
-def read_metrics(path: Path) -> dict:
-    try:
-        m = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; run the evaluate rule first") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); rerun the evaluate rule") from None
-    missing = {"role", "arch", "top1", "top5", "params"} - set(m)
-    if missing:
-        raise UserError(f"{path} lacks {sorted(missing)}; it must be an eval/metrics.json written by evaluate")
-    return m
 
 
 def main(args):

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
-WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "envs", "resources/demo", "constraints.txt"]
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "envs", "report", "resources/demo", "constraints.txt"]
 
 
 def env_with_venv() -> dict:

@@ -147,3 +147,49 @@ def test_resnet_width_scales_every_stage():
     # features flow through the scaled stages: 32 -> 4 spatially with the CIFAR stem
     feats = small.layer4(small.layer3(small.layer2(small.layer1(small.relu(small.bn1(small.conv1(x)))))))
     assert feats.shape == (2, 512, 4, 4)
+
+
+def test_without_the_distillation_token_both_outputs_are_the_cls_head():
+    torch.manual_seed(0)
+    seed_like = DistilledViT(num_classes=10, dim=32, depth=3, heads=4, class_attn_blocks=1)
+    model = DistilledViT(num_classes=10, dim=32, depth=3, heads=4, class_attn_blocks=1, distill_token=False).eval()
+    assert model.dist_token is None and model.head_dist is None and model.n_special == 1
+    # one token (dim) and one head (dim * classes + classes) fewer; the relative bias loses one special row/column
+    assert count_params(seed_like) - count_params(model) == 32 + (32 * 10 + 10) + 3 * 4 * (1 + 1 + 3)
+    x = torch.randn(3, 3, 32, 32)
+    cls, dist = model.forward_heads(x)
+    assert cls is dist and cls.shape == (3, 10)
+    torch.testing.assert_close(model(x), cls)
+    blk = model.blocks[-1]
+    assert blk.class_attention and blk.attn.bias().shape == (4, 1 + 16 * 4, 1 + 16 * 4)
+
+
+def test_absolute_position_embedding_replaces_the_relative_bias():
+    torch.manual_seed(0)
+    model = DistilledViT(num_classes=10, dim=32, depth=3, heads=4, class_attn_blocks=1, pos_embed="absolute").eval()
+    assert all(blk.attn.bias is None for blk in model.blocks)
+    assert model.pos_embed.shape == (1, 64, 32) and model.pos_embed.requires_grad
+    x = torch.randn(2, 3, 32, 32)
+    before = model(x)
+    with torch.no_grad():
+        model.pos_embed.add_(torch.randn_like(model.pos_embed))
+    assert not torch.allclose(model(x), before)  # the embedding is used
+    with pytest.raises(ValueError, match="pos_embed"):
+        DistilledViT(num_classes=10, dim=32, depth=3, heads=4, class_attn_blocks=1, pos_embed="rope")
+
+
+def test_all_self_attention_when_class_attn_blocks_is_zero():
+    model = DistilledViT(num_classes=10, dim=32, depth=3, heads=4, class_attn_blocks=0)
+    assert [blk.class_attention for blk in model.blocks] == [False] * 3
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_an_old_checkpoints_arch_block_builds_the_seed_model():
+    """Checkpoints written before the ablation switches existed lack them: the defaults are the seed's."""
+    from conftest import ROOT
+    from vispipe.config import load
+
+    shipped = load([ROOT / "config/config.yaml"])["classify"]["student"]["model"]
+    assert (shipped["distill_token"], shipped["pos_embed"]) == (True, "relative")
+    assert "distill_token" not in SEED_VIT and "pos_embed" not in SEED_VIT
+    assert count_params(build_model(SEED_VIT, 10)) == count_params(build_model(shipped, 10)) == 9_499_476

@@ -106,3 +106,51 @@ def test_script_refuses_a_no_kd_run_of_another_model(tmp_path):
 def test_the_comparison_does_not_load_torch():
     code = "import sys, vispipe.classify.compare; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+OVERRIDES = {"no_kd": {"kd": {"alpha": 0.0}, "model": {"distill_token": False}}, "patch8": {"model": {"patch_size": 8}}}
+PATCH8 = dict(STUDENT, name="patch8", top1=0.53, params=900, train_time_s=30.0)
+
+
+def test_the_ablation_table_sets_each_variant_beside_the_student_and_the_teacher():
+    from vispipe.classify.compare import ablation
+
+    variants = {"patch8": PATCH8, "no_kd": dict(NO_KD, name="no_kd")}
+    md, table = ablation(TEACHER, STUDENT, variants, OVERRIDES)
+    assert list(table["model"]) == ["student (vit)", "variant no_kd (vit)", "variant patch8 (vit)", "teacher (resnet)"]
+    assert list(table["changes"][1:3]) == ["kd.alpha=0.0, model.distill_token=false", "model.patch_size=8"]
+    assert list(table["delta_top1"][:3]) == [0.0, -3.75, 3.0] and math.isnan(table["delta_top1"].iloc[3])
+    assert list(table["params_M"]) == [0.0, 0.0, 0.0, 11.17] and list(table["train_time_min"][:3]) == [1.5, 1.0, 0.5]
+    assert "| variant patch8 (vit) | model.patch_size=8" in md and "+3.00" in md and "-3.75" in md
+    assert md.count("- variant ") == 2 and "Δ top-1 vs student" in md
+
+
+def test_the_ablation_refuses_another_test_set_and_unknown_variants():
+    from vispipe.classify.compare import ablation
+
+    with pytest.raises(UserError, match="evaluate both on the same test split"):
+        ablation(TEACHER, STUDENT, {"patch8": dict(PATCH8, n_test=100)}, OVERRIDES)
+    with pytest.raises(UserError, match="no overrides"):
+        ablation(TEACHER, STUDENT, {"deeper": PATCH8}, OVERRIDES)
+
+
+def test_ablation_script_writes_table_csv_and_chart(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    t, s, v = (write(tmp_path / f"{k}.json", m) for k, m in (("t", TEACHER), ("s", STUDENT), ("v", PATCH8)))
+    cfg = json.dumps({"classify": {"variants": OVERRIDES}})
+    out = ["--md", tmp_path / "a.md", "--csv", tmp_path / "a.csv", "--png", tmp_path / "a.png"]
+    run_script("ablation", "--teacher", t, "--student", s, "--variants", v, "--config", cfg, *out)
+    rows = list(csv.DictReader(open(tmp_path / "a.csv")))
+    assert [r["model"] for r in rows] == ["student (vit)", "variant patch8 (vit)", "teacher (resnet)"]
+    assert rows[1]["delta_top1"] == "3.0" and rows[1]["changes"] == "model.patch_size=8"
+    img = np.asarray(Image.open(tmp_path / "a.png").convert("L"))
+    assert img.shape[1] > 800 and img.std() > 10
+    # a variant the config does not list: refused, nothing written
+    unknown = write(tmp_path / "u.json", dict(PATCH8, name="deeper"))
+    out = ["--md", tmp_path / "b.md", "--csv", tmp_path / "b.csv", "--png", tmp_path / "b.png"]
+    proc = run_script("ablation", "--teacher", t, "--student", s, "--variants", unknown, "--config", cfg, *out,
+                      check=False)  # fmt: skip
+    assert proc.returncode == 2 and "'deeper', which classify.variants does not list" in proc.stderr
+    assert not list(tmp_path.glob("b.*"))

@@ -81,3 +81,75 @@ def test_load_errors(tmp_path):
         load([bad])
     with pytest.raises(ConfigError, match="not valid JSON"):
         load(["{oops"])
+
+
+def demo_with(variants: dict) -> dict:
+    return deep_merge(
+        load([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"]), {"classify": {"variants": variants}}
+    )
+
+
+def test_shipped_ablations_validate_and_each_changes_one_thing():
+    from vispipe.classify import variants
+
+    cfg = load([ROOT / "config/config.yaml", ROOT / "config/ablations.yaml"])
+    validate(cfg)
+    variants.validate_variants(cfg)
+    assert variants.names(cfg) == ["abs_pos_emb", "no_class_attn", "no_ema", "no_kd", "no_mix", "patch8"]
+    student = cfg["classify"]["student"]
+    for name in variants.names(cfg):
+        merged = variants.student_block(cfg, variants.run_dir(name))
+        changed = {
+            f"{part}.{key}"
+            for part in ("model", "train", "kd")
+            for key in merged[part]
+            if merged[part][key] != student[part][key]
+        }
+        assert changed and len(changed) <= 2, (name, changed)
+    assert variants.student_block(cfg, "variants/no_ema")["train"]["ema"]["enabled"] is False
+    assert variants.student_block(cfg, "student") is student
+    assert variants.kd_control(cfg) == "no_kd"
+    assert not variants.uses_teacher(variants.student_block(cfg, "variants/no_kd"))
+    assert variants.uses_teacher(variants.student_block(cfg, "variants/patch8"))
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"deep": {"model": {"depht": 6}}}, "classify.variants.deep.model"),  # a typo
+        ({"wide": {"model": {"dim": 4}}}, "classify.variants.wide.model.dim"),
+        ({"ca": {"model": {"class_attn_blocks": -1}}}, "classify.variants.ca.model.class_attn_blocks"),
+        ({"lr": {"train": {"optimizer": {"lr": 0}}}}, "classify.variants.lr.train.optimizer.lr"),
+    ],
+)
+def test_a_bad_key_inside_a_variant_is_named_there(bad, key):
+    from vispipe.classify.variants import validate_variants
+
+    cfg = demo_with(bad)
+    validate(cfg)  # the variants block itself is a mapping of mappings: fine
+    with pytest.raises(ConfigError) as err:
+        validate_variants(cfg)
+    assert f"config key {key}:" in str(err.value)
+
+
+def test_variant_names_must_be_folder_names():
+    with pytest.raises(ConfigError, match="classify.variants"):
+        validate(demo_with({"no kd/1": {"kd": {"alpha": 0.0}}}))
+
+
+@pytest.mark.parametrize(
+    "overrides, control",
+    [
+        ({"kd": {"alpha": 0.0}}, True),
+        ({"kd": {"alpha": 0.0}, "model": {"distill_token": False}}, True),
+        ({"kd": {"alpha": 0.0}, "model": {"depth": 2}}, False),  # another student: no KD gain from it
+        ({"kd": {"alpha": 0.2}}, False),
+        ({"kd": {"alpha": 0.0}, "train": {"epochs": 3}}, False),
+    ],
+)
+def test_only_the_same_student_without_kd_is_the_kd_control(overrides, control):
+    from vispipe.classify.variants import kd_control
+
+    cfg = load([ROOT / "config/config.yaml"])
+    cfg["classify"]["variants"] = {"v": overrides}
+    assert kd_control(cfg) == ("v" if control else None)

@@ -46,6 +46,11 @@ def test_final_outputs():
     assert "results/classify/teacher/eval/classification_report.csv" in classify
     assert classify[-2:] == ["results/classify/comparison.md", "results/classify/comparison.csv"]
     assert len(classify) == len(set(classify)) == 2 * len(cls.EVAL_OUTPUTS) + 2
+    with_variants = cls.final_outputs(with_variants=True)
+    assert with_variants[: len(classify)] == classify
+    assert with_variants[len(classify) :] == [
+        f"results/classify/{n}" for n in ("ablation.md", "ablation.csv", "ablation.png")
+    ]
 
 
 def test_the_rules_use_one_key_convention():

@@ -309,7 +309,8 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     calls = _sbatch_calls(out)
     assert not calls.keys() & set(LOCAL_RULES), calls.keys()
     assert set(GPU_RULES + CPU_RULES) <= calls.keys(), calls.keys()
-    assert len(calls["evaluate"]) == 2
+    # the demo's no-KD variant is its own train_student job and evaluate job
+    assert len(calls["evaluate"]) == 3 and len(calls["train_student"]) == 2
 
     # the GPU rules asked for a GPU, with the profile's partition, CPUs, memory, time and --requeue
     profile = yaml.safe_load(PROFILE.read_text())
@@ -331,6 +332,7 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
 
     # and Slurm granted it: the GPU jobs hold gres/gpu, the CPU job does not
     ids = _job_ids(out)
+    assert {rule: len(jobs) for rule, jobs in ids.items()} == {rule: len(c) for rule, c in calls.items()}, (ids, calls)
     for rule, jobs in ids.items():
         for job in jobs:
             info = slurm_cluster.run("scontrol", "show", "job", job).stdout

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import env_with_venv, job_counts
 
 HEAVY = ("torch", "torchvision", "transformers", "cv2")
@@ -45,8 +47,12 @@ print("WORKFLOW-LIGHT " + json.dumps({"code": code, "attempted": attempted, "loa
 """
 
 
-def test_dry_run_imports_no_ml_stack(workflow_dir: Path):
-    args = ["-n", "--cores", "2", "--configfile", "config/demo.yaml"]
+@pytest.mark.parametrize(
+    "configfiles, students",
+    [(["config/demo.yaml"], 2), (["config/demo.yaml", "config/ablations.yaml"], 7)],  # the student + variants
+)
+def test_dry_run_imports_no_ml_stack(workflow_dir: Path, configfiles, students):
+    args = ["-n", "--cores", "2", "--configfile", *configfiles]
     cmd = [sys.executable, "-c", DRIVER, json.dumps(HEAVY), *args]
     proc = subprocess.run(cmd, cwd=workflow_dir, env=env_with_venv(), capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
@@ -58,3 +64,5 @@ def test_dry_run_imports_no_ml_stack(workflow_dir: Path):
     assert report["code"] in (0, None), f"dry run failed ({report['code']}):\n{out[-5000:]}"
     counts = job_counts(out)
     assert counts.get("all") == 1 and counts.get("fetch_models") == 1 and counts.get("train_teacher") == 1, out[-5000:]
+    assert counts.get("train_student") == students and counts.get("evaluate") == students + 1, out[-5000:]
+    assert counts.get("ablation") == 1, out[-5000:]

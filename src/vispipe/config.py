@@ -102,14 +102,15 @@ def _format_error(err, prefix: str) -> str:  # err: jsonschema.ValidationError
     return f"config key {where}: {msg}"
 
 
-def validate(block: Any, path: str = "") -> Any:
-    """Validate ``block`` against the schema at dotted ``path``; raise ConfigError naming the key."""
+def validate(block: Any, path: str = "", where: str | None = None) -> Any:
+    """Validate ``block`` against the schema at dotted ``path``; raise ConfigError naming the key
+    (under ``where`` instead of ``path`` when the block was merged from somewhere else)."""
     import jsonschema  # here, not at the top: loading and merging configs works without it
 
     validator = jsonschema.Draft202012Validator(_subschema(path))
     errors = sorted(validator.iter_errors(block), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [_format_error(e, path) for e in errors[:10]]
+        lines = [_format_error(e, path if where is None else where) for e in errors[:10]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines) + f"\n({SCHEMA_HINT})")
     return block
 

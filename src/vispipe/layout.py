@@ -7,7 +7,8 @@ Imported by the rule files: the standard library only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def output_key(name: str) -> str:
@@ -17,6 +18,23 @@ def output_key(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def outputs(folder: str, names: Iterable[str]) -> dict[str, str]:
-    """A rule's named outputs: ``{output_key(name): f"{folder}/{name}"}``."""
-    return {output_key(name): f"{folder}/{name}" for name in names}
+def outputs(folder: str, names: Iterable[str], mark: dict[str, Callable] | None = None) -> dict[str, Any]:
+    """A rule's named outputs: ``{output_key(name): f"{folder}/{name}"}``; a name in ``mark`` has its
+    path passed through the callable given there (e.g. Snakemake's ``report`` flag)."""
+    names, mark = list(names), mark or {}
+    unknown = set(mark) - set(names)
+    if unknown:
+        raise KeyError(f"mark names {sorted(unknown)}, which are not among the outputs {list(names)}")
+    return {output_key(name): mark.get(name, str)(f"{folder}/{name}") for name in names}
+
+
+def report_mark(
+    flag: Callable, category: str, subcategory: str | None = None, caption: str | None = None,
+    caption_dir: str = "report", **labels: str,
+) -> Callable[[str], Any]:  # fmt: skip
+    """A mark for :func:`outputs` (or for a path): ``flag`` (Snakemake's ``report``) with this category,
+    subcategory, caption file ``{caption_dir}/{caption}.rst`` and labels."""
+    caption_path = f"{caption_dir}/{caption}.rst" if caption else None
+    return lambda path: flag(
+        path, category=category, subcategory=subcategory, caption=caption_path, labels=labels or None
+    )

@@ -1,5 +1,6 @@
 """The comparison of the evaluated models: one table (Markdown and CSV) and, when the same student
-was also trained without a teacher, the knowledge-distillation gain.
+was also trained without a teacher, the knowledge-distillation gain; and the ablation table, every
+variant beside the student and the teacher.
 
 The KD gain is the student trained with distillation minus the same student (architecture, data,
 recipe) trained without it: what the teacher added. Student minus teacher is not that; it compares
@@ -10,11 +11,14 @@ input under the Markdown table. Light on purpose: pandas, no torch.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from ..errors import UserError
+from .variants import describe_overrides
 
 # CSV column -> Markdown header, with the number format of each column in the Markdown table.
 COLUMNS = {
@@ -30,12 +34,26 @@ PROVENANCE = ("vispipe", "git_commit", "git_dirty", "python", "torch", "torchvis
               "config_sha256")  # fmt: skip
 
 
+def read_metrics(path: Path) -> dict:
+    """An evaluation metrics.json, checked for what the tables need."""
+    try:
+        m = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; run the evaluate rule first") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); rerun the evaluate rule") from None
+    missing = {"role", "arch", "top1", "top5", "params"} - set(m)
+    if missing:
+        raise UserError(f"{path} lacks {sorted(missing)}; it must be an eval/metrics.json written by evaluate")
+    return m
+
+
 def row(label: str, m: dict) -> dict:
     """One model's line of the table from its evaluation metrics.json, with the provenance of its
     evaluation and training runs (empty where the file records none)."""
     runs = {"eval": m.get("provenance") or {}, "train": m.get("train_provenance") or {}}
     return {
-        "model": f"{label} ({m['arch']})",
+        "model": label if label.endswith(f"({m['arch']})") else f"{label} ({m['arch']})",
         "top1": round(100 * m["top1"], 2),
         "top5": round(100 * m["top5"], 2),
         "params_M": round(m["params"] / 1e6, 2),
@@ -52,11 +70,7 @@ def check_same_student(student: dict, no_kd: dict) -> None:
             f"the run without KD is a {no_kd['arch']!r} but the student a {student['arch']!r}: "
             "the KD gain compares the same student trained with and without distillation"
         )
-    if {"n_test"} <= no_kd.keys() & student.keys() and no_kd["n_test"] != student["n_test"]:
-        raise UserError(
-            f"the run without KD was evaluated on {no_kd['n_test']} test images, the student on "
-            f"{student['n_test']}: evaluate both on the same test split"
-        )
+    check_same_test_set(student, no_kd, "the run without KD")
 
 
 def kd_gain(student: dict, no_kd: dict) -> float:
@@ -73,13 +87,13 @@ def table(teacher: dict, student: dict, no_kd: dict | None = None) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    """``df`` as a Markdown table with the headers and number formats of :data:`COLUMNS` (a missing
+def to_markdown(df: pd.DataFrame, columns: dict = COLUMNS) -> str:
+    """``df`` as a Markdown table with the headers and number formats of ``columns`` (a missing
     value is an empty cell)."""
-    shown = df[list(COLUMNS)].astype(object)
+    shown = df[list(columns)].astype(object)
     shown = shown.where(shown.notna(), None)
-    shown.columns = [header for header, _ in COLUMNS.values()]
-    return shown.to_markdown(index=False, floatfmt=[fmt or "g" for _, fmt in COLUMNS.values()], missingval="")
+    shown.columns = [header for header, _ in columns.values()]
+    return shown.to_markdown(index=False, floatfmt=[fmt or "g" for _, fmt in columns.values()], missingval="")
 
 
 def describe(prov: dict | None) -> str:
@@ -120,4 +134,62 @@ def compare(
         md.append(f"KD gain (student with KD minus the same student without KD): {gain:+.2f} points.")
     inputs = [m for m in (student, teacher, no_kd) if m is not None]
     md += ["", *provenance_lines(list(zip(df["model"], inputs)), own)]
+    return "\n".join(md) + "\n", df
+
+
+# The ablation table: the comparison's columns plus what each variant changed and its top-1
+# difference from the student.
+ABLATION_COLUMNS = {
+    "model": ("Run", ""),
+    "changes": ("Changes to the student", ""),
+    "top1": ("Top-1 (%)", ".2f"),
+    "delta_top1": ("Δ top-1 vs student (points)", "+.2f"),
+    "top5": ("Top-5 (%)", ".2f"),
+    "params_M": ("Parameters (M)", ".2f"),
+    "train_time_min": ("Training time (min)", ".1f"),
+    "device": ("Device", ""),
+}
+
+
+def ablation_table(teacher: dict, student: dict, variants: dict[str, dict], overrides: dict[str, dict]) -> pd.DataFrame:
+    """One row per run: the student, each variant (``name -> eval metrics.json``, in name order) with
+    the overrides it was trained with, then the teacher; ``delta_top1`` is top-1 minus the student's."""
+    missing = set(variants) - set(overrides)
+    if missing:
+        raise UserError(f"variants {sorted(missing)} have metrics but no overrides: pass classify.variants whole")
+    rows = [{**row("student", student), "changes": "(none: the configured student)"}]
+    for name in sorted(variants):
+        check_same_test_set(student, variants[name], f"variant {name}")
+        rows.append(
+            {**row(f"variant {name}", variants[name]), "changes": describe_overrides(overrides[name]) or "(none)"}
+        )
+    rows.append({**row("teacher", teacher), "changes": "(the teacher)"})
+    df = pd.DataFrame(rows)
+    df.insert(df.columns.get_loc("top5"), "delta_top1", (df["top1"] - df.loc[0, "top1"]).round(2))
+    df.loc[df.index[-1], "delta_top1"] = math.nan  # another model: a difference would say nothing
+    return df[list(ABLATION_COLUMNS) + [c for c in df.columns if c not in ABLATION_COLUMNS]]
+
+
+def check_same_test_set(student: dict, other: dict, what: str) -> None:
+    if {"n_test"} <= other.keys() & student.keys() and other["n_test"] != student["n_test"]:
+        raise UserError(
+            f"{what} was evaluated on {other['n_test']} test images, the student on {student['n_test']}: "
+            "evaluate both on the same test split"
+        )
+
+
+def ablation(
+    teacher: dict, student: dict, variants: dict[str, dict], overrides: dict[str, dict], own: dict | None = None
+) -> tuple[str, pd.DataFrame]:
+    """The ablation table as Markdown and as a DataFrame (the CSV's rows)."""
+    df = ablation_table(teacher, student, variants, overrides)
+    md = [
+        "Ablations: each variant is the student trained with the listed changes, on the same data and "
+        "test split; Δ is its top-1 minus the student's.",
+        "",
+        to_markdown(df, ABLATION_COLUMNS),
+        "",
+    ]
+    inputs = [student, *(variants[n] for n in sorted(variants)), teacher]
+    md += provenance_lines(list(zip(df["model"], inputs)), own)
     return "\n".join(md) + "\n", df

@@ -38,8 +38,10 @@ EVAL_OUTPUTS = [
     METRICS,
 ]
 
-# comparison: results/classify/
+# comparison and, with ablation variants (results/classify/variants/NAME/), their table: results/classify/
 COMPARISON_MD, COMPARISON_CSV = "comparison.md", "comparison.csv"
+ABLATION_MD, ABLATION_CSV, ABLATION_PNG = "ablation.md", "ablation.csv", "ablation.png"
+ABLATION_OUTPUTS = [ABLATION_MD, ABLATION_CSV, ABLATION_PNG]
 
 # Settings every training run reads besides its role's block (classify.teacher or classify.student).
 TRAIN_SETTINGS = ("seed", "device", "num_workers", "compile")
@@ -51,10 +53,12 @@ def train_outputs(role: str) -> list[str]:
     return [*TRAIN_OUTPUTS, *CHECKPOINTS[role]]
 
 
-def final_outputs() -> list[str]:
-    """The files ``rule all`` asks for: both evaluations and the comparison."""
+def final_outputs(with_variants: bool = False) -> list[str]:
+    """The files ``rule all`` asks for: both evaluations, the comparison, and the ablation table
+    when variants are configured (it pulls in their evaluations)."""
     evals = [f"{CLS}/{role}/{EVAL}/{name}" for role in ROLES for name in EVAL_OUTPUTS]
-    return evals + [f"{CLS}/{COMPARISON_MD}", f"{CLS}/{COMPARISON_CSV}"]
+    ablation = [f"{CLS}/{name}" for name in ABLATION_OUTPUTS] if with_variants else []
+    return evals + [f"{CLS}/{COMPARISON_MD}", f"{CLS}/{COMPARISON_CSV}", *ablation]
 
 
 def train_blocks(role: str) -> tuple[str, ...]:

@@ -108,3 +108,32 @@ def training_curves(history: list[dict], path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
+
+
+def ablation_chart(runs: list[str], top1: list[float], train_min: list[float], params_m: list[float], path: Path,
+                   title: str) -> None:  # fmt: skip
+    """Top-1 and training time of each run, side by side, one bar per run (the first is the
+    reference: its top-1 is the dashed line); parameters in the run's label."""
+    n = len(runs)
+    fig, (acc, time_ax) = plt.subplots(
+        1, 2, figsize=(11, 2.0 + 0.6 * n), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    y = np.arange(n)
+    colors = ["#1f77b4"] + ["#ff7f0e"] * (n - 2) + ["#7f7f7f"] if n > 1 else ["#1f77b4"]
+    acc.barh(y, top1, color=colors)
+    lo = max(0.0, min(top1) - 5)
+    acc.set_xlim(lo, min(100.0, max(top1) + 2.5))
+    acc.axvline(top1[0], color="#1f77b4", linestyle="--", linewidth=1)
+    for yi, v in zip(y, top1):
+        acc.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=9)
+    acc.set_yticks(y, [f"{r}\n{p:.2f}M params" for r, p in zip(runs, params_m)], fontsize=9)
+    acc.invert_yaxis()
+    acc.set_xlabel("top-1 (%)")
+    time_ax.barh(y, [0 if math.isnan(t) else t for t in train_min], color=colors)
+    for yi, t in zip(y, train_min):
+        time_ax.text((0 if math.isnan(t) else t), yi, " n/a" if math.isnan(t) else f" {t:.1f}", va="center", fontsize=9)
+    time_ax.set_xlim(0, 1.25 * max([t for t in train_min if not math.isnan(t)], default=1.0))
+    time_ax.set_xlabel("training time (min)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -24,6 +24,7 @@ from .flops import mfu, train_flops_per_image
 from .layout import EVAL_BLOCKS, train_blocks
 from .models import build_model, count_params, load_checkpoint
 from .train import Teacher, autocast_dtype, fingerprint, finish, fit, predict, wants_channels_last
+from .variants import uses_teacher
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,17 @@ def _file_id(path: Path) -> list:
     return [path.name, st.st_size, int(st.st_mtime)]
 
 
-def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_path: Path | None = None) -> dict:
+def train_model(
+    role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_path: Path | None = None, name: str | None = None
+) -> dict:
     """Train the teacher or the student from the ``classify`` config; write its outputs.
 
     Teacher: ``model.pt``. Student: ``best.pt`` and ``last.pt``. Both: ``history.csv``,
-    ``metrics.json``, ``curves.png``; the resume state lives in ``out_dir/resume/``.
+    ``metrics.json``, ``curves.png``; the resume state lives in ``out_dir/resume/``. ``name``
+    labels the run in its files and tables (an ablation variant's name; default: the role).
+    A student with ``kd.alpha`` 0 trains on the labels alone: no teacher is loaded.
     """
+    name = name or role
     block = cfg["classify"][role]
     seed, device = cfg["classify"]["seed"], pick_device(cfg["classify"]["device"])
     train_path, test_path = data_dir / layout.SPLITS["train"], data_dir / layout.SPLITS["test"]
@@ -75,9 +81,15 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
 
     teacher = None
     inputs = [_file_id(train_path), _file_id(test_path)]
-    if role == "student":
+    if role == "student" and not uses_teacher(block):
+        log.info(
+            "%s: kd.alpha is 0, so it trains on the labels alone%s", name, "; --teacher is unused" * bool(teacher_path)
+        )
+    elif role == "student":
         if teacher_path is None:
-            raise UserError("the student needs --teacher (a checkpoint written by train_teacher)")
+            raise UserError(
+                f"{name} needs --teacher (a checkpoint written by train_teacher), or kd.alpha 0 to train without one"
+            )
         t_model, t_ckpt = load_checkpoint(teacher_path, device)
         if t_ckpt["classes"] != train_split.classes:
             raise UserError(
@@ -96,9 +108,9 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         teacher=teacher, run_id=run_id, compile=cfg["classify"]["compile"],
     )  # fmt: skip
 
-    def save(ckpt: dict, name: str) -> None:
-        ckpt["role"], ckpt["config"] = role, to_json(block)
-        with atomic_path(out_dir / name) as tmp:
+    def save(ckpt: dict, filename: str) -> None:
+        ckpt["role"], ckpt["name"], ckpt["config"] = role, name, to_json(block)
+        with atomic_path(out_dir / filename) as tmp:
             torch.save(ckpt, tmp)
 
     if role == "teacher":
@@ -108,16 +120,17 @@ def train_model(role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_pat
         save(result.last, layout.LAST)
     metrics = {
         "role": role,
+        "name": name,
         **result.metrics,
         **throughput(model, result.history, teacher, device),
         "provenance": prov,
     }
     write_json(out_dir / layout.METRICS, metrics)
-    plots.training_curves(result.history, out_dir / layout.CURVES, f"{role}: training curves")
+    plots.training_curves(result.history, out_dir / layout.CURVES, f"{name}: training curves")
     finish(out_dir / layout.RESUME)
     log.info(
         "%s done: best top-1 %.4f (epoch %d), last %.4f, %.1f s",
-        role,
+        name,
         metrics["best_test_acc"],
         metrics["best_epoch"],
         metrics["last_test_acc"],
@@ -141,11 +154,13 @@ def throughput(model: torch.nn.Module, history: list[dict], teacher: Teacher | N
     }
 
 
-def train_from_args(role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None) -> dict:
+def train_from_args(
+    role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None, name: str | None = None
+) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
     for path in train_blocks(role):
         block(cfg, path)
-    return train_model(role, cfg, data, out_dir, teacher_path=teacher)
+    return train_model(role, cfg, data, out_dir, teacher_path=teacher, name=name)
 
 
 def evaluate_checkpoint(
@@ -174,10 +189,12 @@ def evaluate_checkpoint(
     ).numpy()  # fmt: skip
     metrics = compute_metrics(logits, test.labels, test.classes)
     role = ckpt.get("role", checkpoint.stem)
-    name = f"{role} ({ckpt['arch']['arch']})"
+    label = ckpt.get("name", role)
+    name = f"{label} ({ckpt['arch']['arch']})"
     metrics.update(
         {
             "role": role,
+            "name": label,
             "arch": ckpt["arch"]["arch"],
             "params": count_params(model),
             "checkpoint": checkpoint.name,
