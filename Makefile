@@ -13,6 +13,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm]'
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt vos-benchmark
 	touch $@
 
 demo: $(STAMP)  ## the whole pipeline on the offline demo config (minutes on a laptop CPU)

@@ -8,9 +8,12 @@ from snakemake.exceptions import WorkflowError
 from vispipe.config import ConfigError
 from vispipe.layout import outputs
 from vispipe.segment.layout import (
+    EVAL,
+    EVAL_OUTPUTS,
     FIRST,
     FIRST_PICTURES,
     INSTANCES,
+    J_PLOT,
     OVERLAY,
     OVERLAY_VIDEO,
     PICTURES,
@@ -190,3 +193,30 @@ rule segment_image:
         "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"
         " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
+
+
+rule evaluate_segmentation:
+    """J, F and J&F of a target's masks, for a video with ground truth (segment.videos.<key>.ground_truth)."""
+    input:
+        masks=f"{SEG}/{{video}}/{{target}}/masks",
+        meta=f"{SEG}/{{video}}/meta.json",
+        ground_truth=lambda wc: VIDEOS[wc.video]["ground_truth"],
+    output:
+        **outputs(
+            f"{SEG}/{{video}}/{{target}}/{EVAL}",
+            EVAL_OUTPUTS,
+            mark={
+                J_PLOT: in_report(
+                    "Segmentation", "videos: {video} / {target}", "segmentation"
+                )
+            },
+        ),
+    log:
+        "logs/segment/{video}/{target}/evaluate_segmentation.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        code=code("evaluate_segmentation.py"),
+    shell:
+        "python scripts/evaluate_segmentation.py --masks {input.masks} --meta {input.meta}"
+        " --ground-truth {input.ground_truth:q} --out-dir $(dirname {output.jf_md}) --log {log}"

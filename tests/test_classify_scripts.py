@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT, env_with_venv, run_script
 
-SCRIPTS = ["fetch_cifar10", "train_teacher", "train_student", "evaluate", "compare_models"]
+SCRIPTS = ["fetch_cifar10", "train_teacher", "train_student", "evaluate", "compare_models", "ablation"]
 DEMO = [str(ROOT / "config/config.yaml"), str(ROOT / "config/demo.yaml")]
 
 

@@ -136,3 +136,40 @@ def test_unknown_target_key_and_bad_knob_stop_the_workflow(seg_run):
     (seg_run / "override.yaml").write_text("segment: {flow: {poly_n: 6}}\n")
     proc = snakemake(seg_run, "-n", "--configfile", "config/demo.yaml", "override.yaml", check=False)
     assert proc.returncode != 0 and "config key segment.flow.poly_n" in proc.stderr + proc.stdout
+
+
+def test_a_video_with_ground_truth_is_scored(seg_run):
+    """scripts/make_synthetic.py makes a clip with exact masks; naming them as the video's ground truth
+    adds evaluate_segmentation for each of its targets, and its J agrees with the masks and the truth."""
+    import csv
+
+    import numpy as np
+
+    from conftest import run_script
+    from vispipe.segment.masks import read_id_mask
+    from vispipe.segment.synthetic import read_palette_png
+
+    run_script("make_synthetic", "--video", "resources/synthetic/clip.mp4", "--ground-truth",
+               "resources/synthetic/clip_gt", "--frames", "24", cwd=seg_run)  # fmt: skip
+    (seg_run / "synth.yaml").write_text(
+        "segment:\n  videos:\n    synthetic: {path: resources/synthetic/clip.mp4, targets: [rabbit],"
+        " ground_truth: resources/synthetic/clip_gt}\n"
+    )
+    configs = ["--configfile", "config/demo.yaml", "synth.yaml"]
+    counts = job_counts(snakemake(seg_run, "-n", *configs).stdout)
+    assert counts.get("evaluate_segmentation") == 1 and counts.get("extract_frames") == 1, counts
+    assert not {"train_teacher", "segment_image", "fetch_models"} & set(counts), counts  # only the new video
+    snakemake(seg_run, *configs)
+    ev = seg_run / "results/segment/synthetic/rabbit/eval"
+    md = (ev / "jf.md").read_text()
+    assert "| mean" in md and "J&F" in md and "matched ids" in md
+    rows = list(csv.DictReader(open(ev / "jf.csv")))
+    meta = json.loads((seg_run / "results/segment/synthetic/meta.json").read_text())
+    assert meta["stride"] == 2 and {int(r["frame"]) for r in rows} == set(meta["kept"])
+    # recompute one row from the files
+    row = next(r for r in rows if r["object"] == "1" and r["pred_id"])
+    k = meta["kept"].index(int(row["frame"]))
+    pred = read_id_mask(seg_run / f"results/segment/synthetic/rabbit/masks/{k:05d}.png") == int(float(row["pred_id"]))
+    gt = read_palette_png(seg_run / f"resources/synthetic/clip_gt/{int(row['frame']):05d}.png") == 1
+    assert float(row["J"]) == pytest.approx(np.logical_and(pred, gt).sum() / np.logical_or(pred, gt).sum())
+    assert (ev / "j_per_frame.png").stat().st_size > 10_000

@@ -20,6 +20,10 @@ PICTURES = [HEATMAP, MASK, OVERLAY]
 INSTANCES, TRACKS, OVERLAY_VIDEO = "instances.json", "tracks.json", "overlay.mp4"
 FIRST = "first"  # a video's first-frame pictures: results/segment/{video}/{target}/first/
 FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/overlay.png
+# evaluation against ground truth (videos with segment.videos.<key>.ground_truth): {video}/{target}/eval/
+EVAL = "eval"
+JF_MD, JF_CSV, J_PLOT = "jf.md", "jf.csv", "j_per_frame.png"
+EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT]
 KINDS = ("clipseg", "sam2")
 RANDOM_TINY = "random-tiny"
 
@@ -62,12 +66,18 @@ def check_target_keys(seg: dict) -> None:
 
 
 def final_outputs(seg: dict) -> list[str]:
-    """The files ``rule all`` asks for: every target of every video and every still image."""
+    """The files ``rule all`` asks for: every target of every video (and its evaluation where the video
+    has ground truth) and of every still image."""
     videos = [
         f"{SEG}/{video}/{target}/{name}"
         for video, entry in seg["videos"].items()
         for target in entry["targets"]
-        for name in [*(f"{FIRST}/{p}" for p in PICTURES), TRACKS, OVERLAY_VIDEO]
+        for name in [
+            *(f"{FIRST}/{p}" for p in PICTURES),
+            TRACKS,
+            OVERLAY_VIDEO,
+            *((f"{EVAL}/{e}" for e in EVAL_OUTPUTS) if entry.get("ground_truth") else ()),
+        ]
     ]
     images = [
         f"{SEG}/images/{image}/{target}/{name}"

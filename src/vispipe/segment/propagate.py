@@ -11,6 +11,9 @@ For every next kept frame and every instance (the seed notebook's loop, with its
 4. a refined mask that collapsed or exploded (area ratio to the warped mask outside
    ``[min_area_ratio, max_area_ratio]``) or that SAM2 itself scores below ``min_sam2_score`` is not
    trusted: the state is ``warped`` and the warped mask is kept; otherwise the state is ``refined``.
+
+Without a refiner (``segment.propagate.refine: false``) step 3 is skipped: every live instance is
+``warped`` ("not refined"), which measures the flow alone.
 """
 
 from __future__ import annotations
@@ -84,12 +87,13 @@ def _info(state: str, reason: str, mask: np.ndarray | None, refined: Refined | N
 def propagate(
     frames: Iterable[np.ndarray],
     first: dict[int, np.ndarray],
-    refiner: Refiner,
+    refiner: Refiner | None,
     flow_params: dict,
     bounds: dict,
     seed: int,
 ) -> Iterator[FrameResult]:
-    """Yield one :class:`FrameResult` per frame, the first frame's being ``first`` (id -> bool mask)."""
+    """Yield one :class:`FrameResult` per frame, the first frame's being ``first`` (id -> bool mask);
+    ``refiner`` None warps without refining."""
     frames = iter(frames)
     previous = next(frames)
     carried: dict[int, np.ndarray] = {i: m for i, m in first.items() if m.any()}
@@ -102,12 +106,15 @@ def propagate(
         areas = {i: (int(carried[i].sum()), int(warped[i].sum())) for i in warped}
         alive = [i for i in warped if not vanished(*areas[i], bounds)]
         rng = np.random.default_rng([seed, k])
-        refined = dict(zip(alive, refiner.refine(frame, [warped[i] for i in alive], rng)))
+        refined = dict(zip(alive, refiner.refine(frame, [warped[i] for i in alive], rng))) if refiner else {}
         for i in ids:
             if i not in carried:
                 result.info[i] = _info("lost", "lost earlier", None)
                 continue
-            d = decide(*areas[i], refined.get(i), bounds)
+            if refiner is None:
+                d = Decision("warped", "not refined", "warped") if i in alive else Decision("lost", "vanished", None)
+            else:
+                d = decide(*areas[i], refined.get(i), bounds)
             mask = refined[i].mask if d.carry == "refined" else warped[i] if d.carry == "warped" else None
             if mask is None:
                 del carried[i]

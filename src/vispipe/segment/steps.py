@@ -12,19 +12,23 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from ..config import block
 from ..errors import UserError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
 from ..runtime import pick_device
-from . import models, overlay
+from . import models, overlay, vos_eval
 from .clipseg import Detection, find_instances, heatmap
 from .layout import (
     FIRST,
     HEATMAP,
     INSTANCES,
+    J_PLOT,
+    JF_CSV,
+    JF_MD,
     MASK,
     MODELS_BLOCK,
     OVERLAY,
@@ -65,7 +69,8 @@ def _provenance(cfg: dict, blocks: tuple[str, ...], loaded: dict[str, models.Loa
     """The run's provenance; ``segment.models`` counts among the blocks read when it located a model."""
     if None in dirs.values():
         blocks = (*blocks, MODELS_BLOCK)
-    return provenance(next(iter(loaded.values())).device, cfg, blocks)
+    device = next(iter(loaded.values())).device if loaded else pick_device(block(cfg, "segment.device"))
+    return provenance(device, cfg, blocks)
 
 
 def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
@@ -272,9 +277,12 @@ def propagate_video(
     flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
     sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
     dirs = {"sam2": sam2_dir}
-    loaded = _load_models(cfg, dirs)
-    sam2 = loaded["sam2"]
-    refiner = Sam2Refiner(sam2, sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+    if bounds.get("refine", True):
+        loaded = _load_models(cfg, dirs)
+        refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+    else:
+        loaded, refiner = {}, None
+        log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 is not run")
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
     if not start:
         log.warning("no instance on the first frame (%s): every mask will be empty", first.get("warning", ""))
@@ -373,3 +381,53 @@ def render_overlay(
         n = write_h264(tmp, tqdm(drawn(), total=meta["count"], desc=f"render {target}", unit="frame"), fps)
     log.info("%s: %d frames, H.264, %s fps, %dx%d", out_path, n, fps, meta["source"]["width"], meta["source"]["height"])
     return n
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_segmentation(masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
+    mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``."""
+    from .synthetic import read_palette_png
+
+    meta = json.loads(Path(meta_path).read_text())
+    gt_files = sorted(p for p in Path(gt_dir).iterdir() if p.suffix.lower() == ".png") if Path(gt_dir).is_dir() else []
+    if not gt_files:
+        raise UserError(f"ground truth {gt_dir} holds no PNG: set segment.videos.<key>.ground_truth to a folder of "
+                        "id PNGs, one per source frame")  # fmt: skip
+    if max(meta["kept"]) >= len(gt_files):
+        raise UserError(
+            f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(meta['kept'])}: "
+            "it needs one PNG per source frame (in name order)"
+        )
+    pred, gt = [], []
+    for k, source_index in enumerate(meta["kept"]):
+        pred.append(read_id_mask(Path(masks_dir) / f"{k:05d}.png"))
+        try:
+            gt.append(read_palette_png(gt_files[source_index]))
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read ground truth {gt_files[source_index]}: {e}") from None
+        if pred[-1].shape != gt[-1].shape:
+            raise UserError(
+                f"{gt_files[source_index]} is {gt[-1].shape[1]}x{gt[-1].shape[0]} but the video's frames are "
+                f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
+            )
+    per_frame = vos_eval.evaluate(pred, gt, frames=meta["kept"])
+    table = vos_eval.summary(per_frame)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = [
+        f"J&F of {masks_dir} against {gt_dir} ({len(pred)} kept frames; means skip the first and the last).",
+        "Predicted ids are matched to ground-truth objects once per video (largest total IoU).",
+        "",
+        table.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "matched ids (ground truth -> predicted): "
+        + ", ".join(f"{o} -> {'none' if pd.isna(p) else int(p)}" for o, p in per_frame.groupby("object")["pred_id"].first().items()),
+    ]  # fmt: skip
+    write_text(out_dir / JF_MD, "\n".join(md) + "\n")
+    write_text(out_dir / JF_CSV, per_frame.to_csv(index=False))
+    target_dir = Path(masks_dir).parent
+    vos_eval.j_plot(per_frame, out_dir / J_PLOT, f"J per frame: {target_dir.parent.name} / {target_dir.name}")
+    log.info("J&F\n%s", table.to_string(index=False))
+    return table

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Tracking quality and flow speed on synthetic clips with exact masks; prints a table, writes JSON.
+
+What can be measured honestly without real weights: the `flow` propagator with SAM2 refinement off
+(`segment.propagate.refine: false`), seeded with the ground-truth masks of the objects in view on
+the first frame, scored with J, F and J&F (vispipe.segment.vos_eval, equal to vos-benchmark's
+scorer). Every flow setting runs on the same clips in the same process; the first is the seed's
+(Farneback at full resolution). Also: one-step J (warp frame k-1's true mask to frame k, mean over
+the steps where nothing hides object 1) and milliseconds of flow per frame.
+
+    python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--out bench/out/segment_quality.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vispipe.segment import vos_eval
+from vispipe.segment.flow import backward_flow, warp_mask
+from vispipe.segment.propagate import propagate
+from vispipe.segment.synthetic import make_clip
+
+FARNEBACK = {"method": "farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+             "poly_sigma": 1.2}  # fmt: skip
+SETTINGS = {
+    "farneback, scale 1.0 (seed)": dict(FARNEBACK, scale=1.0),
+    "farneback, scale 0.5": dict(FARNEBACK, scale=0.5),
+    "dis fast, scale 1.0": dict(FARNEBACK, method="dis", dis_preset="fast", scale=1.0),
+    "dis medium, scale 1.0": dict(FARNEBACK, method="dis", dis_preset="medium", scale=1.0),
+}
+BOUNDS = {"min_area_ratio": 0.5, "max_area_ratio": 2.0, "lost_area_ratio": 0.2, "min_sam2_score": 0.5,
+          "use_object_score": True, "refine": False}  # fmt: skip
+
+
+def run(clip, params: dict) -> dict:
+    first = {i: clip.masks[0] == i for i in np.unique(clip.masks[0]) if i}
+    t0 = time.perf_counter()
+    results = list(propagate(iter(clip.frames), first, None, params, BOUNDS, seed=0))
+    seconds = time.perf_counter() - t0
+    empty = np.zeros(clip.masks[0].shape, bool)
+    ids = sorted(first)
+    pred = [np.select([r.masks.get(i, empty) for i in ids], ids, 0).astype(np.uint8) for r in results]
+    table = vos_eval.summary(vos_eval.evaluate(pred, list(clip.masks), match=False)).set_index("object")
+    steps = range(5, int(0.7 * len(clip.frames)))
+    one_step = [
+        vos_eval.region_j(
+            warp_mask(clip.masks[k - 1] == 1, backward_flow(clip.frames[k - 1], clip.frames[k], params)),
+            clip.masks[k] == 1,
+        )
+        for k in steps
+    ]
+    seeded = [str(i) for i in ids]
+    return {
+        "J&F all objects": float(table.loc["mean", "J&F"]),
+        "J&F seeded objects": float(table.loc[seeded, "J&F"].mean()),
+        "J object 1": float(table.loc["1", "J"]),
+        "one-step J object 1": float(np.mean(one_step)),
+        "ms per frame": 1000 * seconds / (len(clip.frames) - 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--size", default="480x640", help="HEIGHTxWIDTH")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=1, help="OpenCV threads (1: per-core figures)")
+    p.add_argument("--out", type=Path, default=Path("bench/out/segment_quality.json"))
+    args = p.parse_args()
+    cv2.setNumThreads(args.threads)
+    h, w = map(int, args.size.split("x"))
+    clips = {f"seed {s}" + (", cut" if cut else ""): make_clip(args.frames, (h, w), s, cut)
+             for s in args.seeds for cut in (None, int(0.75 * args.frames))}  # fmt: skip
+    rows = []
+    for name, params in SETTINGS.items():
+        per_clip = {c: run(clip, params) for c, clip in clips.items()}
+        keys = next(iter(per_clip.values())).keys()
+        mean = {k: float(np.mean([r[k] for r in per_clip.values()])) for k in keys}
+        rows.append({"flow": name, **mean, "per_clip": per_clip})
+    base = rows[0]["ms per frame"]
+    print(f"{len(clips)} clips of {args.frames} frames at {w}x{h} ({', '.join(clips)}), refinement off, "
+          f"seeded with the true first-frame masks; {args.threads} OpenCV thread(s)\n")  # fmt: skip
+    header = ["flow", "J&F all objects", "J&F seeded objects", "J object 1", "one-step J object 1", "ms per frame"]
+    print("| " + " | ".join(header) + " | speed vs seed |")
+    print("|" + "---|" * (len(header) + 1))
+    for r in rows:
+        cells = [r["flow"], *(f"{r[k]:.3f}" if k != "ms per frame" else f"{r[k]:.1f}" for k in header[1:])]
+        print("| " + " | ".join(cells) + f" | {base / r['ms per frame']:.2f}x |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"machine": platform.processor() or platform.machine(), "frames": args.frames, "size": [h, w],
+              "threads": args.threads, "clips": list(clips), "rows": rows}  # fmt: skip
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Synthetic videos with exact ground truth, for measuring tracking (J&F) without hand labels.
+
+Textured objects move over a textured background: they overlap (a fixed depth order decides who
+hides whom), one leaves the frame and comes back, one enters after the first frame, and an optional
+hard scene cut swaps the background and moves every object at once. Every pixel's owner is known,
+so the masks are exact: DAVIS-style palette PNGs, one per frame, 0 = background, 1..N = objects.
+
+Textures are smoothed noise at two scales with a colour tint: enough structure everywhere for
+optical flow, as in real footage. Everything follows from the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_path
+from .masks import atomic_dir
+from .video import write_h264
+
+# The DAVIS palette's first colours (index 0 black = background), as in the dataset's PNGs.
+PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128]
+
+
+@dataclass
+class Track:
+    """One object: its shape, size, texture, depth and path (position of its centre per frame)."""
+
+    id: int
+    shape: str  # ellipse | rectangle
+    size: tuple[int, int]  # (height, width) in pixels
+    depth: int  # larger is nearer: drawn later, hides the others
+    path: list[tuple[float, float]]  # (x, y) of the centre, per frame; off-frame positions are allowed
+    texture: np.ndarray = field(repr=False, default=None)
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    masks: np.ndarray  # (T, H, W) uint8 object ids (0 = background)
+    fps: Fraction
+    tracks: list[Track]
+    cut: int | None  # first frame after the scene cut
+
+    def events(self) -> dict[int, dict[str, list[int]]]:
+        """Per object: the frames where it is visible, and where it enters or leaves the view."""
+        out = {}
+        for t in self.tracks:
+            visible = [k for k in range(len(self.masks)) if (self.masks[k] == t.id).any()]
+            enters = [k for k in visible if k > 0 and not (self.masks[k - 1] == t.id).any()]
+            leaves = [k for k in range(1, len(self.masks)) if k - 1 in visible and k not in visible]
+            out[t.id] = {"visible": visible, "enters": enters, "leaves": leaves}
+        return out
+
+
+def texture(rng: np.random.Generator, h: int, w: int, tint: np.ndarray) -> np.ndarray:
+    """Smoothed noise at a coarse and a fine scale, tinted: an RGB uint8 texture."""
+    coarse = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), 6)
+    fine = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), 1.5)
+    base = (coarse - coarse.mean()) / (coarse.std() + 1e-6) * 0.6 + (fine - fine.mean()) / (fine.std() + 1e-6) * 0.4
+    gray = np.clip(0.5 + 0.18 * base, 0, 1)[..., None]
+    return np.clip(255 * gray * tint[None, None, :] * 1.6, 0, 255).astype(np.uint8)
+
+
+def _shape_mask(shape: str, h: int, w: int) -> np.ndarray:
+    if shape == "rectangle":
+        return np.ones((h, w), bool)
+    yy, xx = np.ogrid[:h, :w]
+    return ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2 <= 1
+
+
+def _paste(canvas: np.ndarray, owner: np.ndarray, track: Track, x: float, y: float) -> None:
+    """Draw ``track`` centred at (x, y) into ``canvas`` and mark its pixels in ``owner`` (clipped at the edges)."""
+    h, w = track.size
+    x0, y0 = int(round(x - w / 2)), int(round(y - h / 2))
+    H, W = owner.shape
+    ys, xs = slice(max(y0, 0), min(y0 + h, H)), slice(max(x0, 0), min(x0 + w, W))
+    if ys.start >= ys.stop or xs.start >= xs.stop:
+        return  # entirely outside the frame
+    inside = _shape_mask(track.shape, h, w)[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    tex = track.texture[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    canvas[ys, xs][inside] = tex[inside]
+    owner[ys, xs][inside] = track.id
+
+
+def make_clip(n_frames: int = 40, size: tuple[int, int] = (240, 320), seed: int = 0, cut: int | None = None,
+              fps: int = 10) -> Clip:  # fmt: skip
+    """A clip of ``n_frames`` frames of ``size`` (height, width) with three objects:
+
+    1. an ellipse gliding across the middle (the easy one);
+    2. a rectangle that moves right, leaves the frame on the right around 40% of the clip and comes
+       back around 65%, always nearest to the camera: it passes in front of object 1;
+    3. an ellipse that rises into view from the bottom edge after about a quarter of the clip.
+
+    The background pans slowly (camera motion). ``cut``: from that frame on, a new background and
+    every object shifted (a hard scene cut).
+    """
+    rng = np.random.default_rng(seed)
+    H, W = size
+    T = n_frames
+    pad = 40
+    backgrounds = [texture(rng, H + 2 * pad, W + 2 * pad, rng.uniform(0.35, 0.65, 3)) for _ in range(2)]
+    t = np.arange(T) / max(T - 1, 1)
+    s = min(H, W)
+    paths = {
+        1: [(W * (0.15 + 0.5 * u), H * (0.45 + 0.08 * np.sin(2 * np.pi * u))) for u in t],
+        # out past the right edge by 40%, back in by 65% (turning around off-screen)
+        2: [(0.3 * W + (0.7 * W + 0.15 * s) / 0.4 * min(u, 1.04 - u), H * 0.5) for u in t],
+        3: [(W * 0.7, H * (1.35 - 1.2 * min(1.0, u / 0.6))) for u in t],
+    }
+    sizes = {1: (int(0.35 * s), int(0.5 * s)), 2: (int(0.3 * s), int(0.3 * s)), 3: (int(0.3 * s), int(0.4 * s))}
+    shapes, depths = {1: "ellipse", 2: "rectangle", 3: "ellipse"}, {1: 1, 2: 3, 3: 2}
+    tracks = []
+    for i in (1, 2, 3):
+        h, w = sizes[i]
+        tracks.append(Track(i, shapes[i], (h, w), depths[i], paths[i], texture(rng, h, w, rng.uniform(0.5, 1.0, 3))))
+    frames = np.empty((T, H, W, 3), np.uint8)
+    masks = np.zeros((T, H, W), np.uint8)
+    shift = (0.2 * W, -0.1 * H)
+    for k in range(T):
+        after_cut = cut is not None and k >= cut
+        bg = backgrounds[1 if after_cut else 0]
+        ox = int(round(pad + 0.5 * pad * np.sin(2 * np.pi * t[k])))  # the camera pans
+        canvas = bg[pad : pad + H, ox : ox + W].copy()
+        for track in sorted(tracks, key=lambda tr: tr.depth):
+            x, y = track.path[k]
+            if after_cut:
+                x, y = x + shift[0], y + shift[1]
+            _paste(canvas, masks[k], track, x, y)
+        frames[k] = canvas
+    return Clip(frames, masks, Fraction(fps), tracks, cut)
+
+
+def write_palette_png(path: str | Path, ids: np.ndarray) -> None:
+    """A DAVIS-style palette PNG (mode P): pixel value = object id."""
+    image = Image.fromarray(ids.astype(np.uint8), mode="P")
+    image.putpalette(PALETTE + [0] * (768 - len(PALETTE)))
+    image.save(path)
+
+
+def read_palette_png(path: str | Path) -> np.ndarray:
+    """Object ids of a DAVIS-style PNG: the palette indices (mode P or L), never the colours."""
+    image = Image.open(path)
+    if image.mode not in ("P", "L"):
+        raise ValueError(f"{path} is a {image.mode} image; ground truth must be palette (P) or grey (L) object ids")
+    return np.asarray(image)
+
+
+def save_clip(clip: Clip, video: str | Path, gt_dir: str | Path) -> None:
+    """The clip as an H.264 MP4 and its masks as ``gt_dir/NNNNN.png`` (one per frame)."""
+    with atomic_path(video) as tmp:
+        write_h264(tmp, clip.frames, clip.fps, crf=12)
+    with atomic_dir(gt_dir) as tmp_dir:
+        for k, ids in enumerate(clip.masks):
+            write_palette_png(tmp_dir / f"{k:05d}.png", ids)

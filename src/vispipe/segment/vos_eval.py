@@ -1,0 +1,145 @@
+"""J (region IoU), F (boundary F-measure) and J&F of predicted instance masks against ground truth,
+the DAVIS definitions as the ``vos-benchmark`` scorer computes them (tests compare the two).
+
+- J of one object on one frame: IoU of the predicted and true masks; 1 when both are empty.
+- F: the boundaries of both masks (one pixel wide, DAVIS's ``seg2bmap``) are matched within a disk of
+  radius ``ceil(0.008 * image diagonal)``; F is the harmonic mean of boundary precision and recall.
+- Means over frames skip the first frame (it is given to the tracker) and the last (DAVIS 2017's
+  convention, which vos-benchmark keeps); the per-frame table holds every frame.
+- An object counts from the first frame where it appears (in the ground truth or as its matched
+  prediction), as vos-benchmark counts it: an object that enters late is not scored as a perfect
+  "both empty" before it exists.
+
+Predicted ids need not equal the ground truth's: they are matched once per video, one to one, by
+the largest IoU summed over all frames (Hungarian), so a tracker is scored on keeping its objects,
+not on numbering them like the annotator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+BOUNDARY = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
+
+
+def seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """One-pixel-wide boundary of a binary mask (DAVIS's ``seg2bmap`` at full resolution)."""
+    seg = seg.astype(bool)
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = seg ^ e | seg ^ s | seg ^ se
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def disk(radius: int) -> np.ndarray:
+    """The structuring element ``skimage.morphology.disk`` makes: pixels with x² + y² <= r²."""
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return (x * x + y * y <= radius * radius).astype(np.uint8)
+
+
+def region_j(pred: np.ndarray, gt: np.ndarray) -> float:
+    union = np.logical_or(pred, gt).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, boundary: float = BOUNDARY) -> float:
+    radius = int(math.ceil(boundary * math.hypot(*pred.shape)))
+    kernel = disk(radius)
+    pb, gb = seg2bmap(pred), seg2bmap(gt)
+    n_p, n_g = int(pb.sum()), int(gb.sum())
+    if n_p == 0 and n_g == 0:
+        return 1.0
+    if n_p == 0 or n_g == 0:
+        return 0.0  # precision or recall is 0 (DAVIS: P=1,R=0 or P=0,R=1)
+    precision = (pb & (cv2.dilate(gb.astype(np.uint8), kernel) > 0)).sum() / n_p
+    recall = (gb & (cv2.dilate(pb.astype(np.uint8), kernel) > 0)).sum() / n_g
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def match_ids(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> dict[int, int]:
+    """{ground-truth id: predicted id}, one to one, maximising the IoU summed over frames."""
+    gt_ids = sorted({int(i) for g in gt for i in np.unique(g) if i})
+    pred_ids = sorted({int(i) for p in pred for i in np.unique(p) if i})
+    if not gt_ids or not pred_ids:
+        return {}
+    score = np.zeros((len(gt_ids), len(pred_ids)))
+    for p, g in zip(pred, gt):
+        for a, gi in enumerate(gt_ids):
+            gm = g == gi
+            for b, pi in enumerate(pred_ids):
+                pm = p == pi
+                union = np.logical_or(gm, pm).sum()
+                if union:
+                    score[a, b] += np.logical_and(gm, pm).sum() / union
+    rows, cols = linear_sum_assignment(-score)
+    return {gt_ids[a]: pred_ids[b] for a, b in zip(rows, cols) if score[a, b] > 0}
+
+
+def evaluate(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], frames: Sequence[int] | None = None,
+             boundary: float = BOUNDARY, match: bool = True) -> pd.DataFrame:  # fmt: skip
+    """One row per (frame, ground-truth object): ``frame``, ``object``, ``pred_id``, ``J``, ``F``,
+    ``scored`` (False for the first and last frame). ``pred``/``gt``: id masks of the same frames;
+    ``frames`` their numbers (default 0..n-1); ``match`` False compares ids as they are."""
+    if len(pred) != len(gt):
+        raise ValueError(f"{len(pred)} predicted masks but {len(gt)} ground-truth masks")
+    frames = list(range(len(gt))) if frames is None else list(frames)
+    gt_ids = sorted({int(i) for g in gt for i in np.unique(g) if i})
+    mapping = match_ids(pred, gt) if match else {i: i for i in gt_ids}
+    rows, seen = [], set()
+    for k, (p, g) in enumerate(zip(pred, gt)):
+        if p.shape != g.shape:
+            raise ValueError(f"frame {frames[k]}: predicted mask {p.shape} but ground truth {g.shape}")
+        for obj in gt_ids:
+            pm = p == mapping[obj] if obj in mapping else np.zeros_like(g, bool)
+            gm = g == obj
+            if obj not in seen and not (gm.any() or pm.any()):
+                continue  # not in view yet
+            seen.add(obj)
+            rows.append({"frame": frames[k], "object": obj, "pred_id": mapping.get(obj), "J": region_j(pm, gm),
+                         "F": boundary_f(pm, gm, boundary), "scored": 0 < k < len(gt) - 1})  # fmt: skip
+    return pd.DataFrame(rows, columns=["frame", "object", "pred_id", "J", "F", "scored"])
+
+
+def summary(per_frame: pd.DataFrame) -> pd.DataFrame:
+    """Per object, and ``mean`` over objects: J, F and J&F (means over the scored frames)."""
+    scored = per_frame[per_frame["scored"]] if per_frame["scored"].any() else per_frame
+    objects = scored.groupby("object")[["J", "F"]].mean()
+    objects["J&F"] = (objects["J"] + objects["F"]) / 2
+    objects.index = objects.index.astype(str)
+    mean = objects.mean().to_frame("mean").T
+    return pd.concat([objects, mean]).rename_axis("object").reset_index()
+
+
+def j_plot(per_frame: pd.DataFrame, path, title: str) -> None:
+    """J of each object over the frames (one line per object; a gap where it is not in view yet)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import save_figure
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for obj, rows in per_frame.groupby("object"):
+        ax.plot(
+            rows["frame"], rows["J"], marker=".", label=f"object {obj} (mean {rows['J'][rows['scored']].mean():.2f})"
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("source frame")
+    ax.set_ylabel("J (IoU)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
