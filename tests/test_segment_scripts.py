@@ -275,3 +275,78 @@ def test_fetch_models_offline_hub_is_a_clear_error(tmp_path):
     proc = run_script("fetch_models", *cfg_args(hub), check=False)  # conftest runs scripts with HF_HUB_OFFLINE=1
     failed(proc, "could not download CIDAS/clipseg-rd64-refined@main", "HF_HUB_OFFLINE must be unset")
     assert not (tmp_path / "models" / "CIDAS--clipseg-rd64-refined").exists()
+
+
+def _copy_run(run, dest):
+    """A private copy of the fixture's frames, meta and target folder that a test may damage."""
+    import shutil
+
+    d, m = run
+    for name in ("frames", "meta.json", "rabbit"):
+        src = d / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest, m
+
+
+def _propagate(d, m, out):
+    return run_script("propagate", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json",
+                      "--instances", d / "rabbit/instances.json", "--masks", out / "masks", "--tracks",
+                      out / "tracks.json", "--rle", out / "rle.json", "--sam2", m["sam2"], check=False)  # fmt: skip
+
+
+def _render(d, out):
+    return run_script("render_overlay", *cfg_args(), "--frames", d / "frames", "--meta", d / "meta.json", "--masks",
+                      d / "rabbit/masks", "--tracks", d / "rabbit/tracks.json", "--out", out / "o.mp4", check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "damage, step, fragments",
+    [
+        # fault: a frame listed in meta.json is gone (an interrupted copy) -> name the folder and extract_frames
+        (lambda d: (d / "frames/00002.jpg").unlink(), "propagate", ["lacks 1 frame(s)", "rerun extract_frames"]),
+        # fault: instances.json cut short -> name it and segment_first
+        (
+            lambda d: (d / "rabbit/instances.json").write_text('{"instances": [{"id"'),
+            "propagate",
+            ["instances.json is damaged", "rerun the segment_first rule"],
+        ),  # fmt: skip
+        # fault: meta.json is some other JSON -> name it and extract_frames
+        (lambda d: (d / "meta.json").write_text("[1, 2]"), "propagate", ["meta.json lacks", "extract_frames rule"]),
+        # fault: tracks.json cut short -> name it and propagate
+        (
+            lambda d: (d / "rabbit/tracks.json").write_text((d / "rabbit/tracks.json").read_text()[:100]),
+            "render",
+            ["tracks.json is damaged", "rerun the propagate rule"],
+        ),  # fmt: skip
+        # fault: a mask PNG of another size (left from another run) -> name it and propagate
+        (
+            lambda d: cv2.imwrite(str(d / "rabbit/masks/00001.png"), np.zeros((10, 20), np.uint8)),
+            "render",
+            ["00001.png is 20x10 but the video is 1280x720", "rerun the propagate rule"],
+        ),  # fmt: skip
+    ],
+    ids=["frame-missing", "instances-truncated", "meta-foreign", "tracks-truncated", "mask-wrong-size"],
+)
+def test_damaged_files_between_rules_exit_2_naming_the_file_and_the_rule(run, tmp_path, damage, step, fragments):
+    d, m = _copy_run(run, tmp_path)
+    damage(d)
+    out = tmp_path / "out"
+    proc = _propagate(d, m, out) if step == "propagate" else _render(d, out)
+    failed(proc, *fragments)
+    assert_nothing_left(out)
+
+
+def test_a_model_folder_missing_its_weights_exits_2_naming_fetch_models(run, tmp_path):
+    """Fault: the weight file of the SAM2 folder is gone (a partial copy to a cluster node)."""
+    import shutil
+
+    d, m = _copy_run(run, tmp_path)
+    sam2 = tmp_path / "sam2"
+    shutil.copytree(m["sam2"], sam2)
+    weights = [p for p in sam2.iterdir() if p.suffix in (".safetensors", ".bin")]
+    assert weights
+    for p in weights:
+        p.unlink()
+    proc = _propagate(d, {"sam2": sam2}, tmp_path / "out")
+    failed(proc, f"sam2 model in {sam2} is incomplete or damaged", "rerun the fetch_models rule")
+    assert_nothing_left(tmp_path / "out")

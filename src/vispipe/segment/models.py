@@ -184,10 +184,16 @@ def load(kind: str, folder: str | Path, device: torch.device) -> Loaded:
             f"{kind} model missing in {folder}: run the fetch_models rule first "
             f"(snakemake fetch_models, or scripts/fetch_models.py)"
         )
-    source = json.loads(source_file.read_text())
     model_cls, processor_cls = _classes(kind)
-    model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
-    processor = processor_cls.from_pretrained(folder, local_files_only=True)
+    try:
+        source = json.loads(source_file.read_text())
+        model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
+        processor = processor_cls.from_pretrained(folder, local_files_only=True)
+    except Exception as e:  # transformers, safetensors and json raise many types for a broken folder
+        raise UserError(
+            f"{kind} model in {folder} is incomplete or damaged ({type(e).__name__}: {str(e)[:300]}); "
+            "delete the folder and rerun the fetch_models rule"
+        ) from e
     if source.get("random_weights"):
         log.warning("%s: %s", kind, RANDOM_WARNING)
     else:

@@ -120,8 +120,23 @@ def extract_frames(cfg: dict, video: Path, frames_dir: Path, meta_path: Path) ->
     return meta
 
 
+def read_json(path: Path, rule: str, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON file another rule wrote; a missing, truncated or foreign one is a UserError naming the
+    file and the rule that rewrites it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; run the {rule} rule first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is damaged ({e}); delete it and rerun the {rule} rule") from None
+    missing = [k for k in keys if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise UserError(f"{path} lacks {missing}: not a file the {rule} rule wrote; delete it and rerun that rule")
+    return doc
+
+
 def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
-    meta = json.loads(Path(meta_path).read_text())
+    meta = read_json(meta_path, "extract_frames", ("files", "kept", "count", "source"))
     missing = [f for f in meta["files"] if not (frames_dir / f).is_file()]
     if missing:
         raise UserError(
@@ -273,7 +288,7 @@ def propagate_video(
 ) -> dict:
     """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file."""
     meta = _read_meta(meta_path, frames_dir)
-    first = json.loads(Path(instances_path).read_text())
+    first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
     flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
     sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
     dirs = {"sam2": sam2_dir}
@@ -353,7 +368,7 @@ def render_overlay(
     and the first of them as ``first_path`` (``first/overlay.png``) when given."""
     style = block(cfg, "segment.overlay")
     meta = _read_meta(meta_path, frames_dir)
-    tracks = json.loads(Path(tracks_path).read_text())
+    tracks = read_json(tracks_path, "propagate", ("frames", "target", "weights"))
     if len(tracks["frames"]) != meta["count"]:
         raise UserError(
             f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
@@ -363,8 +378,14 @@ def render_overlay(
         log.warning("%s", models.RANDOM_WARNING)
 
     def drawn():
+        size = (meta["source"]["height"], meta["source"]["width"])
         for k, (frame_file, track) in enumerate(zip(meta["files"], tracks["frames"])):
             ids = read_id_mask(masks_dir / track["file"])
+            if ids.shape != size:
+                raise UserError(
+                    f"{masks_dir / track['file']} is {ids.shape[1]}x{ids.shape[0]} but the video is "
+                    f"{size[1]}x{size[0]}: a mask from another run; rerun the propagate rule"
+                )
             labels = {
                 int(i): f"{target} {i}" + (" (flow)" if v["state"] == "warped" else "")
                 for i, v in track["instances"].items()
@@ -391,7 +412,7 @@ def evaluate_segmentation(masks_dir: Path, meta_path: Path, gt_dir: Path, out_di
     mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``."""
     from .synthetic import read_palette_png
 
-    meta = json.loads(Path(meta_path).read_text())
+    meta = read_json(meta_path, "extract_frames", ("kept",))
     gt_files = sorted(p for p in Path(gt_dir).iterdir() if p.suffix.lower() == ".png") if Path(gt_dir).is_dir() else []
     if not gt_files:
         raise UserError(f"ground truth {gt_dir} holds no PNG: set segment.videos.<key>.ground_truth to a folder of "
