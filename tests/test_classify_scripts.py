@@ -72,9 +72,28 @@ def test_teacher_outputs_and_checkpoint_contents(teacher):
         assert (teacher.parent / f).stat().st_size > 0
 
 
-def student_cmd(digits, teacher, out, log):
-    return [sys.executable, str(ROOT / "scripts/train_student.py"), *cfg_args(TINY), "--data", str(digits),
+def student_cmd(digits, teacher, out, log, override: dict | None = None):
+    from vispipe.config import deep_merge
+
+    cfg = deep_merge(TINY, override or {})
+    return [sys.executable, str(ROOT / "scripts/train_student.py"), *cfg_args(cfg), "--data", str(digits),
             "--teacher", str(teacher), "--out-dir", str(out), "--threads", "2", "--log", str(log)]  # fmt: skip
+
+
+def kill_after(cmd: list[str], out, epochs: int = 2) -> int:
+    """Start a training, SIGKILL it once ``epochs`` epochs are in its history; return the epochs its
+    resume state holds."""
+    proc = start(cmd)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        hist = out / "history.csv"
+        if hist.exists() and len(hist.read_text().strip().splitlines()) >= epochs + 1:  # header + epochs
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    return torch.load(out / "resume" / "state.pt", weights_only=False)["epoch"]
 
 
 def start(cmd: list[str]) -> subprocess.Popen:
@@ -96,18 +115,8 @@ def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
         capture_output=True,
     )
 
-    proc = start(student_cmd(digits, teacher, killed, tmp_path / "k1.log"))
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        hist = killed / "history.csv"
-        if hist.exists() and len(hist.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "training ended before it could be killed"
-    proc.kill()
-    proc.wait()
+    done_before = kill_after(student_cmd(digits, teacher, killed, tmp_path / "k1.log"), killed)
     assert not (killed / "last.pt").exists() and (killed / "resume" / "state.pt").exists()
-    done_before = torch.load(killed / "resume" / "state.pt", weights_only=False)["epoch"]
     assert 2 <= done_before < 5 and len(history(killed / "history.csv")) <= done_before
 
     subprocess.run(
@@ -127,23 +136,30 @@ def test_killed_student_resumes_to_the_same_result(digits, teacher, tmp_path):
 
 
 def test_a_changed_config_does_not_resume_a_stale_state(digits, teacher, tmp_path):
-    out = tmp_path / "s"
-    (out / "resume").mkdir(parents=True)
-    torch.save({"run_id": "someone-else", "epoch": 3}, out / "resume" / "state.pt")
-    run_script(
-        "train_student",
-        *cfg_args(TINY),
-        "--data",
-        digits,
-        "--teacher",
-        teacher,
-        "--out-dir",
-        out,
-        "--log",
-        tmp_path / "log",
-    )
-    assert "ignoring" in (tmp_path / "log").read_text()
-    assert len(history(out / "history.csv")) == 5
+    """Fault: a killed run left its state, then the learning rate changed. That state must not be
+    resumed (training starts over); the control, rerun with the same config, does resume it."""
+    import shutil
+
+    first = tmp_path / "first"
+    done = kill_after(student_cmd(digits, teacher, first, tmp_path / "first.log"), first)
+    assert 2 <= done < 5
+    same, changed = tmp_path / "same", tmp_path / "changed"
+    shutil.copytree(first, same)
+    shutil.copytree(first, changed)
+
+    subprocess.run(student_cmd(digits, teacher, same, tmp_path / "same.log"), env=env_with_venv(), check=True,
+                   capture_output=True)  # fmt: skip
+    log = (tmp_path / "same.log").read_text()
+    assert f"resuming from {same / 'resume' / 'state.pt'} at epoch {done + 1}/5" in log and "ignoring" not in log
+
+    lr = {"classify": {"student": {"train": {"optimizer": {"lr": 1e-3}}}}}  # the demo's is 2e-3
+    subprocess.run(student_cmd(digits, teacher, changed, tmp_path / "changed.log", lr), env=env_with_venv(),
+                   check=True, capture_output=True)  # fmt: skip
+    log = (tmp_path / "changed.log").read_text()
+    assert "ignoring" in log and "resuming" not in log
+    rows = history(changed / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert float(rows[0]["lr"]) != float(history(same / "history.csv")[0]["lr"])  # trained anew, with the new lr
 
 
 def test_evaluate_and_compare(digits, teacher, tmp_path):

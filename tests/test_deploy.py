@@ -21,6 +21,8 @@ NOT_IN_STEP_ENV = {
     "ruff",
     "snakefmt",
     "timm",
+    "scikit-image",  # the reference J&F scorer's, for the tests
+    "vos-benchmark",
     "snakemake",
     "snakemake-executor-plugin-slurm",
 }
