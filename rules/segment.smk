@@ -17,7 +17,6 @@ from vispipe.segment.layout import (
     OVERLAY,
     OVERLAY_VIDEO,
     PICTURES,
-    PROPAGATE_BLOCKS,
     SEG,
     TRACKS,
     check_target_keys,
@@ -26,6 +25,7 @@ from vispipe.segment.layout import (
     image_blocks,
     model_dirs,
     one_of,
+    propagate_blocks,
 )
 
 SEGCFG = config["segment"]
@@ -117,6 +117,7 @@ rule propagate:
         meta=f"{SEG}/{{video}}/meta.json",
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
         sam2=MODEL_DIRS["sam2"],
+        clipseg=MODEL_DIRS["clipseg"],  # for re-detection (segment.redetect)
     output:
         masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
@@ -130,10 +131,11 @@ rule propagate:
     threads: 4
     params:
         code=code("propagate.py"),
-        cfg=params_json(*PROPAGATE_BLOCKS),
+        cfg=lambda wc: params_json(*propagate_blocks(wc.target, SEGCFG["redetect"]["every"] > 0)),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
-        " --frames {input.frames} --meta {input.meta} --instances {input.instances} --sam2 {input.sam2}"
+        " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
+        " --sam2 {input.sam2} --clipseg {input.clipseg}"
         " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
 
 

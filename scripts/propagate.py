@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Carry the first frame's instances through every kept frame: Farneback optical flow warps each mask,
-SAM2 refines it, with fallbacks when the refinement collapses or explodes or the object is occluded.
+"""Carry the first frame's instances through every kept frame: optical flow warps each mask, SAM2
+refines it, with fallbacks when the refinement collapses or explodes or the object is occluded; with
+segment.redetect.every N, CLIPSeg and SAM2 detect again every N frames (new objects get new ids,
+returning ones their old ids).
 Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance) and
 --rle (the masks as COCO run-length encoding).
 
-Reads the segment.flow, propagate, sam2, seed, device and models config keys."""
+Reads the segment.flow, propagate, redetect, sam2, seed, device and models config keys, and for
+re-detection segment.clipseg and the target's segment.targets entry."""
 
 from pathlib import Path
 
@@ -20,13 +23,21 @@ def build_parser():
     p.add_argument("--masks", type=Path, required=True, help="output folder of the instance-id PNGs")
     p.add_argument("--tracks", type=Path, required=True, help="output tracks.json")
     p.add_argument("--rle", type=Path, required=True, help="output COCO RLE JSON")
-    add_models(p, ("sam2",))
+    add_models(p, ("sam2", "clipseg"))
     return p
 
 
 def main(args):
     propagate_video(
-        cli.load_config(args), args.frames, args.meta, args.instances, args.masks, args.tracks, args.rle, args.sam2
+        cli.load_config(args),
+        args.frames,
+        args.meta,
+        args.instances,
+        args.masks,
+        args.tracks,
+        args.rle,
+        args.sam2,
+        args.clipseg,
     )
 
 

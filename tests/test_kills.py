@@ -1,5 +1,8 @@
-"""Kills: every step that runs longer than a second on the demo config, stopped by SIGKILL or by
-SIGTERM to its whole process group (what Slurm and `timeout` send), then run again.
+"""Kills and full disks. Kills: every step that runs longer than a second on the demo config,
+stopped by SIGKILL or by SIGTERM to its whole process group (what Slurm and `timeout` send), then
+run again. Full disks: each kind of write (npz, checkpoint, resume state, frames, masks, MP4) runs
+out of space on a small tmpfs (root only; skipped with the reason elsewhere), then runs again after
+space is freed.
 
 Each case states its fault (the signal and when it lands) and checks three things:
 
@@ -18,11 +21,13 @@ chosen deterministically so that over the steps every point meets every signal.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +53,8 @@ TINY = {
     },
     "segment": {"device": "cpu", "frames": {"max_seconds": 1.0, "stride": 5}},
 }  # fmt: skip
-TIMING = re.compile(r"time|per_s|mfu|seconds", re.I)  # values that differ between two identical runs
+# values that differ between two identical runs: timings, and the record of the run (provenance)
+TIMING = re.compile(r"time|per_s|mfu|seconds|provenance", re.I)
 
 
 def cfg(extra: dict | None = None) -> list[str]:
@@ -60,6 +66,7 @@ def steps(inp: Path) -> dict:
     frames, meta, models = inp / "frames", inp / "meta.json", ["--sam2", inp / "models/sam2"]
     seg_in = ["--frames", frames, "--meta", meta]
     return {
+        "fetch_cifar10": ("fetch_cifar10", lambda o: [*cfg(), "--out-dir", o], ["train.npz", "test.npz"]),
         "train_teacher": ("train_teacher", lambda o: [*cfg(), "--data", inp / "digits", "--out-dir", o],
                           ["model.pt", "history.csv", "metrics.json", "curves.png"]),
         "train_student": ("train_student", lambda o: [*cfg(), "--data", inp / "digits", "--teacher",
@@ -223,8 +230,8 @@ def run_killed(cmd: list, outputs: list[Path], refs: list[Path], point: str, sig
             os.killpg(proc.pid, sig)
             break
         time.sleep(0.005)
-    landed = proc.poll() is None
     _, stderr = proc.communicate(timeout=300)
+    landed = proc.returncode != 0  # 0: it had finished before the signal
     for out, ref in zip(outputs, refs):  # and once more after the kill
         if out.exists():
             why = complete(out, ref)
@@ -259,3 +266,110 @@ def test_a_killed_step_reruns_to_the_uninterrupted_result(inputs, references, tm
 def test_the_cases_cover_every_point_with_every_signal():
     pairs = {(p, s) for _, p, s in CASES}
     assert pairs == {(p, s) for p in POINTS for s in SIGNALS} and {s for s, _, _ in CASES} == set(STEPS)
+
+
+# --------------------------------------------------------------------------------------- full disk
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: int):
+    """A tmpfs of ``size`` bytes mounted at ``path`` (root only): a results folder that fills up."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("a full disk is simulated with a small tmpfs, which needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                          text=True)  # fmt: skip
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def grow(path: Path) -> None:
+    """Free space: make the tmpfs large."""
+    subprocess.run(["mount", "-o", "remount,size=512m", str(path)], check=True, capture_output=True)
+
+
+def page_up(n: float) -> int:
+    return max(8192, int(n) // 4096 * 4096 + 4096)
+
+
+def size_of(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def teacher_sizes(inputs, tmp_path_factory) -> tuple[int, int]:
+    """(resume state bytes, model.pt bytes) of the tiny teacher: a run killed after its first epoch
+    leaves the state; the reference run its checkpoint."""
+    out = tmp_path_factory.mktemp("probe")
+    cmd = [sys.executable, str(ROOT / "scripts/train_teacher.py"), *map(str, cfg()), "--data", str(inputs / "digits"),
+           "--out-dir", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env_with_venv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "resume/state.pt"
+    while proc.poll() is None and not state.exists():
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    return state.stat().st_size, (inputs / "teacher/model.pt").stat().st_size
+
+
+def teacher_epochs(n: int) -> dict:
+    return {**TINY, "classify": {**TINY["classify"], "teacher": {"train": {"epochs": n}}}}
+
+
+DISK_CASES = ["npz", "checkpoint", "resume-state", "frames", "masks", "mp4"]
+
+
+@pytest.mark.parametrize("case", DISK_CASES)
+def test_a_full_disk_is_a_clear_error_leaves_nothing_half_written_and_a_rerun_completes(
+    inputs, references, teacher_sizes, tmp_path, case
+):
+    """Fault: the results folder runs out of space during one kind of write. Expected: exit 2 naming
+    the file and saying what to do, no traceback, no partial output and no temporary file left;
+    training keeps its previous epoch's state; after space is freed the rerun completes with the
+    same outputs as an uninterrupted run."""
+    all_steps = steps(inputs)
+    step = {"npz": "fetch_cifar10", "checkpoint": "train_teacher", "resume-state": "train_teacher",
+            "frames": "extract_frames", "masks": "propagate", "mp4": "render_overlay"}[case]  # fmt: skip
+    script, args, names = all_steps[step]
+    ref_dir = references[step][0]
+    extra: dict | None = None
+    if case == "checkpoint":  # one epoch: its state fits, the checkpoint beside it does not
+        state, model = teacher_sizes
+        extra = teacher_epochs(1)
+        size = page_up(state + model / 2)
+        ref_dir = tmp_path / "ref"
+        run_script(script, *cfg(extra), "--data", inputs / "digits", "--out-dir", ref_dir)
+        args = lambda o: [*cfg(extra), "--data", inputs / "digits", "--out-dir", o]  # noqa: E731
+        failing = "model.pt"
+    elif case == "resume-state":  # two epochs: the first state fits, not the second's copy beside it
+        size, failing = page_up(1.5 * teacher_sizes[0]), "resume/state.pt"
+    else:
+        failing = {"npz": "train.npz", "frames": "frames", "masks": "masks", "mp4": "overlay.mp4"}[case]
+        before = {"mp4": "first.png"}.get(case)  # written before the failing one
+        size = page_up(size_of(ref_dir / failing) / 2 + (size_of(ref_dir / before) if before else 0))
+    with small_disk(tmp_path / "disk", size) as out:
+        proc = run_script(script, *args(out), check=False)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+        assert f"no space left on the device writing {out / failing}" in proc.stderr, proc.stderr[-3000:]
+        assert "free space and rerun" in proc.stderr and "Traceback" not in proc.stderr
+        leftovers = [p for p in out.rglob(".*") if ".tmp" in p.name]
+        assert leftovers == [], leftovers
+        for name in names:
+            o = out / name.rstrip("/")
+            if o.exists():
+                assert complete(o, ref_dir / name.rstrip("/")) is None, o
+        assert not (out / failing).exists() or case == "resume-state"
+        if case == "resume-state":
+            kept = torch.load(out / "resume/state.pt", weights_only=True)
+            assert kept["epoch"] == 1  # the first epoch's state survived the failed second save
+            assert not (out / "model.pt").exists()
+        grow(out)
+        rerun = run_script(script, *args(out))
+        if case in ("checkpoint", "resume-state"):
+            assert "resuming from" in rerun.stderr
+        for name in names:
+            assert_same(out / name.rstrip("/"), ref_dir / name.rstrip("/"))

@@ -17,7 +17,7 @@ from vispipe import provenance as prov_mod
 from vispipe.classify.layout import EVAL_BLOCKS, EVAL_OUTPUTS, train_blocks, train_outputs
 from vispipe.config import deep_merge, load, params_json, subset
 from vispipe.provenance import config_sha256, git_state, provenance
-from vispipe.segment.layout import FIRST_PICTURES, INSTANCES, PICTURES, PROPAGATE_BLOCKS, first_blocks, image_blocks
+from vispipe.segment.layout import FIRST_PICTURES, INSTANCES, PICTURES, first_blocks, image_blocks, propagate_blocks
 
 FIELDS = {"vispipe", "git_commit", "git_dirty", "python", "torch", "torchvision", "transformers", "device",
           "config_sha256"}  # fmt: skip
@@ -141,7 +141,8 @@ def reordered(node):
         (train_blocks("teacher"), "classify.seed", "classify.eval.batch_size"),
         (EVAL_BLOCKS, "classify.eval.grid_images", "classify.student.kd.alpha"),
         (first_blocks("rabbit"), "segment.targets.rabbit.prompt", "segment.overlay.alpha"),
-        (PROPAGATE_BLOCKS, "segment.flow.scale", "segment.clipseg.min_score"),
+        (propagate_blocks("rabbit", False), "segment.flow.scale", "segment.clipseg.min_score"),
+        (propagate_blocks("rabbit", True), "segment.clipseg.min_score", "segment.overlay.alpha"),
         (image_blocks("rabbit"), "segment.overlay.alpha", "segment.flow.scale"),
     ],
 )
@@ -239,7 +240,7 @@ def test_segmentation_records_it(tiny_models, tmp_path):
     check(json.loads((r / "instances.json").read_text()), cfg, first_blocks("rabbit"))
     run_script("propagate", *CFG_ARGS, *frames, "--instances", r / "instances.json", "--masks", r / "masks",
                "--tracks", r / "tracks.json", "--rle", r / "rle.json", "--sam2", m["sam2"])  # fmt: skip
-    check(json.loads((r / "tracks.json").read_text()), cfg, PROPAGATE_BLOCKS)
+    check(json.loads((r / "tracks.json").read_text()), cfg, propagate_blocks("rabbit", False))
     image = ROOT / "resources/demo/bigbuckbunny_frame.jpg"
     run_script(
         "segment_image", *CFG_ARGS, "--image", image, "--target", "rabbit", "--out-dir", tmp_path / "img", *models

@@ -95,6 +95,7 @@ def test_nothing_to_do_after_the_run(seg_run):
         ),
         ("segment: {flow: {winsize: 21}}", {"propagate"}, {"render_overlay"}),
         ("segment: {propagate: {max_area_ratio: 3.0}}", {"propagate"}, {"render_overlay"}),
+        ("segment: {redetect: {every: 5}}", {"propagate"}, {"render_overlay"}),
         ("segment: {overlay: {alpha: 0.3}}", {"segment_image", "render_overlay"}, set()),
         ("segment: {frames: {stride: 3}}", {"extract_frames"}, {"segment_first", "propagate", "render_overlay"}),
     ],

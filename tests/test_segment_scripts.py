@@ -350,3 +350,30 @@ def test_a_model_folder_missing_its_weights_exits_2_naming_fetch_models(run, tmp
     proc = _propagate(d, {"sam2": sam2}, tmp_path / "out")
     failed(proc, f"sam2 model in {sam2} is incomplete or damaged", "rerun the fetch_models rule")
     assert_nothing_left(tmp_path / "out")
+
+
+def test_propagate_with_re_detection_records_its_events(run, tmp_path):
+    """segment.redetect.every 2 on the 5 demo frames: CLIPSeg and SAM2 (tiny, random) run again on
+    frames 2 and 4; every instance's state there says what re-detection did, and tracks.json lists the
+    births, losses and revivals (the random models decide which)."""
+    d, m = run
+    redetect = {"segment": {"redetect": {"every": 2, "match_iou": 0.5, "min_similarity": 0.8}}}
+    out = tmp_path / "t"
+    run_script("propagate", *cfg_args(redetect), "--frames", d / "frames", "--meta", d / "meta.json", "--instances",
+               d / "rabbit/instances.json", "--masks", out / "masks", "--tracks", out / "tracks.json", "--rle",
+               out / "rle.json", "--sam2", m["sam2"], "--clipseg", m["clipseg"], "--log", tmp_path / "log")  # fmt: skip
+    tracks = json.loads((out / "tracks.json").read_text())
+    assert "re-detecting 'rabbit' every 2 kept frames" in (tmp_path / "log").read_text()
+    reasons = {k: {v["reason"] for v in tracks["frames"][k]["instances"].values()} for k in (2, 4)}
+    redetected = {"re-detected", "revived", "born", "not re-detected", "lost earlier"}
+    assert all(r <= redetected for r in reasons.values()), reasons
+    first = json.loads((d / "rabbit/instances.json").read_text())["instances"]
+    assert [e["id"] for e in tracks["events"] if e["frame"] == 0] == [i["id"] for i in first]
+    born = [e["id"] for e in tracks["events"] if e["event"] == "born" and e["frame"] > 0]
+    assert sorted(tracks["instances"]) == sorted({i["id"] for i in first} | set(born))
+    assert set(tracks["summary"]) == {str(i) for i in tracks["instances"]}
+    # the masks hold exactly the ids tracks.json calls visible
+    for k, frame in enumerate(tracks["frames"]):
+        ids = set(np.unique(cv2.imread(str(out / "masks" / frame["file"]), cv2.IMREAD_UNCHANGED))) - {0}
+        shown = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
+        assert ids <= shown, (k, ids, shown)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import load
 from .errors import UserError
+from .io import FULL
 
 log = logging.getLogger("vispipe")
 
@@ -91,9 +92,22 @@ def run(
     except (UserError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
+    except OSError as e:
+        if e.errno not in FULL:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        log.error(
+            "no space left on the device%s (%s); nothing half-written was kept: free space and rerun %s",
+            where, e.strerror, Path(sys.argv[0]).name,
+        )  # fmt: skip
+        sys.exit(2)
     except (KeyboardInterrupt, Terminated) as e:
         log.error(
             "%s; outputs were not written (training resumes from its last finished epoch when rerun)",
             "terminated" if isinstance(e, Terminated) else "interrupted",
         )
         sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        # the work is done (or failed): a SIGTERM from now on ends the process quietly, instead of
+        # raising Terminated into the interpreter's shutdown ("Exception ignored ... Traceback")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

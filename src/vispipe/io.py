@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device, disk quota exceeded
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """A full disk while writing ``path`` raises an OSError that names ``path`` (a failed write()
+    names no file), so the error says which output could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in FULL and e.filename != str(path):
+            raise OSError(e.errno, os.strerror(e.errno), str(path)) from e
+        raise
 
 
 @contextlib.contextmanager
@@ -20,11 +35,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with naming(path):
+            yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """``torch.save``, serialised in memory first and then written by Python, so that a full disk
+    raises OSError(ENOSPC): torch's own writer reports it as "unexpected pos", with any file."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def _umask() -> int:

@@ -13,7 +13,7 @@ import torch
 
 from ..config import block, to_json
 from ..errors import UserError
-from ..io import atomic_path, write_json, write_text
+from ..io import atomic_path, save_torch, write_json, write_text
 from ..provenance import provenance
 from ..runtime import device_name, pick_device
 from . import layout, plots
@@ -111,7 +111,7 @@ def train_model(
     def save(ckpt: dict, filename: str) -> None:
         ckpt["role"], ckpt["name"], ckpt["config"] = role, name, to_json(block)
         with atomic_path(out_dir / filename) as tmp:
-            torch.save(ckpt, tmp)
+            save_torch(ckpt, tmp)
 
     if role == "teacher":
         save(result.last, layout.MODEL)

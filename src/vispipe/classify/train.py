@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..io import atomic_path
+from ..io import atomic_path, save_torch
 from ..runtime import device_name, seed_everything
 from .augment import BatchAugment, normalize, to_nchw, train_batches
 from .data import Split
@@ -332,7 +332,7 @@ def save_state(run: Run, state_path: Path, run_id: str) -> None:
         "best_state": run.best_state,
     }
     with atomic_path(state_path) as tmp:
-        torch.save(state, tmp)
+        save_torch(state, tmp)
 
 
 def train_one_epoch(run: Run, batches, epoch: int, check_every: int = 50) -> dict:

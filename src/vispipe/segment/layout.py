@@ -38,6 +38,14 @@ def first_blocks(target: str) -> tuple[str, ...]:
     return (f"segment.targets.{target}", "segment.clipseg", "segment.sam2", "segment.seed", "segment.device")
 
 
+def propagate_blocks(target: str, redetect: bool) -> tuple[str, ...]:
+    """The blocks propagate reads for ``target``: the flow and fallbacks, ``segment.redetect``, and,
+    when it re-detects, what segment_first reads to detect (so a CLIPSeg edit reruns propagate only
+    then)."""
+    detect = (f"segment.targets.{target}", "segment.clipseg") if redetect else ()
+    return (*PROPAGATE_BLOCKS, "segment.redetect", *detect)
+
+
 def image_blocks(target: str) -> tuple[str, ...]:
     """The blocks segment_image reads for ``target``: segment_first's and the overlay style."""
     *detect, seed, device = first_blocks(target)

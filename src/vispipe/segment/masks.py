@@ -14,7 +14,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from ..errors import UserError
-from ..io import atomic_path
+from ..io import atomic_path, naming
 
 
 @contextlib.contextmanager
@@ -24,7 +24,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with naming(path):
+            yield tmp
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; honour the umask
         if path.exists():
             shutil.rmtree(path)

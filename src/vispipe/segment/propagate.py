@@ -14,6 +14,18 @@ For every next kept frame and every instance (the seed notebook's loop, with its
 
 Without a refiner (``segment.propagate.refine: false``) step 3 is skipped: every live instance is
 ``warped`` ("not refined"), which measures the flow alone.
+
+Re-detection (``segment.redetect.every: N``): on every N-th frame a detector (CLIPSeg -> instances ->
+SAM2, as on the first frame) runs too, and its masks are matched one to one (Hungarian) with every
+instance the video has had, whether it is in view, hidden, or lost for good. Where: a match needs
+:func:`match_score` >= ``match_iou`` against the instance's mask (in view: this frame's; out of view:
+carried forward while hidden, else the last one seen). What: an instance out of view may instead
+match by appearance, colour histograms (:func:`appearance`) at least ``min_similarity`` alike, since
+an object that comes back rarely comes back where it left. A detection that matches an instance in
+view re-anchors it (``re-detected``); one that matches an instance out of view brings it back **with
+its old id** (``revived``); one that matches nothing starts a new id (``born``). An instance in view
+that no detection matches is hidden (``lost``, "not re-detected"), its mask carried on, until a
+later detection finds it. Every birth, loss and revival is an event of its frame.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from .flow import backward_flow, warp_mask
@@ -35,6 +48,12 @@ class Refiner(Protocol):
     """What the loop needs from SAM2 (tests script it)."""
 
     def refine(self, image: np.ndarray, masks: Sequence[np.ndarray], rng: np.random.Generator) -> list[Refined]: ...
+
+
+class Detector(Protocol):
+    """What re-detection needs: the target's instance masks on one frame (tests script it)."""
+
+    def detect(self, image: np.ndarray, k: int) -> list[np.ndarray]: ...
 
 
 @dataclass
@@ -70,6 +89,7 @@ class FrameResult:
 
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     info: dict[int, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)  # {"id", "event": born | lost | revived, "reason"}
 
 
 def _info(state: str, reason: str, mask: np.ndarray | None, refined: Refined | None = None) -> dict:
@@ -91,25 +111,41 @@ def propagate(
     flow_params: dict,
     bounds: dict,
     seed: int,
+    detector: Detector | None = None,
+    redetect: dict | None = None,
 ) -> Iterator[FrameResult]:
     """Yield one :class:`FrameResult` per frame, the first frame's being ``first`` (id -> bool mask);
-    ``refiner`` None warps without refining."""
+    ``refiner`` None warps without refining; ``detector`` with ``redetect`` (the ``segment.redetect``
+    block, ``every`` > 0) re-detects."""
     frames = iter(frames)
     previous = next(frames)
     carried: dict[int, np.ndarray] = {i: m for i, m in first.items() if m.any()}
-    yield FrameResult(dict(carried), {i: _info("refined", "first frame", m) for i, m in carried.items()})
+    yield FrameResult(
+        dict(carried),
+        {i: _info("refined", "first frame", m) for i, m in carried.items()},
+        [{"id": i, "event": "born", "reason": "first frame"} for i in sorted(carried)],
+    )
     ids = sorted(carried)
+    last_seen = dict(carried)  # each instance's last visible mask ...
+    every = (redetect or {}).get("every", 0) if detector is not None else 0
+    looks = {i: appearance(previous, m) for i, m in carried.items()} if every else {}  # ... and how it looked
+    visible_before, hidden = set(carried), set()
     for k, frame in enumerate(frames, start=1):
         result = FrameResult()
         flow = backward_flow(previous, frame, flow_params) if carried else None
         warped = {i: warp_mask(m, flow) for i, m in carried.items()}
         areas = {i: (int(carried[i].sum()), int(warped[i].sum())) for i in warped}
-        alive = [i for i in warped if not vanished(*areas[i], bounds)]
+        moving = [i for i in warped if not vanished(*areas[i], bounds)]
+        alive = [i for i in moving if i not in hidden]
         rng = np.random.default_rng([seed, k])
         refined = dict(zip(alive, refiner.refine(frame, [warped[i] for i in alive], rng))) if refiner else {}
         for i in ids:
             if i not in carried:
                 result.info[i] = _info("lost", "lost earlier", None)
+                continue
+            if i in hidden:  # no detection agreed with it: carried on out of view until one does
+                carried[i] = warped[i] if i in moving else carried[i]
+                result.info[i] = _info("lost", "not re-detected", None)
                 continue
             if refiner is None:
                 d = Decision("warped", "not refined", "warped") if i in alive else Decision("lost", "vanished", None)
@@ -123,5 +159,89 @@ def propagate(
             if d.state != "lost":
                 result.masks[i] = mask
             result.info[i] = _info(d.state, d.reason, mask, refined.get(i))
+        if every and k % every == 0:
+            in_view = set(result.masks)
+            matched = _redetect(result, frame, detector.detect(frame, k), ids, carried, last_seen, looks, redetect)
+            hidden = (hidden | (in_view - matched)) - matched
+        for i in ids:
+            if i in result.masks:
+                last_seen[i] = result.masks[i]
+                if every:
+                    looks[i] = appearance(frame, result.masks[i])
+            elif i in visible_before and not any(e["id"] == i for e in result.events):
+                result.events.append({"id": i, "event": "lost", "reason": result.info[i]["reason"]})
+        visible_before = set(result.masks)
         previous = frame
         yield result
+
+
+def match_score(detection: np.ndarray, track: np.ndarray) -> float:
+    """How well a detection and a track's mask agree that they are one object: the largest of mask
+    IoU, box IoU (forgives a mask that drifted or lost its inside) and the share of the track's mask
+    inside the detection (an object coming into view grows faster than its warped mask)."""
+    inter = np.logical_and(detection, track).sum()
+    union = np.logical_or(detection, track).sum()
+    if not detection.any() or not track.any():
+        return 0.0
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box_xyxy(detection), box_xyxy(track)
+    iw, ih = max(0, min(ax1, bx1) - max(ax0, bx0)), max(0, min(ay1, by1) - max(ay0, by0))
+    box_union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - iw * ih
+    return float(max(inter / union, iw * ih / box_union if box_union else 0.0, inter / track.sum()))
+
+
+def appearance(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """What an object looks like, position aside: its pixels' hue-saturation histogram (16 x 8 bins)."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [16, 8], [0, 180, 0, 256])
+    return cv2.normalize(hist, None).flatten()
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """1 for the same colour distribution, 0 for disjoint ones (1 - Bhattacharyya distance)."""
+    if not a.any() or not b.any():
+        return 0.0
+    return float(1 - cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
+
+
+def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarray], ids: list[int], carried: dict,
+              last_seen: dict, looks: dict, cfg: dict) -> set[int]:  # fmt: skip
+    """Match this frame's detections with every instance so far; re-anchor, revive, or start new ids
+    (updates ``result``, ``ids`` and ``carried`` in place); return the ids a detection matched. See
+    the module docstring."""
+    from scipy.optimize import linear_sum_assignment
+
+    detections = [d for d in detections if d.any()]
+    known = {i: result.masks.get(i, carried.get(i, last_seen.get(i))) for i in ids}
+    tracks = sorted(i for i, m in known.items() if m is not None)
+    score = np.zeros((len(detections), len(tracks)))
+    for r, d in enumerate(detections):
+        look = appearance(frame, d) if any(i not in result.masks for i in tracks) else None
+        for c, i in enumerate(tracks):
+            where = match_score(d, known[i])
+            score[r, c] = where if where >= cfg["match_iou"] else 0.0
+            if i not in result.masks and i in looks:  # out of view: it may also be known by its looks
+                alike = similarity(look, looks[i])
+                score[r, c] = max(score[r, c], alike if alike >= cfg["min_similarity"] else 0.0)
+    pairs = {}
+    if score.size:
+        rows, cols = linear_sum_assignment(-score)
+        pairs = {r: tracks[c] for r, c in zip(rows, cols) if score[r, c] > 0}
+    for r, mask in enumerate(detections):
+        if r in pairs:
+            i = pairs[r]
+            reason = "re-detected" if i in result.masks else "revived"
+            if reason == "revived":
+                result.events.append({"id": i, "event": "revived", "reason": f"score {score[r, tracks.index(i)]:.2f}"})
+        else:
+            i = max(ids, default=0) + 1
+            ids.append(i)
+            reason = "born"
+            result.events.append({"id": i, "event": "born", "reason": "re-detection"})
+        carried[i] = mask
+        result.masks[i] = mask
+        result.info[i] = _info("refined", reason, mask)
+    matched = set(pairs.values())
+    for i in [i for i in result.masks if i not in matched and result.info[i]["reason"] != "born"]:
+        del result.masks[i]  # in view, but no detection agrees: hidden (its mask carried on) until one does
+        result.info[i] = _info("lost", "not re-detected", None)
+    return matched

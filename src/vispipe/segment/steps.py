@@ -32,9 +32,9 @@ from .layout import (
     MASK,
     MODELS_BLOCK,
     OVERLAY,
-    PROPAGATE_BLOCKS,
     first_blocks,
     image_blocks,
+    propagate_blocks,
 )
 from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
 from .propagate import STATES, propagate
@@ -153,13 +153,7 @@ def _detect(
 ) -> tuple[dict, np.ndarray, Detection]:
     """CLIPSeg -> instances -> SAM2 on one picture: the instances.json document, the heatmap and the detection."""
     prompt = target_prompt(cfg, target)
-    knobs, sam2_cfg, seed = block(cfg, "segment.clipseg"), block(cfg, "segment.sam2"), block(cfg, "segment.seed")
-    heat = heatmap(loaded["clipseg"], image, prompt)
-    found = find_instances(
-        heat, knobs["min_cc_area"], knobs["top_pct_fallback"], knobs["min_score"], knobs["max_instances"]
-    )
-    refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
-    refined = refiner.refine(image, [c.mask for c in found.components], np.random.default_rng([seed, 0]))
+    heat, found, refined = Detector(cfg, target, loaded, block(cfg, "segment.seed")).run(image, 0)
 
     instances = []
     for i, (comp, ref) in enumerate(zip(found.components, refined), start=1):
@@ -194,6 +188,30 @@ def _detect(
         log.warning("%s", doc["warning"])
     log.info("%s: %d instance(s) via %s threshold", target, len(instances), found.method)
     return doc, heat, found
+
+
+class Detector:
+    """CLIPSeg heatmap -> Otsu / components / fallback -> SAM2 refinement of each instance: the first
+    frame's detection, and re-detection during propagation."""
+
+    def __init__(self, cfg: dict, target: str, loaded: dict[str, models.Loaded], seed: int):
+        sam2_cfg = block(cfg, "segment.sam2")
+        self.prompt, self.knobs, self.seed = target_prompt(cfg, target), block(cfg, "segment.clipseg"), seed
+        self.clipseg = loaded["clipseg"]
+        self.refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+
+    def run(self, image: np.ndarray, k: int) -> tuple[np.ndarray, Detection, list]:
+        """The heatmap, the CLIPSeg instances and SAM2's answer for each, on kept frame ``k``."""
+        heat = heatmap(self.clipseg, image, self.prompt)
+        k_ = self.knobs
+        found = find_instances(heat, k_["min_cc_area"], k_["top_pct_fallback"], k_["min_score"], k_["max_instances"])
+        rng = np.random.default_rng([self.seed, 0] if k == 0 else [self.seed, k, 1])
+        return heat, found, self.refiner.refine(image, [c.mask for c in found.components], rng)
+
+    def detect(self, image: np.ndarray, k: int) -> list[np.ndarray]:
+        """The instance masks on kept frame ``k`` (SAM2's, or CLIPSeg's region where SAM2 gave nothing)."""
+        _, found, refined = self.run(image, k)
+        return [r.mask if r.mask.any() else c.mask for c, r in zip(found.components, refined)]
 
 
 def _save_picture(path: Path, picture: np.ndarray, random_weights: bool) -> None:
@@ -285,29 +303,35 @@ def propagate_video(
     tracks_path: Path,
     rle_path: Path,
     sam2_dir: Path | None = None,
+    clipseg_dir: Path | None = None,
 ) -> dict:
     """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file."""
     meta = _read_meta(meta_path, frames_dir)
     first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
+    target = first["target"]
     flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
     sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
-    dirs = {"sam2": sam2_dir}
-    if bounds.get("refine", True):
-        loaded = _load_models(cfg, dirs)
-        refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
-    else:
-        loaded, refiner = {}, None
-        log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 is not run")
+    redetect = block(cfg, "segment.redetect")
+    refine = bounds.get("refine", True)
+    dirs = {kind: folder for kind, folder, used in (("sam2", sam2_dir, refine or redetect["every"]),
+                                                     ("clipseg", clipseg_dir, redetect["every"])) if used}  # fmt: skip
+    loaded = _load_models(cfg, dirs) if dirs else {}
+    refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"]) if refine else None
+    if not refine:
+        log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 does not refine them")
+    detector = Detector(cfg, target, loaded, seed) if redetect["every"] else None
+    if detector:
+        log.info("re-detecting %r every %d kept frames", detector.prompt, redetect["every"])
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
     if not start:
         log.warning("no instance on the first frame (%s): every mask will be empty", first.get("warning", ""))
 
-    target, h, w = first["target"], meta["source"]["height"], meta["source"]["width"]
+    h, w = meta["source"]["height"], meta["source"]["width"]
     frames = (read_image(frames_dir / f) for f in meta["files"])
-    track_frames, images, annotations = [], [], []
-    summary = {str(i): dict.fromkeys(STATES, 0) for i in start}
+    track_frames, images, annotations, events = [], [], [], []
+    summary: dict[str, dict] = {}
     with atomic_dir(masks_dir) as tmp:
-        results = propagate(frames, start, refiner, flow_cfg, bounds, seed)
+        results = propagate(frames, start, refiner, flow_cfg, bounds, seed, detector, redetect)
         for k, res in enumerate(tqdm(results, total=meta["count"], desc=f"propagate {target}", unit="frame")):
             name = f"{k:05d}.png"
             write_image(tmp / name, id_mask(res.masks, (h, w)), rgb=False)
@@ -330,7 +354,8 @@ def propagate_video(
                     "iscrowd": 0, "state": res.info[i]["state"],
                 })  # fmt: skip
             for i, info in res.info.items():
-                summary[str(i)][info["state"]] += 1
+                summary.setdefault(str(i), dict.fromkeys(STATES, 0))[info["state"]] += 1
+            events += [{"frame": k, **e} for e in res.events]
     weights = first["weights"]
     write_json(rle_path, {
         "info": {"description": f"{target} masks of {meta['video']} (COCO RLE, pycocotools)", "weights": weights},
@@ -341,10 +366,11 @@ def propagate_video(
         "prompt": first["prompt"],
         "video": meta["video"],
         "weights": weights,
-        "instances": sorted(start),
+        "instances": sorted(int(i) for i in summary),
         "summary": summary,
+        "events": events,
         "frames": track_frames,
-        "provenance": _provenance(cfg, PROPAGATE_BLOCKS, loaded, dirs),
+        "provenance": _provenance(cfg, propagate_blocks(target, bool(redetect["every"])), loaded, dirs),
     }
     write_json(tracks_path, tracks)
     for i, counts in summary.items():

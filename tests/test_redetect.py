@@ -1,0 +1,116 @@
+"""Re-detection in the propagation loop: late objects get new ids, objects that come back get their
+old ids, and a miss hides an object without losing it. An oracle detector (the synthetic clip's true
+masks, as a perfect CLIPSeg + SAM2 would give) isolates the matching from the models."""
+
+import numpy as np
+import pytest
+
+from vispipe.segment.propagate import match_score, propagate
+from vispipe.segment.sam2 import Refined
+from vispipe.segment.synthetic import make_clip
+
+FLOW = {"method": "dis", "dis_preset": "fast", "scale": 1.0}
+BOUNDS = {"min_area_ratio": 0.5, "max_area_ratio": 2.0, "lost_area_ratio": 0.2, "min_sam2_score": 0.5,
+          "use_object_score": True, "refine": False}  # fmt: skip
+
+
+class Oracle:
+    """The true masks of the objects in view, in a shuffled order; ``miss`` drops objects on given frames."""
+
+    def __init__(self, clip, miss=None):
+        self.clip, self.miss, self.calls = clip, miss or {}, []
+
+    def detect(self, image, k):
+        self.calls.append(k)
+        ids = [i for i in np.unique(self.clip.masks[k]) if i and i not in self.miss.get(k, ())]
+        np.random.default_rng(k).shuffle(ids)
+        return [self.clip.masks[k] == i for i in ids]
+
+
+class OracleRefiner:
+    """A perfect SAM2: each warped mask becomes the true mask of the object it overlaps most; no
+    object under it means absent (SAM2's object score below 0: occluded or gone)."""
+
+    def __init__(self, clip):
+        self.clip, self.k = clip, 0
+
+    def refine(self, image, masks, rng):
+        k = next(i for i, f in enumerate(self.clip.frames) if f is image or np.array_equal(f, image))
+        out = []
+        for m in masks:
+            ids, counts = np.unique(self.clip.masks[k][m], return_counts=True)
+            counts[ids == 0] = 0
+            if counts.max(initial=0) == 0:
+                out.append(Refined(np.zeros_like(m), 0.0, -1.0))
+            else:
+                out.append(Refined(self.clip.masks[k] == ids[counts.argmax()], 1.0, 1.0))
+        return out
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(40, seed=0)
+
+
+def run(clip, every, detector=None):
+    first = {i: clip.masks[0] == i for i in (1, 2)}  # object 3 is not in view yet
+    redetect = {"every": every, "match_iou": 0.5, "min_similarity": 0.8}
+    bounds = dict(BOUNDS, refine=True)
+    return list(propagate(iter(clip.frames), first, OracleRefiner(clip), FLOW, bounds, 0, detector or Oracle(clip),
+                          redetect))  # fmt: skip
+
+
+def owner(clip, k, mask):
+    """The true object that a predicted mask covers most, and the IoU with it."""
+    ious = {i: np.logical_and(mask, clip.masks[k] == i).sum() / np.logical_or(mask, clip.masks[k] == i).sum()
+            for i in (1, 2, 3)}  # fmt: skip
+    best = max(ious, key=ious.get)
+    return best, ious[best]
+
+
+def test_a_late_object_gets_a_new_id_and_a_returning_one_its_old_id(clip):
+    events = clip.events()
+    enters3, back2 = events[3]["enters"][0], events[2]["enters"][0]  # 4 and 25
+    results = run(clip, every=5)
+    born = [(k, e["id"]) for k, r in enumerate(results) for e in r.events if e["event"] == "born"]
+    assert born[:2] == [(0, 1), (0, 2)] and len(born) == 3, born
+    k3, new_id = born[2]
+    assert enters3 <= k3 < enters3 + 5 and new_id == 3  # found at the first re-detection after it entered
+    assert owner(clip, k3, results[k3].masks[3])[0] == 3
+    revived = [(k, e["id"]) for k, r in enumerate(results) for e in r.events if e["event"] == "revived"]
+    assert revived and revived[0][1] == 2 and back2 <= revived[0][0] < back2 + 5, revived
+    k = revived[0][0]
+    assert owner(clip, k, results[k].masks[2]) == (2, pytest.approx(1.0))  # the id 2 mask is object 2 again
+    # object 1 never changes id: on every frame id 1 covers object 1
+    assert all(owner(clip, k, r.masks[1])[0] == 1 for k, r in enumerate(results) if 1 in r.masks)
+    assert sum(1 in r.masks for r in results) >= 38
+
+
+def test_without_re_detection_neither_happens(clip):
+    results = run(clip, every=0)
+    assert {i for r in results for i in r.masks} <= {1, 2}
+    assert not any(e["event"] in ("revived",) for r in results for e in r.events)
+    assert not any(e["event"] == "born" for r in results[1:] for e in r.events)
+
+
+def test_a_missed_detection_hides_the_object_until_it_is_found_again_with_its_id(clip):
+    detector = Oracle(clip, miss={10: {1}})
+    results = run(clip, every=5, detector=detector)
+    assert detector.calls == [5, 10, 15, 20, 25, 30, 35]
+    assert 1 not in results[10].masks and results[10].info[1]["reason"] == "not re-detected"
+    assert all(1 not in results[k].masks for k in range(10, 15))  # hidden, not dropped ...
+    assert 1 in results[15].masks and results[15].info[1]["reason"] == "revived"  # ... and back, same id
+    assert owner(clip, 15, results[15].masks[1]) == (1, pytest.approx(1.0))
+    assert [e["event"] for e in results[10].events if e["id"] == 1] == ["lost"]
+    assert max(i for r in results for i in r.masks) == 3  # no id was spent on the miss
+
+
+def test_match_score_forgives_a_drifted_mask_by_its_box():
+    a = np.zeros((50, 50), bool)
+    a[10:30, 10:30] = True
+    ring = a.copy()
+    ring[14:26, 14:26] = False  # the same object's outline only: low mask IoU, same box
+    assert match_score(a, ring) == pytest.approx(1.0)
+    far = np.zeros_like(a)
+    far[35:45, 35:45] = True
+    assert match_score(a, far) == 0.0
