@@ -131,7 +131,9 @@ rule propagate:
     threads: 4
     params:
         code=code("propagate.py"),
-        cfg=lambda wc: params_json(*propagate_blocks(wc.target, SEGCFG["redetect"]["every"] > 0)),
+        cfg=lambda wc: params_json(
+            *propagate_blocks(wc.target, SEGCFG["redetect"]["every"] > 0)
+        ),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
         " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
