@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
 WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "envs", "report", "resources/demo", "constraints.txt"]
+
+
+# values that differ between two identical runs: timings, and the record of the run (provenance)
+TIMING = re.compile(r"time|per_s|mfu|seconds|provenance", re.I)
+
+
+def drop_timing(obj):
+    """``obj`` (parsed JSON or CSV rows) without the values that differ between identical runs."""
+    if isinstance(obj, dict):
+        return {k: drop_timing(v) for k, v in obj.items() if not TIMING.search(k)}
+    if isinstance(obj, list):
+        return [drop_timing(v) for v in obj]
+    return obj
 
 
 def env_with_venv() -> dict:

@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,7 +38,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, env_with_venv, run_script
+from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, drop_timing, env_with_venv, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +52,6 @@ TINY = {
     },
     "segment": {"device": "cpu", "frames": {"max_seconds": 1.0, "stride": 5}},
 }  # fmt: skip
-# values that differ between two identical runs: timings, and the record of the run (provenance)
-TIMING = re.compile(r"time|per_s|mfu|seconds|provenance", re.I)
 
 
 def cfg(extra: dict | None = None) -> list[str]:
@@ -163,14 +160,6 @@ def complete(path: Path, ref: Path) -> str | None:
     except Exception as e:  # noqa: BLE001 - any parse error means a partial file
         return f"{type(e).__name__}: {e}"
     return None
-
-
-def drop_timing(obj):
-    if isinstance(obj, dict):
-        return {k: drop_timing(v) for k, v in obj.items() if not TIMING.search(k)}
-    if isinstance(obj, list):
-        return [drop_timing(v) for v in obj]
-    return obj
 
 
 def assert_same(path: Path, ref: Path) -> None:
