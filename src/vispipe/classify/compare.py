@@ -142,12 +142,9 @@ def compare(
 ABLATION_COLUMNS = {
     "model": ("Run", ""),
     "changes": ("Changes to the student", ""),
-    "top1": ("Top-1 (%)", ".2f"),
+    "top1": COLUMNS["top1"],
     "delta_top1": ("Δ top-1 vs student (points)", "+.2f"),
-    "top5": ("Top-5 (%)", ".2f"),
-    "params_M": ("Parameters (M)", ".2f"),
-    "train_time_min": ("Training time (min)", ".1f"),
-    "device": ("Device", ""),
+    **{key: COLUMNS[key] for key in ("top5", "params_M", "train_time_min", "device")},
 }
 
 

@@ -179,10 +179,10 @@ def match_score(detection: np.ndarray, track: np.ndarray) -> float:
     """How well a detection and a track's mask agree that they are one object: the largest of mask
     IoU, box IoU (forgives a mask that drifted or lost its inside) and the share of the track's mask
     inside the detection (an object coming into view grows faster than its warped mask)."""
-    inter = np.logical_and(detection, track).sum()
-    union = np.logical_or(detection, track).sum()
     if not detection.any() or not track.any():
         return 0.0
+    inter = np.logical_and(detection, track).sum()
+    union = np.logical_or(detection, track).sum()
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box_xyxy(detection), box_xyxy(track)
     iw, ih = max(0, min(ax1, bx1) - max(ax0, bx0)), max(0, min(ay1, by1) - max(ay0, by0))
     box_union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - iw * ih
@@ -222,16 +222,17 @@ def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarra
             if i not in result.masks and i in looks:  # out of view: it may also be known by its looks
                 alike = similarity(look, looks[i])
                 score[r, c] = max(score[r, c], alike if alike >= cfg["min_similarity"] else 0.0)
-    pairs = {}
+    pairs = {}  # detection -> (instance, score)
     if score.size:
         rows, cols = linear_sum_assignment(-score)
-        pairs = {r: tracks[c] for r, c in zip(rows, cols) if score[r, c] > 0}
+        pairs = {r: (tracks[c], score[r, c]) for r, c in zip(rows, cols) if score[r, c] > 0}
+    in_view = set(result.masks)
     for r, mask in enumerate(detections):
         if r in pairs:
-            i = pairs[r]
-            reason = "re-detected" if i in result.masks else "revived"
+            i, s = pairs[r]
+            reason = "re-detected" if i in in_view else "revived"
             if reason == "revived":
-                result.events.append({"id": i, "event": "revived", "reason": f"score {score[r, tracks.index(i)]:.2f}"})
+                result.events.append({"id": i, "event": "revived", "reason": f"score {s:.2f}"})
         else:
             i = max(ids, default=0) + 1
             ids.append(i)
@@ -240,8 +241,8 @@ def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarra
         carried[i] = mask
         result.masks[i] = mask
         result.info[i] = _info("refined", reason, mask)
-    matched = set(pairs.values())
-    for i in [i for i in result.masks if i not in matched and result.info[i]["reason"] != "born"]:
+    matched = {i for i, _ in pairs.values()}
+    for i in in_view - matched:
         del result.masks[i]  # in view, but no detection agrees: hidden (its mask carried on) until one does
         result.info[i] = _info("lost", "not re-detected", None)
     return matched

@@ -203,8 +203,10 @@ class Detector:
     def run(self, image: np.ndarray, k: int) -> tuple[np.ndarray, Detection, list]:
         """The heatmap, the CLIPSeg instances and SAM2's answer for each, on kept frame ``k``."""
         heat = heatmap(self.clipseg, image, self.prompt)
-        k_ = self.knobs
-        found = find_instances(heat, k_["min_cc_area"], k_["top_pct_fallback"], k_["min_score"], k_["max_instances"])
+        knobs = self.knobs
+        found = find_instances(
+            heat, knobs["min_cc_area"], knobs["top_pct_fallback"], knobs["min_score"], knobs["max_instances"]
+        )
         rng = np.random.default_rng([self.seed, 0] if k == 0 else [self.seed, k, 1])
         return heat, found, self.refiner.refine(image, [c.mask for c in found.components], rng)
 
@@ -313,8 +315,11 @@ def propagate_video(
     sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
     redetect = block(cfg, "segment.redetect")
     refine = bounds.get("refine", True)
-    dirs = {kind: folder for kind, folder, used in (("sam2", sam2_dir, refine or redetect["every"]),
-                                                     ("clipseg", clipseg_dir, redetect["every"])) if used}  # fmt: skip
+    dirs = {}  # the models this run uses: SAM2 to refine or to re-detect, CLIPSeg to re-detect
+    if refine or redetect["every"]:
+        dirs["sam2"] = sam2_dir
+    if redetect["every"]:
+        dirs["clipseg"] = clipseg_dir
     loaded = _load_models(cfg, dirs) if dirs else {}
     refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"]) if refine else None
     if not refine:
