@@ -45,6 +45,7 @@ test-container: $(STAMP)  ## build the image offline on a local Debian base and 
 bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/segment_quality.py
+	$(BIN)/python bench/segment.py
 
 # On a GPU machine, even one without internet or this venv: the Python that has torch runs it
 # straight from the checkout (see bench/gpu_check.py for what it needs).

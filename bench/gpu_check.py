@@ -14,7 +14,8 @@ the pipeline's own step functions, the ones the Snakemake rules call:
    the full recipe of config/config.yaml with the schedules shortened (warmup, cosine and the
    clean tail scale with them), nothing else changed;
 3. evaluation of both (every artifact), and the student's checkpoint reloaded on the CPU;
-4. bench/classify.py on the same device (input pipeline vs the seed's, student vs timm).
+4. bench/classify.py on the same device (input pipeline vs the seed's, student vs timm);
+5. bench/segment.py on the same device: our two video propagators vs transformers' SAM2 video loop.
 
 It writes <out>/report.json and <out>/report.md: the device, torch and CUDA versions, seconds
 per epoch, images/s and MFU of both models, their accuracies, and the projected wall time of
@@ -129,9 +130,9 @@ def reload_on_cpu(checkpoint: Path, test_npz: Path, device: torch.device, n: int
 
 
 @functools.cache
-def bench_module():
-    """bench/classify.py, imported from its path (bench/ is no package)."""
-    spec = importlib.util.spec_from_file_location("bench_classify", ROOT / "bench/classify.py")
+def bench_module(name: str = "classify"):
+    """bench/<name>.py, imported from its path (bench/ is no package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"bench/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -149,6 +150,21 @@ def run_bench(args: argparse.Namespace, device: torch.device, out: Path) -> dict
         return bench_module().main(argv)
     except ImportError as e:  # timm missing: the rest of the report stands
         log.warning("bench/classify.py skipped: %s", e)
+        return None
+
+
+def run_segment_bench(args: argparse.Namespace, device: torch.device, out: Path) -> dict | None:
+    """bench/segment.py: our flow and sam2_video propagators against transformers' SAM2 video loop
+    (full-size SAM2.1-hiera-small, random weights, 1280x720); --tiny: the demo's tiny SAM2, small frames."""
+    argv = ["--device", str(device), "--out", str(out / "bench_segment.json")]
+    if args.tiny:
+        argv += ["--model", "tiny", "--frames", "4", "--size", "120x160"]
+    elif device.type == "cuda":
+        argv += ["--frames", "60"]
+    try:
+        return bench_module("segment").main(argv)
+    except ImportError as e:  # transformers or OpenCV missing: the rest of the report stands
+        log.warning("bench/segment.py skipped: %s", e)
         return None
 
 
@@ -185,6 +201,8 @@ def markdown(r: dict) -> str:
         b = r["bench"]
         table = bench_module().table(b["input_pipeline"], b["student_step"], 0)
         lines += ["", "## bench/classify.py on this device", "", table]
+    if r.get("segment_bench"):
+        lines += ["", "## bench/segment.py on this device", "", bench_module("segment").table(r["segment_bench"])]
     return "\n".join(lines) + "\n"
 
 
@@ -200,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--compile", default="auto", choices=["auto", "true", "false"])
     p.add_argument("--tiny", action="store_true", help="demo-size models and data: a smoke test in about a minute")
-    p.add_argument("--no-bench", action="store_true", help="skip bench/classify.py")
+    p.add_argument("--no-bench", action="store_true", help="skip bench/classify.py and bench/segment.py")
     p.add_argument("--out", type=Path, default=ROOT / "bench/out/gpu_check")
     args = p.parse_args(argv)
     args.compile = {"true": True, "false": False}.get(args.compile, args.compile)
@@ -240,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         )  # fmt: skip
     cpu_reload = stage("cpu_reload", reload_on_cpu, args.out / "student/best.pt", data_dir / "test.npz", device)
     bench = None if args.no_bench else stage("bench", run_bench, args, device, args.out)
+    segment_bench = None if args.no_bench else stage("segment_bench", run_segment_bench, args, device, args.out)
 
     from vispipe import __version__
 
@@ -260,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "cpu_reload": cpu_reload,
         "bench": bench,
+        "segment_bench": segment_bench,
         "stages_s": stages,
     }
     report["projected_full_recipe_min"] = round(

@@ -132,7 +132,11 @@ rule propagate:
     params:
         code=code("propagate.py"),
         cfg=lambda wc: params_json(
-            *propagate_blocks(wc.target, SEGCFG["redetect"]["every"] > 0)
+            *propagate_blocks(
+                wc.target,
+                SEGCFG["redetect"]["every"] > 0,
+                SEGCFG["propagate"]["method"],
+            )
         ),
     shell:
         "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"

@@ -33,8 +33,16 @@ def test_gpu_check_smoke_on_cpu_writes_the_whole_report(tmp_path):
     )
     assert r["cpu_reload"]["images"] == len(load_split(out / "data/test.npz")) == 258  # --tiny: 256, stratified
     assert set(r["stages_s"]) == {"data", "teacher", "student", "evaluate_teacher", "evaluate_student",
-                                  "cpu_reload", "bench"}  # fmt: skip
+                                  "cpu_reload", "bench", "segment_bench"}  # fmt: skip
     assert r["bench"]["input_pipeline"]["ours_img_s"] > 0 and r["bench"]["student_step"]["eager"]["ratio"] > 0
+    seg = r["segment_bench"]  # the demo's tiny SAM2 here; SAM2.1-small on a GPU
+    assert set(seg["rows"]) == {"flow", "sam2_video", "peer"} and all(
+        v["frames_per_s"] > 0 for v in seg["rows"].values()
+    )
+    assert (
+        seg["ratios_vs_peer"]["peer"] == 1 and "sam2 image encoder" in seg["rows"]["sam2_video"]["stages_ms_per_frame"]
+    )
     md = (out / "report.md").read_text()
     assert md.startswith("# GPU check: cpu") and "| teacher | 1 |" in md and "| student | 2 |" in md
     assert "Projected full recipe" in md and "bench/classify.py on this device" in md
+    assert "bench/segment.py on this device" in md and "| sam2_video |" in md

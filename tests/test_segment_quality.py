@@ -125,6 +125,17 @@ def test_warping_alone_over_the_clip_with_the_ground_truth_first_frame(clip):
     assert table.loc["3", "J&F"] == 0  # it enters later: found only by re-detection, which this does not do
 
 
+def test_prefetching_the_flow_changes_nothing(clip):
+    """With the flow computed ahead in a thread, every mask and state is what the serial loop gives."""
+    first = {i: clip.masks[0] == i for i in (1, 2)}
+    serial = list(propagate(iter(clip.frames[:15]), first, None, FARNEBACK, BOUNDS, seed=0))
+    ahead = list(propagate(iter(clip.frames[:15]), first, None, FARNEBACK, BOUNDS, seed=0, prefetch=True))
+    assert len(ahead) == len(serial) == 15
+    for a, b in zip(ahead, serial):
+        assert a.info == b.info and a.masks.keys() == b.masks.keys()
+        assert all(np.array_equal(a.masks[i], b.masks[i]) for i in a.masks)
+
+
 def test_the_evaluation_script_names_a_bad_ground_truth(tmp_path, clip):
     """Too few PNGs, or PNGs of another size: exit 2 naming the folder or file and what it needs."""
     import json

@@ -96,18 +96,43 @@ def test_segment_first_outputs(run):
 def test_propagate_outputs(run):
     d, _ = run
     t = d / "rabbit"
-    masks = sorted((t / "masks").iterdir())
+    assert_propagate_outputs(t / "masks", t / "tracks.json", t / "masks.rle.json", t / "instances.json")
+
+
+def test_propagate_with_sam2s_tracker_writes_the_same_outputs(run, tmp_path):
+    """segment.propagate.method sam2_video: the flow mode's files, checked the same way, and where the
+    time went per stage (in tracks.json and the log)."""
+    d, m = run
+    t, out = d / "rabbit", tmp_path / "sv"
+    run_script("propagate", *cfg_args({"segment": {"propagate": {"method": "sam2_video"}}}), "--frames", d / "frames",
+               "--meta", d / "meta.json", "--instances", t / "instances.json", "--masks", out / "masks",
+               "--tracks", out / "tracks.json", "--rle", out / "rle.json", "--sam2", m["sam2"], "--log", out / "log")  # fmt: skip
+    assert_propagate_outputs(out / "masks", out / "tracks.json", out / "rle.json", t / "instances.json")
+    tracks, flow = (json.loads(p.read_text()) for p in (out / "tracks.json", t / "tracks.json"))
+    assert tracks["method"] == "sam2_video" and flow["method"] == "flow"
+    assert {"decode", "sam2 image encoder", "sam2 memory + mask decode", "write"} <= set(
+        tracks["stage_times"]["stage_seconds"]
+    )
+    assert {"flow", "sam2 image encoder", "sam2 prompt + mask decode"} <= set(flow["stage_times"]["stage_seconds"])
+    assert tracks["stage_times"]["frames"] == 5 and tracks["stage_times"]["device"] == "cpu"
+    log = (out / "log").read_text()
+    assert "SAM2's own tracker" in log and "sam2_video, cpu: 5 frames" in log and "sam2 image encoder" in log
+
+
+def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path):
+    """Masks, tracks.json and the RLE of 5 frames agree with each other and with segment_first's instances."""
+    masks = sorted(masks_dir.iterdir())
     assert [p.name for p in masks] == [f"{k:05d}.png" for k in range(5)]
     ids = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in masks]
     assert all(m.shape == (720, 1280) and m.dtype == np.uint8 for m in ids)
-    tracks = json.loads((t / "tracks.json").read_text())
-    n = json.loads((t / "instances.json").read_text())["found"]
+    tracks = json.loads(tracks_path.read_text())
+    n = json.loads(instances_path.read_text())["found"]
     assert len(tracks["frames"]) == 5 and tracks["instances"] == list(range(1, n + 1))
     assert all(sum(counts.values()) == 5 for counts in tracks["summary"].values())
     for frame, m in zip(tracks["frames"], ids):
         visible = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
         assert set(np.unique(m)) - {0} <= visible
-    rle = json.loads((t / "masks.rle.json").read_text())
+    rle = json.loads(rle_path.read_text())
     assert len(rle["images"]) == 5 and rle["categories"] == [{"id": 1, "name": "rabbit"}]
     from vispipe.segment.masks import decode_rle
 

@@ -33,15 +33,17 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "sinfo", "munged"]
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 
-# The slice, on the demo config: the whole classification chain (one epoch each) and the first
-# frame of the demo video. The downloads (fetch_cifar10, fetch_models) run on the submitting host
-# as localrules; train_teacher, train_student, both evaluations and segment_first are GPU jobs;
-# compare_models and extract_frames are CPU jobs.
+# The slice, on the demo config: the whole classification chain (one epoch each), the demo video
+# up to its tracks and the still image. The downloads (fetch_cifar10, fetch_models) run on the
+# submitting host as localrules; train_teacher, train_student, the evaluations, segment_first,
+# propagate and segment_image are GPU jobs; compare_models and extract_frames are CPU jobs.
 _DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["segment"]
 VIDEO, TARGET_KEY = next((k, v["targets"][0]) for k, v in _DEMO["videos"].items())
+IMAGE, IMAGE_TARGET = next((k, v["targets"][0]) for k, v in _DEMO["images"].items())
 TARGET = "results/classify/comparison.md"
-FIRST = f"results/segment/{VIDEO}/{TARGET_KEY}/instances.json"
-GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first")
+TRACKS = f"results/segment/{VIDEO}/{TARGET_KEY}/tracks.json"
+STILL = f"results/segment/images/{IMAGE}/{IMAGE_TARGET}/instances.json"
+GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image")
 CPU_RULES = ("compare_models", "extract_frames")
 LOCAL_RULES = ("fetch_cifar10", "fetch_models")
 QUICK = {
@@ -269,7 +271,8 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         "-m",
         "snakemake",
         TARGET,
-        FIRST,
+        TRACKS,
+        STILL,
         "--profile",
         "profiles/slurm",
         "--configfile",
@@ -295,7 +298,10 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     # the outputs
     for rel in [
         TARGET,
-        FIRST,
+        TRACKS,
+        STILL,
+        f"results/segment/{VIDEO}/{TARGET_KEY}/instances.json",
+        f"results/segment/{VIDEO}/{TARGET_KEY}/masks.rle.json",
         "results/classify/comparison.csv",
         "results/classify/teacher/model.pt",
         "results/classify/student/best.pt",

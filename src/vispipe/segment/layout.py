@@ -29,7 +29,9 @@ RANDOM_TINY = "random-tiny"
 
 # The config blocks each step reads: what its rule passes and what its provenance hashes. A step run
 # without model folders also reads segment.models (to find them).
-PROPAGATE_BLOCKS = ("segment.flow", "segment.propagate", "segment.sam2", "segment.seed", "segment.device")
+PROPAGATE_BLOCKS = ("segment.propagate", "segment.sam2", "segment.seed", "segment.device")
+# what each propagator (segment.propagate.method) reads besides
+METHOD_BLOCKS = {"flow": ("segment.flow",), "sam2_video": ("segment.sam2_video",)}
 MODELS_BLOCK = "segment.models"
 
 
@@ -38,12 +40,12 @@ def first_blocks(target: str) -> tuple[str, ...]:
     return (f"segment.targets.{target}", "segment.clipseg", "segment.sam2", "segment.seed", "segment.device")
 
 
-def propagate_blocks(target: str, redetect: bool) -> tuple[str, ...]:
-    """The blocks propagate reads for ``target``: the flow and fallbacks, ``segment.redetect``, and,
-    when it re-detects, what segment_first reads to detect (so a CLIPSeg edit reruns propagate only
-    then)."""
+def propagate_blocks(target: str, redetect: bool, method: str = "flow") -> tuple[str, ...]:
+    """The blocks propagate reads for ``target``: the propagator's (``segment.flow`` or
+    ``segment.sam2_video``, so editing the other reruns nothing), ``segment.redetect``, and, when it
+    re-detects, what segment_first reads to detect (so a CLIPSeg edit reruns propagate only then)."""
     detect = (f"segment.targets.{target}", "segment.clipseg") if redetect else ()
-    return (*PROPAGATE_BLOCKS, "segment.redetect", *detect)
+    return (*METHOD_BLOCKS[method], *PROPAGATE_BLOCKS, "segment.redetect", *detect)
 
 
 def image_blocks(target: str) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from ..errors import UserError
 from ..io import atomic_path, naming
@@ -84,12 +83,16 @@ def id_mask(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarr
 
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO run-length encoding of a boolean mask, JSON-ready (``counts`` as text)."""
+    from pycocotools import mask as coco_mask  # here: the GPU benchmarks run without it
+
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def decode_rle(rle: dict) -> np.ndarray:
     """Inverse of :func:`encode_rle`."""
+    from pycocotools import mask as coco_mask
+
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 

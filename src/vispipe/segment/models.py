@@ -2,9 +2,14 @@
 
 ``source: hub`` downloads the configured repos (``snapshot_download``) and re-saves them with
 ``from_pretrained(...).save_pretrained(...)``; ``source: random-tiny`` builds tiny randomly
-initialised models of the same classes (``CLIPSegConfig`` / ``Sam2Config`` shrunk) for the offline
-demo and the tests. Either way the folder holds what ``save_pretrained`` writes plus
+initialised models of the same classes (``CLIPSegConfig`` / ``Sam2VideoConfig`` shrunk) for the
+offline demo and the tests. Either way the folder holds what ``save_pretrained`` writes plus
 ``source.json``, and every compute step loads it through the same ``from_pretrained`` path.
+
+SAM2 is saved through ``Sam2VideoModel`` / ``Sam2VideoProcessor``: the hub repos carry the memory
+weights (memory attention, memory encoder, object pointers) that SAM2's own tracker needs, and
+``Sam2Model`` re-saving would drop them. Both ``Sam2Model`` (image refinement) and ``Sam2VideoModel``
+(``segment.propagate.method: sam2_video``) load from the one folder.
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ RANDOM_WARNING = (
 )
 
 
-def _classes(kind: str) -> tuple[Any, Any]:
-    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, Sam2Model, Sam2Processor
+def _classes(kind: str, video: bool = False) -> tuple[Any, Any]:
+    """The model and processor classes of ``kind``; ``video``: SAM2's tracker (what fetch saves SAM2 as)."""
+    import transformers as t
 
-    return {"clipseg": (CLIPSegForImageSegmentation, CLIPSegProcessor), "sam2": (Sam2Model, Sam2Processor)}[kind]
+    if video:
+        return t.Sam2VideoModel, t.Sam2VideoProcessor
+    return {"clipseg": (t.CLIPSegForImageSegmentation, t.CLIPSegProcessor), "sam2": (t.Sam2Model, t.Sam2Processor)}[
+        kind
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -71,7 +81,7 @@ def download(kind: str, spec: dict, out: Path, cache_dir: Path) -> dict:
             "Check the network (HF_ENDPOINT, HF_TOKEN, proxies; HF_HUB_OFFLINE must be unset) and the repo "
             "and revision, or use segment.models.source: random-tiny for the offline demo."
         ) from e
-    model_cls, processor_cls = _classes(kind)
+    model_cls, processor_cls = _classes(kind, video=kind == "sam2")
     model_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
     processor_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
     return {"source": "hub", "repo": repo, "revision": revision, "commit": snapshot.name, "random_weights": False}
@@ -125,12 +135,20 @@ def _tiny_clipseg():
 
 
 def _tiny_sam2():
-    """SAM2 with a 4-stage Hiera of widths 64..512 at 256 px. Hidden sizes stay multiples of 64 above 64,
-    and no global-attention block opens a stage (the query-pooling block needs a window there)."""
-    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+    """SAM2 with a 4-stage Hiera of widths 64..512 at 256 px, and a one-layer memory (attention at 128
+    channels, encoder, object pointers) so that it also tracks. Hidden sizes stay multiples of 64 above
+    64, and no global-attention block opens a stage (the query-pooling block needs a window there).
+    The sub-configs go in as config objects: Sam2VideoConfig turns a ``mask_decoder_config`` dict into
+    a prompt-encoder config (transformers 5.18), so a partial dict would lose the decoder's defaults."""
+    from transformers import Sam2ImageProcessor, Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
+    from transformers.models.sam2_video.configuration_sam2_video import (
+        Sam2VideoMaskDecoderConfig,
+        Sam2VideoPromptEncoderConfig,
+    )
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
-    s = TINY_SAM2_SIZE
-    config = Sam2Config(
+    s, top = TINY_SAM2_SIZE, TINY_SAM2_SIZE // 16
+    config = Sam2VideoConfig(
         vision_config=dict(
             backbone_config=dict(
                 hidden_size=64, embed_dim_per_stage=[64, 128, 256, 512], num_attention_heads_per_stage=[1, 1, 2, 4],
@@ -138,14 +156,21 @@ def _tiny_sam2():
                 window_positional_embedding_background_size=[4, 4], image_size=[s, s],
             ),
             backbone_channel_list=[512, 256, 128, 64],
-            backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+            backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [top, top]],
             fpn_hidden_size=128,
         ),
-        prompt_encoder_config=dict(hidden_size=128, image_size=s, patch_size=16),
-        mask_decoder_config=dict(hidden_size=128, mlp_dim=256, num_attention_heads=4, iou_head_hidden_dim=128),
+        prompt_encoder_config=Sam2VideoPromptEncoderConfig(hidden_size=128, image_size=s, patch_size=16),
+        mask_decoder_config=Sam2VideoMaskDecoderConfig(
+            hidden_size=128, mlp_dim=256, num_attention_heads=4, iou_head_hidden_dim=128
+        ),
+        image_size=s, memory_attention_hidden_size=128, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=256, memory_attention_rope_feat_sizes=[top, top],
+        memory_encoder_hidden_size=128, mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=256,
     )  # fmt: skip
     images = Sam2ImageProcessor(size={"height": s, "width": s}, mask_size={"height": s // 4, "width": s // 4})
-    return Sam2Model(config), Sam2Processor(image_processor=images)
+    frames = Sam2VideoVideoProcessor(size={"height": s, "width": s})
+    return Sam2VideoModel(config), Sam2VideoProcessor(image_processor=images, video_processor=frames)
 
 
 def build_random_tiny(kind: str, out: Path, seed: int = 0) -> dict:
@@ -175,8 +200,9 @@ class Loaded:
         return bool(self.source.get("random_weights"))
 
 
-def load(kind: str, folder: str | Path, device: torch.device) -> Loaded:
-    """Load a model folder written by fetch_models, never touching the network."""
+def load(kind: str, folder: str | Path, device: torch.device, video: bool = False) -> Loaded:
+    """Load a model folder written by fetch_models, never touching the network; ``video``: SAM2 as its
+    video tracker (``Sam2VideoModel`` + ``Sam2VideoProcessor``)."""
     folder = Path(folder)
     source_file = folder / SOURCE_FILE
     if not (folder / "config.json").is_file() or not source_file.is_file():
@@ -184,16 +210,31 @@ def load(kind: str, folder: str | Path, device: torch.device) -> Loaded:
             f"{kind} model missing in {folder}: run the fetch_models rule first "
             f"(snakemake fetch_models, or scripts/fetch_models.py)"
         )
-    model_cls, processor_cls = _classes(kind)
-    try:
-        source = json.loads(source_file.read_text())
-        model = model_cls.from_pretrained(folder, local_files_only=True).to(device).eval()
-        processor = processor_cls.from_pretrained(folder, local_files_only=True)
-    except Exception as e:  # transformers, safetensors and json raise many types for a broken folder
-        raise UserError(
+    model_cls, processor_cls = _classes(kind, video)
+
+    def damaged(e: Exception) -> UserError:  # transformers, safetensors and json raise many types
+        return UserError(
             f"{kind} model in {folder} is incomplete or damaged ({type(e).__name__}: {str(e)[:300]}); "
             "delete the folder and rerun the fetch_models rule"
-        ) from e
+        )
+
+    try:
+        source = json.loads(source_file.read_text())
+        model, info = model_cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except Exception as e:
+        raise damaged(e) from e
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise UserError(
+            f"{kind} model in {folder} lacks {len(missing)} weights {model_cls.__name__} needs ({missing[0]}, ...)"
+            + (": it was saved without SAM2's memory (by an older fetch_models)" if video else "")
+            + "; delete the folder and rerun the fetch_models rule"
+        )
+    try:
+        processor = processor_cls.from_pretrained(folder, local_files_only=True)
+    except Exception as e:
+        raise damaged(e) from e
+    model = model.to(device).eval()
     if source.get("random_weights"):
         log.warning("%s: %s", kind, RANDOM_WARNING)
     else:

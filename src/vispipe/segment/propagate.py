@@ -40,6 +40,7 @@ import numpy as np
 from .flow import backward_flow, warp_mask
 from .masks import box_xyxy
 from .sam2 import Refined
+from .timing import Stopwatch, ahead
 
 STATES = ("refined", "warped", "lost")
 
@@ -92,7 +93,8 @@ class FrameResult:
     events: list[dict] = field(default_factory=list)  # {"id", "event": born | lost | revived, "reason"}
 
 
-def _info(state: str, reason: str, mask: np.ndarray | None, refined: Refined | None = None) -> dict:
+def instance_info(state: str, reason: str, mask: np.ndarray | None, refined: Refined | None = None) -> dict:
+    """One instance's bookkeeping on one frame (an entry of a tracks.json frame)."""
     visible = mask is not None and state != "lost"
     return {
         "state": state,
@@ -104,48 +106,45 @@ def _info(state: str, reason: str, mask: np.ndarray | None, refined: Refined | N
     }
 
 
-def propagate(
-    frames: Iterable[np.ndarray],
-    first: dict[int, np.ndarray],
-    refiner: Refiner | None,
-    flow_params: dict,
-    bounds: dict,
-    seed: int,
-    detector: Detector | None = None,
-    redetect: dict | None = None,
-) -> Iterator[FrameResult]:
-    """Yield one :class:`FrameResult` per frame, the first frame's being ``first`` (id -> bool mask);
-    ``refiner`` None warps without refining; ``detector`` with ``redetect`` (the ``segment.redetect``
-    block, ``every`` > 0) re-detects."""
-    frames = iter(frames)
-    previous = next(frames)
-    carried: dict[int, np.ndarray] = {i: m for i, m in first.items() if m.any()}
-    yield FrameResult(
-        dict(carried),
-        {i: _info("refined", "first frame", m) for i, m in carried.items()},
-        [{"id": i, "event": "born", "reason": "first frame"} for i in sorted(carried)],
-    )
-    ids = sorted(carried)
-    last_seen = dict(carried)  # each instance's last visible mask ...
-    every = (redetect or {}).get("every", 0) if detector is not None else 0
-    looks = {i: appearance(previous, m) for i, m in carried.items()} if every else {}  # ... and how it looked
-    visible_before, hidden = set(carried), set()
-    for k, frame in enumerate(frames, start=1):
-        result = FrameResult()
-        flow = backward_flow(previous, frame, flow_params) if carried else None
+class Stepper(Protocol):
+    """A propagator: what carries the instances from one kept frame to the next (:class:`FlowStepper`
+    here, ``sam2_video.TrackerStepper`` for SAM2's own tracker)."""
+
+    def start(self, image: np.ndarray, first: dict[int, np.ndarray]) -> None:
+        """Begin on the first frame and its instances."""
+
+    def step(self, k: int, frame: np.ndarray, extra, ids: Sequence[int], carried: dict, hidden: set) -> FrameResult:
+        """Frame ``k``'s masks and bookkeeping for every id; updates ``carried`` (id -> the mask that
+        goes on). ``extra`` is what the frame iterator paired with the frame (the flow, for the flow)."""
+
+    def anchor(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """Re-detection found these masks on frame ``k`` (re-anchored, revived or new ids)."""
+
+
+class FlowStepper:
+    """The seed's loop: warp each mask by the flow, refine it with SAM2, fall back (module docstring)."""
+
+    def __init__(self, refiner: Refiner | None, bounds: dict, seed: int):
+        self.refiner, self.bounds, self.seed = refiner, bounds, seed
+
+    def start(self, image: np.ndarray, first: dict[int, np.ndarray]) -> None:
+        pass
+
+    def step(self, k: int, frame: np.ndarray, flow, ids: Sequence[int], carried: dict, hidden: set) -> FrameResult:
+        result, bounds, refiner = FrameResult(), self.bounds, self.refiner
         warped = {i: warp_mask(m, flow) for i, m in carried.items()}
         areas = {i: (int(carried[i].sum()), int(warped[i].sum())) for i in warped}
         moving = [i for i in warped if not vanished(*areas[i], bounds)]
         alive = [i for i in moving if i not in hidden]
-        rng = np.random.default_rng([seed, k])
+        rng = np.random.default_rng([self.seed, k])
         refined = dict(zip(alive, refiner.refine(frame, [warped[i] for i in alive], rng))) if refiner else {}
         for i in ids:
             if i not in carried:
-                result.info[i] = _info("lost", "lost earlier", None)
+                result.info[i] = instance_info("lost", "lost earlier", None)
                 continue
             if i in hidden:  # no detection agreed with it: carried on out of view until one does
                 carried[i] = warped[i] if i in moving else carried[i]
-                result.info[i] = _info("lost", "not re-detected", None)
+                result.info[i] = instance_info("lost", "not re-detected", None)
                 continue
             if refiner is None:
                 d = Decision("warped", "not refined", "warped") if i in alive else Decision("lost", "vanished", None)
@@ -158,20 +157,95 @@ def propagate(
                 carried[i] = mask
             if d.state != "lost":
                 result.masks[i] = mask
-            result.info[i] = _info(d.state, d.reason, mask, refined.get(i))
+            result.info[i] = instance_info(d.state, d.reason, mask, refined.get(i))
+        return result
+
+    def anchor(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        pass  # re-detection put the masks in ``carried``: the flow carries them on
+
+
+def with_flow(frames: Iterable[np.ndarray], flow_params: dict, clock: Stopwatch | None = None
+              ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:  # fmt: skip
+    """Each frame with the backward flow from it to the frame before (None for the first). It depends
+    on the frames alone, so it can run ahead in another thread (:func:`~.timing.ahead`)."""
+    clock = clock or Stopwatch()
+    previous = None
+    for frame in frames:
+        if previous is None:
+            yield frame, None
+        else:
+            with clock("flow"):
+                flow = backward_flow(previous, frame, flow_params)
+            yield frame, flow
+        previous = frame
+
+
+def propagate(
+    frames: Iterable[np.ndarray],
+    first: dict[int, np.ndarray],
+    refiner: Refiner | None,
+    flow_params: dict,
+    bounds: dict,
+    seed: int,
+    detector: Detector | None = None,
+    redetect: dict | None = None,
+    clock: Stopwatch | None = None,
+    prefetch: bool = False,
+) -> Iterator[FrameResult]:
+    """The flow propagator over ``frames`` (see :func:`track`); ``refiner`` None warps without
+    refining; ``prefetch`` computes the next flows in a background thread."""
+    items = with_flow(frames, flow_params, clock)
+    return track(ahead(items) if prefetch else items, first, FlowStepper(refiner, bounds, seed), detector, redetect)
+
+
+# a detection that re-anchors, revives or starts an instance: the propagator is told (Stepper.anchor)
+ANCHORING = ("re-detected", "revived", "born")
+
+
+def track(
+    items: Iterable[tuple[np.ndarray, object]],
+    first: dict[int, np.ndarray],
+    stepper: Stepper,
+    detector: Detector | None = None,
+    redetect: dict | None = None,
+) -> Iterator[FrameResult]:
+    """Yield one :class:`FrameResult` per frame of ``items`` (frame, extra), the first frame's being
+    ``first`` (id -> bool mask); ``detector`` with ``redetect`` (the ``segment.redetect`` block,
+    ``every`` > 0) re-detects. Re-detection and the events are the same whatever the propagator."""
+    items = iter(items)
+    image, _ = next(items)
+    carried: dict[int, np.ndarray] = {i: m for i, m in first.items() if m.any()}
+    stepper.start(image, dict(carried))
+    yield FrameResult(
+        dict(carried),
+        {i: instance_info("refined", "first frame", m) for i, m in carried.items()},
+        [{"id": i, "event": "born", "reason": "first frame"} for i in sorted(carried)],
+    )
+    ids = sorted(carried)
+    last_seen = dict(carried)  # each instance's last visible mask ...
+    every = (redetect or {}).get("every", 0) if detector is not None else 0
+    looks = {i: appearance(image, m) for i, m in carried.items()} if every else {}  # ... and how it looked
+    visible_before, hidden = set(carried), set()
+    for k, (frame, extra) in enumerate(items, start=1):
+        result = stepper.step(k, frame, extra, ids, carried, hidden)
         if every and k % every == 0:
             in_view = set(result.masks)
             matched = _redetect(result, frame, detector.detect(frame, k), ids, carried, last_seen, looks, redetect)
             hidden = (hidden | (in_view - matched)) - matched
+            anchored = {i: result.masks[i] for i, v in result.info.items() if v["reason"] in ANCHORING}
+            if anchored:
+                stepper.anchor(k, frame, anchored)
         for i in ids:
+            noted = any(e["id"] == i for e in result.events)
             if i in result.masks:
                 last_seen[i] = result.masks[i]
                 if every:
                     looks[i] = appearance(frame, result.masks[i])
-            elif i in visible_before and not any(e["id"] == i for e in result.events):
+                if i not in visible_before and not noted:  # back in view by the propagator itself
+                    result.events.append({"id": i, "event": "revived", "reason": result.info[i]["reason"]})
+            elif i in visible_before and not noted:
                 result.events.append({"id": i, "event": "lost", "reason": result.info[i]["reason"]})
         visible_before = set(result.masks)
-        previous = frame
         yield result
 
 
@@ -240,9 +314,9 @@ def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarra
             result.events.append({"id": i, "event": "born", "reason": "re-detection"})
         carried[i] = mask
         result.masks[i] = mask
-        result.info[i] = _info("refined", reason, mask)
+        result.info[i] = instance_info("refined", reason, mask)
     matched = {i for i, _ in pairs.values()}
     for i in in_view - matched:
         del result.masks[i]  # in view, but no detection agrees: hidden (its mask carried on) until one does
-        result.info[i] = _info("lost", "not re-detected", None)
+        result.info[i] = instance_info("lost", "not re-detected", None)
     return matched

@@ -10,6 +10,7 @@ image encoder runs once per frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import cv2
@@ -18,6 +19,7 @@ import torch
 
 from .masks import box_xyxy
 from .models import Loaded
+from .timing import Stopwatch
 
 
 def ring(mask: np.ndarray, border: int) -> np.ndarray:
@@ -41,6 +43,14 @@ def sample_points(
     return np.concatenate(points).astype(np.float32), np.concatenate(labels).astype(np.int64)
 
 
+def autocast_dtype(setting: str, device) -> torch.dtype | None:
+    """``segment.sam2.autocast``: the dtype SAM2 runs under, or None for float32 (``auto``: bfloat16 on
+    CUDA, float32 elsewhere)."""
+    if setting == "auto":
+        setting = "bfloat16" if device.type == "cuda" else "none"
+    return None if setting == "none" else getattr(torch, setting)
+
+
 @dataclass
 class Refined:
     """SAM2's answer for one instance."""
@@ -53,8 +63,13 @@ class Refined:
 class Sam2Refiner:
     """Refine coarse masks on an image with SAM2 (``Sam2Model`` + ``Sam2Processor``)."""
 
-    def __init__(self, sam2: Loaded, n_pos: int, n_neg: int, border: int):
+    def __init__(self, sam2: Loaded, n_pos: int, n_neg: int, border: int, clock: Stopwatch | None = None,
+                 autocast: torch.dtype | None = None):  # fmt: skip
+        """``clock`` times the stages (preprocess, image encoder, prompt + mask decode, postprocess);
+        ``autocast``: a dtype to run the model under (``torch.autocast``), or None."""
         self.sam2, self.n_pos, self.n_neg, self.border = sam2, n_pos, n_neg, border
+        self.clock, self.autocast = clock or Stopwatch(), autocast
+        self.clock.time_module(sam2.model.vision_encoder, "sam2 image encoder")
 
     @torch.inference_mode()
     def refine(self, image: np.ndarray, masks: Sequence[np.ndarray], rng: np.random.Generator) -> list[Refined]:
@@ -66,11 +81,16 @@ class Sam2Refiner:
         if self.n_pos + self.n_neg > 0:
             kwargs["input_points"] = [[p.tolist() for p, _ in prompts]]
             kwargs["input_labels"] = [[lab.tolist() for _, lab in prompts]]
-        processor, device = self.sam2.processor, self.sam2.device
-        inputs = processor(images=image, return_tensors="pt", **kwargs)
-        original_sizes = inputs.pop("original_sizes")
-        out = self.sam2.model(**inputs.to(device), multimask_output=False)
-        full = processor.post_process_masks(out.pred_masks.cpu(), original_sizes)[0][:, 0].numpy()
-        iou = out.iou_scores[0, :, 0].float().cpu().numpy()
-        obj = out.object_score_logits[0, :, 0].float().cpu().numpy()
+        processor, device, clock = self.sam2.processor, self.sam2.device, self.clock
+        with clock("sam2 preprocess"):
+            inputs = processor(images=image, return_tensors="pt", **kwargs)
+            original_sizes = inputs.pop("original_sizes")
+            inputs = inputs.to(device)
+        cast = torch.autocast(device.type, self.autocast) if self.autocast else nullcontext()
+        with clock("sam2 prompt + mask decode"), cast:  # the encoder's share goes to its own stage
+            out = self.sam2.model(**inputs, multimask_output=False)
+        with clock("sam2 postprocess"):
+            full = processor.post_process_masks(out.pred_masks.float().cpu(), original_sizes)[0][:, 0].numpy()
+            iou = out.iou_scores[0, :, 0].float().cpu().numpy()
+            obj = out.object_score_logits[0, :, 0].float().cpu().numpy()
         return [Refined(full[i], float(iou[i]), float(obj[i])) for i in range(len(masks))]

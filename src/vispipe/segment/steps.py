@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from ..config import block
 from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
-from ..runtime import pick_device
+from ..runtime import device_name, pick_device
 from . import models, overlay, vos_eval
 from .clipseg import Detection, find_instances, heatmap
 from .layout import (
@@ -38,7 +39,10 @@ from .layout import (
 )
 from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
 from .propagate import STATES, propagate
-from .sam2 import Sam2Refiner
+from .propagate import track as track_with
+from .sam2 import Sam2Refiner, autocast_dtype
+from .sam2_video import Sam2VideoTracker, TrackerStepper
+from .timing import Stopwatch, ahead
 from .video import kept_frames, write_h264
 
 log = logging.getLogger(__name__)
@@ -73,13 +77,18 @@ def _provenance(cfg: dict, blocks: tuple[str, ...], loaded: dict[str, models.Loa
     return provenance(device, cfg, blocks)
 
 
-def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
-    """Load the models named in ``dirs``; a folder left ``None`` is where ``segment.models`` puts it."""
-    device = pick_device(block(cfg, "segment.device"))
+def _model_folders(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, Path]:
+    """The folders of the models named in ``dirs``; one left ``None`` is where ``segment.models`` puts it."""
     if None in dirs.values():
         default = models.model_dirs(block(cfg, "segment.models"))
         dirs = {kind: folder or default[kind] for kind, folder in dirs.items()}
-    return {kind: models.load(kind, folder, device) for kind, folder in dirs.items()}
+    return dirs
+
+
+def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
+    """Load the models named in ``dirs`` (see :func:`_model_folders`)."""
+    device = pick_device(block(cfg, "segment.device"))
+    return {kind: models.load(kind, folder, device) for kind, folder in _model_folders(cfg, dirs).items()}
 
 
 # ------------------------------------------------------------------------------------------- frames
@@ -190,15 +199,22 @@ def _detect(
     return doc, heat, found
 
 
+def _refiner(cfg: dict, sam2: models.Loaded, clock: Stopwatch | None = None) -> Sam2Refiner:
+    """SAM2 image refinement with the ``segment.sam2`` prompts and autocast."""
+    c = block(cfg, "segment.sam2")
+    autocast = autocast_dtype(c.get("autocast", "auto"), sam2.device)
+    return Sam2Refiner(sam2, c["n_pos"], c["n_neg"], c["border"], clock, autocast)
+
+
 class Detector:
     """CLIPSeg heatmap -> Otsu / components / fallback -> SAM2 refinement of each instance: the first
     frame's detection, and re-detection during propagation."""
 
-    def __init__(self, cfg: dict, target: str, loaded: dict[str, models.Loaded], seed: int):
-        sam2_cfg = block(cfg, "segment.sam2")
+    def __init__(self, cfg: dict, target: str, loaded: dict[str, models.Loaded], seed: int,
+                 clock: Stopwatch | None = None):  # fmt: skip
         self.prompt, self.knobs, self.seed = target_prompt(cfg, target), block(cfg, "segment.clipseg"), seed
         self.clipseg = loaded["clipseg"]
-        self.refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"])
+        self.refiner = _refiner(cfg, loaded["sam2"], clock)
 
     def run(self, image: np.ndarray, k: int) -> tuple[np.ndarray, Detection, list]:
         """The heatmap, the CLIPSeg instances and SAM2's answer for each, on kept frame ``k``."""
@@ -307,24 +323,30 @@ def propagate_video(
     sam2_dir: Path | None = None,
     clipseg_dir: Path | None = None,
 ) -> dict:
-    """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file."""
+    """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file.
+
+    ``segment.propagate.method`` picks the propagator: ``flow`` (the seed's loop, :mod:`.propagate`)
+    or ``sam2_video`` (SAM2's own tracker, :mod:`.sam2_video`); the outputs are the same either way.
+    ``tracks.json`` records the seconds of each stage under ``stage_times``."""
     meta = _read_meta(meta_path, frames_dir)
     first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
     target = first["target"]
-    flow_cfg, bounds = block(cfg, "segment.flow"), block(cfg, "segment.propagate")
-    sam2_cfg, seed = block(cfg, "segment.sam2"), block(cfg, "segment.seed")
-    redetect = block(cfg, "segment.redetect")
-    refine = bounds.get("refine", True)
-    dirs = {}  # the models this run uses: SAM2 to refine or to re-detect, CLIPSeg to re-detect
-    if refine or redetect["every"]:
+    bounds, seed, redetect = block(cfg, "segment.propagate"), block(cfg, "segment.seed"), block(cfg, "segment.redetect")
+    method = bounds.get("method", "flow")
+    refine = method == "flow" and bounds.get("refine", True)
+    dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, CLIPSeg to re-detect
+    if method == "sam2_video" or refine or redetect["every"]:
         dirs["sam2"] = sam2_dir
     if redetect["every"]:
         dirs["clipseg"] = clipseg_dir
-    loaded = _load_models(cfg, dirs) if dirs else {}
-    refiner = Sam2Refiner(loaded["sam2"], sam2_cfg["n_pos"], sam2_cfg["n_neg"], sam2_cfg["border"]) if refine else None
-    if not refine:
-        log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 does not refine them")
-    detector = Detector(cfg, target, loaded, seed) if redetect["every"] else None
+    device = pick_device(block(cfg, "segment.device"))
+    folders = _model_folders(cfg, dirs)
+    images_too = refine or redetect["every"]  # SAM2 as an image model, besides or instead of its tracker
+    loaded = {
+        kind: models.load(kind, folder, device) for kind, folder in folders.items() if kind != "sam2" or images_too
+    }
+    clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
+    detector = Detector(cfg, target, loaded, seed, clock) if redetect["every"] else None
     if detector:
         log.info("re-detecting %r every %d kept frames", detector.prompt, redetect["every"])
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
@@ -332,32 +354,53 @@ def propagate_video(
         log.warning("no instance on the first frame (%s): every mask will be empty", first.get("warning", ""))
 
     h, w = meta["source"]["height"], meta["source"]["width"]
-    frames = (read_image(frames_dir / f) for f in meta["files"])
+
+    def decoded():
+        for f in meta["files"]:
+            with clock("decode"):
+                image = read_image(frames_dir / f)
+            yield image
+
+    prefetch = bounds.get("prefetch", True)
+    if method == "sam2_video":
+        v = block(cfg, "segment.sam2_video")
+        autocast = autocast_dtype(block(cfg, "segment.sam2").get("autocast", "auto"), device)
+        video_sam2 = models.load("sam2", folders["sam2"], device, video=True)
+        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], autocast, clock)
+        log.info("SAM2's own tracker (segment.propagate.method: sam2_video), memory window %d frames", tracker.window)
+        items = ((frame, None) for frame in (ahead(decoded()) if prefetch else decoded()))
+        results = track_with(items, start, TrackerStepper(tracker, bounds), detector, redetect)
+    else:
+        refiner = _refiner(cfg, loaded["sam2"], clock) if refine else None
+        if not refine:
+            log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 does not refine them")
+        results = propagate(decoded(), start, refiner, block(cfg, "segment.flow"), bounds, seed, detector, redetect,
+                            clock, prefetch)  # fmt: skip
     track_frames, images, annotations, events = [], [], [], []
     summary: dict[str, dict] = {}
     with atomic_dir(masks_dir) as tmp:
-        results = propagate(frames, start, refiner, flow_cfg, bounds, seed, detector, redetect)
         for k, res in enumerate(tqdm(results, total=meta["count"], desc=f"propagate {target}", unit="frame")):
-            name = f"{k:05d}.png"
-            write_image(tmp / name, id_mask(res.masks, (h, w)), rgb=False)
-            track_frames.append(
-                {
-                    "frame": k,
-                    "file": name,
-                    "source_index": meta["kept"][k],
-                    "instances": {str(i): v for i, v in res.info.items()},
-                }
-            )
-            images.append(
-                {"id": k, "file_name": meta["files"][k], "width": w, "height": h, "source_index": meta["kept"][k]}
-            )
-            for i, mask in res.masks.items():
-                x0, y0, x1, y1 = box_xyxy(mask)
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": k, "category_id": 1, "instance_id": i,
-                    "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "iscrowd": 0, "state": res.info[i]["state"],
-                })  # fmt: skip
+            with clock("write"):
+                name = f"{k:05d}.png"
+                write_image(tmp / name, id_mask(res.masks, (h, w)), rgb=False)
+                track_frames.append(
+                    {
+                        "frame": k,
+                        "file": name,
+                        "source_index": meta["kept"][k],
+                        "instances": {str(i): v for i, v in res.info.items()},
+                    }
+                )
+                images.append(
+                    {"id": k, "file_name": meta["files"][k], "width": w, "height": h, "source_index": meta["kept"][k]}
+                )
+                for i, mask in res.masks.items():
+                    x0, y0, x1, y1 = box_xyxy(mask)
+                    annotations.append({
+                        "id": len(annotations) + 1, "image_id": k, "category_id": 1, "instance_id": i,
+                        "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "iscrowd": 0, "state": res.info[i]["state"],
+                    })  # fmt: skip
             for i, info in res.info.items():
                 summary.setdefault(str(i), dict.fromkeys(STATES, 0))[info["state"]] += 1
             events += [{"frame": k, **e} for e in res.events]
@@ -366,20 +409,24 @@ def propagate_video(
         "info": {"description": f"{target} masks of {meta['video']} (COCO RLE, pycocotools)", "weights": weights},
         "images": images, "annotations": annotations, "categories": [{"id": 1, "name": target}],
     })  # fmt: skip
+    loaded_all = {**loaded, **({"sam2": video_sam2} if method == "sam2_video" else {})}
     tracks = {
         "target": target,
         "prompt": first["prompt"],
         "video": meta["video"],
+        "method": method,
         "weights": weights,
         "instances": sorted(int(i) for i in summary),
         "summary": summary,
         "events": events,
         "frames": track_frames,
-        "provenance": _provenance(cfg, propagate_blocks(target, bool(redetect["every"])), loaded, dirs),
+        "stage_times": {"device": device_name(device), "prefetch": prefetch, **clock.summary(len(track_frames))},
+        "provenance": _provenance(cfg, propagate_blocks(target, bool(redetect["every"]), method), loaded_all, dirs),
     }
     write_json(tracks_path, tracks)
     for i, counts in summary.items():
         log.info("instance %s: %s", i, ", ".join(f"{n} {s}" for s, n in counts.items()))
+    log.info("%s, %s: %s", method, device_name(device), clock.table(len(track_frames)))
     return tracks
 
 

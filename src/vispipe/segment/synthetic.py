@@ -21,7 +21,6 @@ from PIL import Image
 
 from ..io import atomic_path
 from .masks import atomic_dir
-from .video import write_h264
 
 # The DAVIS palette's first colours (index 0 black = background), as in the dataset's PNGs.
 PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128]
@@ -154,6 +153,8 @@ def read_palette_png(path: str | Path) -> np.ndarray:
 def save_clip(clip: Clip, video: str | Path, gt_dir: str | Path) -> None:
     """The clip as an H.264 MP4 and its masks as ``gt_dir/NNNNN.png`` (one per frame)."""
     with atomic_path(video) as tmp:
+        from .video import write_h264  # here: making clips in memory needs no PyAV
+
         write_h264(tmp, clip.frames, clip.fps, crf=12)
     with atomic_dir(gt_dir) as tmp_dir:
         for k, ids in enumerate(clip.masks):

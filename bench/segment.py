@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Video segmentation speed: our two propagators against transformers' own SAM2 video loop.
+
+On the same frames, in one process, with one model (full-size SAM2.1-hiera-small built from its
+config with random weights: no download; speed does not depend on the weights):
+
+- ``flow``: our default propagator (segment.propagate.method flow): the flow warps the mask, SAM2
+  refines it from a box and points on every frame (prefetch thread on, as configured);
+- ``sam2_video``: our propagator around transformers' ``Sam2VideoModel``, memory pruned;
+- ``peer``: transformers' plain streaming loop, as its documentation writes it
+  (``init_video_session``, ``add_inputs_to_inference_session`` with the first mask,
+  ``model(inference_session=..., frame=...)``, ``post_process_masks``).
+
+All three start from the same first-frame mask (one object of a synthetic 1280x720 clip) and
+return numpy masks per frame; file writing is left out (the peer writes none). Prints frames/s,
+the ratio to the peer and our per-stage breakdown (vispipe.segment.timing), and writes JSON.
+
+    python bench/segment.py [--frames 8] [--size 720x1280] [--device auto] [--threads 2] [--out bench/out/segment.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import vispipe  # noqa: F401
+except ImportError:  # a bare GPU machine: use this checkout's package without installing it
+    sys.path.insert(0, str(ROOT / "src"))
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+from vispipe.runtime import device_name, pick_device  # noqa: E402
+from vispipe.segment import models  # noqa: E402
+from vispipe.segment.propagate import propagate, track  # noqa: E402
+from vispipe.segment.sam2 import Sam2Refiner, autocast_dtype  # noqa: E402
+from vispipe.segment.sam2_video import Sam2VideoTracker, TrackerStepper  # noqa: E402
+from vispipe.segment.synthetic import make_clip  # noqa: E402
+from vispipe.segment.timing import Stopwatch  # noqa: E402
+
+# config/config.yaml's segment block: the seed's Farneback, SAM2 prompts and bounds
+FLOW = {"method": "farneback", "scale": 1.0, "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
+        "poly_n": 5, "poly_sigma": 1.2}  # fmt: skip
+BOUNDS = {"min_area_ratio": 0.5, "max_area_ratio": 2.0, "lost_area_ratio": 0.2, "min_sam2_score": 0.5,
+          "use_object_score": True}  # fmt: skip
+
+
+def sam2_small_folder(root: Path) -> Path:
+    """SAM2.1-hiera-small's architecture (Hiera 96..768, blocks 1-2-11-2, global attention 7/10/13; the
+    rest is transformers' default, which is SAM2.1's) with random weights, saved as fetch_models saves."""
+    from transformers import Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+    torch.manual_seed(0)
+    backbone = dict(blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13])
+    model = Sam2VideoModel(Sam2VideoConfig(vision_config=dict(backbone_config=backbone)))
+    folder = root / "sam2.1-hiera-small-random"
+    model.save_pretrained(folder)
+    Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor()).save_pretrained(
+        folder
+    )
+    params = sum(p.numel() for p in model.parameters())
+    (folder / models.SOURCE_FILE).write_text(json.dumps({"source": "bench", "random_weights": True, "params": params}))
+    return folder
+
+
+def run_flow(image_sam2, frames, first, autocast, clock) -> list:
+    refiner = Sam2Refiner(image_sam2, 8, 8, 5, clock, autocast)
+    results = propagate(iter(frames), {1: first}, refiner, FLOW, BOUNDS, seed=0, clock=clock, prefetch=True)
+    return [r.masks.get(1) for r in results]
+
+
+def run_sam2_video(video_sam2, frames, first, autocast, clock) -> list:
+    tracker = Sam2VideoTracker(video_sam2, autocast=autocast, clock=clock)
+    results = track(((f, None) for f in frames), {1: first}, TrackerStepper(tracker, BOUNDS))
+    return [r.masks.get(1) for r in results]
+
+
+@torch.inference_mode()
+def run_peer(video_sam2, frames, first, autocast, clock) -> list:
+    """transformers' documented streaming loop."""
+    model, processor, device = video_sam2.model, video_sam2.processor, video_sam2.device
+    session = processor.init_video_session(inference_device=device)
+    out_masks = []
+    for k, frame in enumerate(frames):
+        inputs = processor(images=frame, device=device, return_tensors="pt")
+        if k == 0:
+            processor.add_inputs_to_inference_session(
+                session, frame_idx=0, obj_ids=[1], input_masks=[torch.from_numpy(first)],
+                original_size=inputs.original_sizes[0],
+            )  # fmt: skip
+        with torch.autocast(device.type, autocast) if autocast else torch.autocast(device.type, enabled=False):
+            out = model(inference_session=session, frame=inputs.pixel_values[0])
+        masks = processor.post_process_masks([out.pred_masks.float()], original_sizes=inputs.original_sizes)[0]
+        out_masks.append(masks[0, 0].cpu().numpy())
+    return out_masks
+
+
+MODES = {"flow": run_flow, "sam2_video": run_sam2_video, "peer": run_peer}
+
+
+def table(report: dict) -> str:
+    """The report as Markdown: frames/s and the ratio to the peer, then our stages."""
+    rows, peer = report["rows"], report["rows"]["peer"]["frames_per_s"]
+    h, w = report["size"]
+    lines = [
+        f"{report['device']}, torch {report['torch']}, {report['threads']} threads, autocast {report['autocast']}; "
+        f"{report['model']}, {w}x{h}, one object, {report['frames'] - 1} propagated frames",
+        "",
+        "| mode | frames/s | ms/frame | vs peer |",
+        "|---|---|---|---|",
+    ]
+    for mode, r in rows.items():
+        lines.append(
+            f"| {mode} | {r['frames_per_s']:.3f} | {r['ms_per_frame']:.0f} | {r['frames_per_s'] / peer:.2f}x |"
+        )
+    for mode in ("flow", "sam2_video"):
+        stages = rows[mode]["stages_ms_per_frame"]
+        lines += ["", f"{mode}, ms per frame by stage: " + ", ".join(f"{s} {v:.1f}" for s, v in stages.items())]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", default="720x1280", help="HEIGHTxWIDTH")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: their defaults)")
+    p.add_argument("--autocast", default="auto", choices=["auto", "bfloat16", "float16", "none"],
+                   help="segment.sam2.autocast (auto: bfloat16 on CUDA, float32 on CPU)")  # fmt: skip
+    p.add_argument("--model", default="small", choices=["small", "tiny"],
+                   help="small: SAM2.1-hiera-small's size; tiny: the demo's tiny SAM2 (a smoke test)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("bench/out/segment.json"))
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    device = pick_device(args.device)
+    autocast = autocast_dtype(args.autocast, device)
+    h, w = map(int, args.size.split("x"))
+    clip = make_clip(args.frames, (h, w), seed=0)
+    frames, first = list(clip.frames), clip.masks[0] == 1
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model == "small":
+            folder = sam2_small_folder(Path(tmp))
+        else:
+            folder = Path(tmp) / "tiny"
+            models.fetch({"source": "random-tiny", "dir": tmp}, {"clipseg": Path(tmp) / "clipseg", "sam2": folder})
+        image_sam2 = models.load("sam2", folder, device)
+        video_sam2 = models.load("sam2", folder, device, video=True)
+    loaded = {"flow": image_sam2, "sam2_video": video_sam2, "peer": video_sam2}
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    for mode, fn in MODES.items():  # warm-up: kernels, allocator, OpenCV
+        fn(loaded[mode], frames[:2], first, autocast, Stopwatch(sync))
+    rows = {}
+    for mode, fn in MODES.items():
+        clock = Stopwatch(sync)
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        masks = fn(loaded[mode], frames, first, autocast, clock)
+        if sync:
+            sync()
+        seconds = time.perf_counter() - t0
+        steps = len(frames) - 1  # the first frame is given, the others are propagated
+        rows[mode] = {
+            "frames": steps,
+            "seconds": seconds,
+            "frames_per_s": steps / seconds,
+            "ms_per_frame": 1000 * seconds / steps,
+            "stages_ms_per_frame": clock.summary(steps)["ms_per_frame"] if mode != "peer" else {},
+            "mask_pixels_last": int(masks[-1].sum()) if masks[-1] is not None else 0,
+        }
+    peer = rows["peer"]["frames_per_s"]
+    report = {
+        "device": device_name(device), "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "autocast": str(autocast or "none"),
+        "model": "SAM2.1-hiera-small (random weights)" if args.model == "small" else "the demo's tiny random SAM2",
+        "size": [h, w], "frames": len(frames), "rows": rows,
+        "ratios_vs_peer": {m: r["frames_per_s"] / peer for m, r in rows.items()},
+    }  # fmt: skip
+    print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
