@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Carry the first frame's instances through every kept frame: optical flow warps each mask, SAM2
-refines it, with fallbacks when the refinement collapses or explodes or the object is occluded; with
+"""Carry the first frame's instances through every kept frame. segment.propagate.method flow (the
+seed's): optical flow warps each mask, SAM2 refines it, with fallbacks when the refinement collapses
+or explodes or the object is occluded; sam2_video: SAM2's own memory tracker, memory bounded. With
 segment.redetect.every N, CLIPSeg and SAM2 detect again every N frames (new objects get new ids,
 returning ones their old ids).
-Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance) and
---rle (the masks as COCO run-length encoding).
+Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance, events,
+and the seconds of each stage) and --rle (the masks as COCO run-length encoding).
 
-Reads the segment.flow, propagate, redetect, sam2, seed, device and models config keys, and for
-re-detection segment.clipseg and the target's segment.targets entry."""
+Reads the segment.propagate, redetect, sam2, seed, device and models config keys, segment.flow or
+segment.sam2_video (by method), and for re-detection segment.clipseg and the target's
+segment.targets entry."""
 
 from pathlib import Path
 

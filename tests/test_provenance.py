@@ -142,6 +142,8 @@ def reordered(node):
         (EVAL_BLOCKS, "classify.eval.grid_images", "classify.student.kd.alpha"),
         (first_blocks("rabbit"), "segment.targets.rabbit.prompt", "segment.overlay.alpha"),
         (propagate_blocks("rabbit", False), "segment.flow.scale", "segment.clipseg.min_score"),
+        (propagate_blocks("rabbit", False), "segment.propagate.method", "segment.sam2_video.max_cond_frames"),
+        (propagate_blocks("rabbit", False, "sam2_video"), "segment.sam2_video.offload_state", "segment.flow.scale"),
         (propagate_blocks("rabbit", True), "segment.clipseg.min_score", "segment.overlay.alpha"),
         (image_blocks("rabbit"), "segment.overlay.alpha", "segment.flow.scale"),
     ],

@@ -11,6 +11,7 @@ Slurm cannot be installed or started (not root, no apt, daemons refusing to star
 
 from __future__ import annotations
 
+import csv
 import os
 import pwd
 import re
@@ -46,9 +47,10 @@ STILL = f"results/segment/images/{IMAGE}/{IMAGE_TARGET}/instances.json"
 GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image")
 CPU_RULES = ("compare_models", "extract_frames")
 LOCAL_RULES = ("fetch_cifar10", "fetch_models")
+TEACHER_EPOCHS = 6  # long enough to requeue the teacher's job after its second epoch
 QUICK = {
     "classify": {
-        "teacher": {"train": {"epochs": 1}},
+        "teacher": {"train": {"epochs": TEACHER_EPOCHS}},
         "student": {"train": {"epochs": 1, "clean_last_epochs": 0}},
     }
 }
@@ -260,6 +262,8 @@ def _job_ids(output: str) -> dict[str, list[str]]:
 
 
 def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
+    """The slice through the profile, with the teacher's job requeued mid-training: every rule's jobs
+    are the submitted ones, with the profile's resources; the requeued job resumes from its state."""
     wf = copy_workflow(tmp_path / "wf")
     shutil.copytree(ROOT / "profiles", wf / "profiles")
     (wf / "config" / "slurm_test.yaml").write_text(yaml.safe_dump(QUICK))
@@ -287,9 +291,16 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         "--verbose",
     ]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=1500)
-    out = proc.stdout + proc.stderr
-    (tmp_path / "snakemake.out").write_text(out)
+    out_file = tmp_path / "snakemake.out"
+    with open(out_file, "w") as sink:
+        proc = subprocess.Popen(cmd, cwd=wf, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    try:
+        requeued = _requeue_after_epoch_2(slurm_cluster, proc, wf / "results/classify/teacher", out_file)
+        proc.wait(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = out_file.read_text()
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((wf / "logs").rglob("*.log")))
         pytest.fail(f"snakemake via Slurm failed ({proc.returncode}):\n{out[-8000:]}\n{logs}\n{slurm_cluster.logs()}")
@@ -353,6 +364,17 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         assert kept and all(p.stat().st_size > 0 for p in kept), rule
     assert not any((slurm_logs / f"rule_{rule}").exists() for rule in LOCAL_RULES)
 
+    # the teacher's job, requeued after its second epoch (what preemption does), ran twice and resumed
+    info = slurm_cluster.run("scontrol", "show", "job", requeued).stdout
+    assert requeued in ids["train_teacher"] and "Restarts=1" in info, info
+    text = (wf / "logs/classify/train_teacher.log").read_text()  # the second run's log
+    resumed = re.search(rf"resuming from \S+ at epoch (\d+)/{TEACHER_EPOCHS}", text)
+    assert resumed and int(resumed.group(1)) >= 3, text[-3000:]  # epoch 2 had finished: not redone
+    assert f"epoch 1/{TEACHER_EPOCHS} " not in text
+    history = csv.DictReader(open(wf / "results/classify/teacher/history.csv"))
+    assert [int(row["epoch"]) for row in history] == list(range(1, TEACHER_EPOCHS + 1))
+    assert not (wf / "results/classify/teacher/resume").exists()  # removed once the outputs were written
+
 
 @pytest.mark.parametrize("profile", ["slurm", "local"])
 def test_profile_dry_run(profile, tmp_path):
@@ -379,3 +401,33 @@ def test_profile_dry_run(profile, tmp_path):
         res = re.search(r"resources: (.*)", block)
         asks_gpu = res is not None and re.search(r"\bgpu=1\b", res.group(1)) is not None
         assert asks_gpu == (rule in gpu_rules), (rule, block)
+
+
+def _requeue_after_epoch_2(cluster: SlurmCluster, proc: subprocess.Popen, out_dir: Path, out_file: Path) -> str:
+    """Once the job training into ``out_dir`` has saved epoch 2's state, ``scontrol requeue`` it, as
+    preemption does: Slurm kills it and queues it again (the profile submits with --requeue). Start
+    it at once rather than after the two-minute begin time Slurm gives a requeued job. Its job id."""
+    deadline = time.monotonic() + 900
+    while _saved_epoch(out_dir / "resume/state.pt") < 2:
+        assert proc.poll() is None, out_file.read_text()[-5000:]
+        assert time.monotonic() < deadline, "the training never finished epoch 2"
+        time.sleep(0.3)
+    running = cluster.run("squeue", "-h", "-t", "R", "-o", "%i %k").stdout.splitlines()
+    (job,) = [line.split()[0] for line in running if "rule_train_teacher" in line]
+    requeue = cluster.run("scontrol", "requeue", job)
+    assert requeue.returncode == 0, requeue.stderr
+    while cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() != "PENDING":
+        assert time.monotonic() < deadline, "the requeued job never went back to the queue"
+        time.sleep(0.5)
+    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    return job
+
+
+def _saved_epoch(state: Path) -> int:
+    """The last finished epoch in a resume state (0 while there is none); it is written atomically."""
+    import torch
+
+    try:
+        return int(torch.load(state, weights_only=True)["epoch"]) if state.exists() else 0
+    except (OSError, RuntimeError, EOFError):  # replaced between exists() and the read
+        return 0
