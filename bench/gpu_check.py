@@ -158,7 +158,7 @@ def run_segment_bench(args: argparse.Namespace, device: torch.device, out: Path)
     (full-size SAM2.1-hiera-small, random weights, 1280x720); --tiny: the demo's tiny SAM2, small frames."""
     argv = ["--device", str(device), "--out", str(out / "bench_segment.json")]
     if args.tiny:
-        argv += ["--model", "tiny", "--frames", "4", "--size", "120x160"]
+        argv += ["--model", "tiny", "--frames", "3", "--size", "120x160"]
     elif device.type == "cuda":
         argv += ["--frames", "60"]
     try:

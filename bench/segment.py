@@ -4,8 +4,9 @@
 On the same frames, in one process, with one model (full-size SAM2.1-hiera-small built from its
 config with random weights: no download; speed does not depend on the weights):
 
-- ``flow``: our default propagator (segment.propagate.method flow): the flow warps the mask, SAM2
-  refines it from a box and points on every frame (prefetch thread on, as configured);
+- ``flow``: our default propagator (segment.propagate.method flow): the seed's Farneback flow warps
+  the mask, SAM2 refines it from a box and points on every frame (prefetch thread on, as configured);
+- ``flow_dis``: the same with OpenCV's DIS flow (segment.flow.method dis, preset fast);
 - ``sam2_video``: our propagator around transformers' ``Sam2VideoModel``, memory pruned;
 - ``peer``: transformers' plain streaming loop, as its documentation writes it
   (``init_video_session``, ``add_inputs_to_inference_session`` with the first mask,
@@ -72,10 +73,15 @@ def sam2_small_folder(root: Path) -> Path:
     return folder
 
 
-def run_flow(image_sam2, frames, first, autocast, clock) -> list:
+def run_flow(image_sam2, frames, first, autocast, clock, flow: dict = FLOW) -> list:
     refiner = Sam2Refiner(image_sam2, 8, 8, 5, clock, autocast)
-    results = propagate(iter(frames), {1: first}, refiner, FLOW, BOUNDS, seed=0, clock=clock, prefetch=True)
+    results = propagate(iter(frames), {1: first}, refiner, flow, BOUNDS, seed=0, clock=clock, prefetch=True)
     return [r.masks.get(1) for r in results]
+
+
+def run_flow_dis(image_sam2, frames, first, autocast, clock) -> list:
+    """The flow mode with OpenCV's DIS flow (segment.flow.method dis, preset fast)."""
+    return run_flow(image_sam2, frames, first, autocast, clock, dict(FLOW, method="dis", dis_preset="fast"))
 
 
 def run_sam2_video(video_sam2, frames, first, autocast, clock) -> list:
@@ -104,7 +110,7 @@ def run_peer(video_sam2, frames, first, autocast, clock) -> list:
     return out_masks
 
 
-MODES = {"flow": run_flow, "sam2_video": run_sam2_video, "peer": run_peer}
+MODES = {"flow": run_flow, "flow_dis": run_flow_dis, "sam2_video": run_sam2_video, "peer": run_peer}
 
 
 def table(report: dict) -> str:
@@ -122,7 +128,7 @@ def table(report: dict) -> str:
         lines.append(
             f"| {mode} | {r['frames_per_s']:.3f} | {r['ms_per_frame']:.0f} | {r['frames_per_s'] / peer:.2f}x |"
         )
-    for mode in ("flow", "sam2_video"):
+    for mode in [m for m in rows if m != "peer"]:
         stages = rows[mode]["stages_ms_per_frame"]
         lines += ["", f"{mode}, ms per frame by stage: " + ", ".join(f"{s} {v:.1f}" for s, v in stages.items())]
     return "\n".join(lines)
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
             models.fetch({"source": "random-tiny", "dir": tmp}, {"clipseg": Path(tmp) / "clipseg", "sam2": folder})
         image_sam2 = models.load("sam2", folder, device)
         video_sam2 = models.load("sam2", folder, device, video=True)
-    loaded = {"flow": image_sam2, "sam2_video": video_sam2, "peer": video_sam2}
+    loaded = {"flow": image_sam2, "flow_dis": image_sam2, "sam2_video": video_sam2, "peer": video_sam2}
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     for mode, fn in MODES.items():  # warm-up: kernels, allocator, OpenCV
         fn(loaded[mode], frames[:2], first, autocast, Stopwatch(sync))

@@ -36,7 +36,7 @@ def test_gpu_check_smoke_on_cpu_writes_the_whole_report(tmp_path):
                                   "cpu_reload", "bench", "segment_bench"}  # fmt: skip
     assert r["bench"]["input_pipeline"]["ours_img_s"] > 0 and r["bench"]["student_step"]["eager"]["ratio"] > 0
     seg = r["segment_bench"]  # the demo's tiny SAM2 here; SAM2.1-small on a GPU
-    assert set(seg["rows"]) == {"flow", "sam2_video", "peer"} and all(
+    assert set(seg["rows"]) == {"flow", "flow_dis", "sam2_video", "peer"} and all(
         v["frames_per_s"] > 0 for v in seg["rows"].values()
     )
     assert (

@@ -1,10 +1,11 @@
 """Real CIFAR-10: demo-size teacher and student on a subset, on the CPU.
 
 Runs only where the JPEG copy of CIFAR-10 sits at ../shared/data/cifar10-jpeg.tar.gz.
-Measured on a 2-core CPU (5,000 training / 1,000 test images, seed 0, the recipe's augmentation;
-a few minutes): teacher (ResNet [1,1,1,1], width 16, 5 epochs) 39.9% top-1, student (the demo's
-ViT, 8x8 patches, 64/4/4, distilled, 8 epochs) 32.4%. The thresholds sit below those and far
-above chance (10%).
+Measured on a 2-core CPU (3,000 training / 1,000 test images, seed 0, the recipe's augmentation;
+two minutes): teacher (ResNet [1,1,1,1], width 16, 4 epochs) 35.4% top-1, student (the demo's
+ViT, 8x8 patches, 64/4/4, distilled, 6 epochs) 23.7%. The thresholds sit about 5 points below
+those and far above chance (10%). (With 5,000 images and 5 / 8 epochs: 39.9% and 32.4%, in
+three minutes and a half.)
 """
 
 import json
@@ -18,7 +19,7 @@ pytestmark = [
     pytest.mark.skipif(not CIFAR_JPEG.exists(), reason=f"real CIFAR-10 not found at ../shared/data/{CIFAR_JPEG.name}"),
 ]
 
-TEACHER_MIN, STUDENT_MIN = 0.33, 0.27
+TEACHER_MIN, STUDENT_MIN = 0.30, 0.19
 
 
 def test_short_cpu_training_on_real_cifar10(tmp_path):
@@ -28,13 +29,13 @@ def test_short_cpu_training_on_real_cifar10(tmp_path):
                 "source": "folder",
                 "name": "cifar10_subset",
                 "path": str(CIFAR_JPEG),
-                "limit_train": 5000,
+                "limit_train": 3000,
                 "limit_test": 1000,
             },
             # photos again: the recipe's TrivialAugmentWide and flip, which the digits demo turns off
-            "teacher": {"train": {"epochs": 5, "augment": {"trivial_augment": True, "hflip": True}}},
+            "teacher": {"train": {"epochs": 4, "augment": {"trivial_augment": True, "hflip": True}}},
             "student": {
-                "train": {"epochs": 8, "clean_last_epochs": 2, "augment": {"trivial_augment": True, "hflip": True}}
+                "train": {"epochs": 6, "clean_last_epochs": 2, "augment": {"trivial_augment": True, "hflip": True}}
             },
         }
     }

@@ -47,12 +47,13 @@ STILL = f"results/segment/images/{IMAGE}/{IMAGE_TARGET}/instances.json"
 GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image")
 CPU_RULES = ("compare_models", "extract_frames")
 LOCAL_RULES = ("fetch_cifar10", "fetch_models")
-TEACHER_EPOCHS = 6  # long enough to requeue the teacher's job after its second epoch
+TEACHER_EPOCHS = 4  # long enough to requeue the teacher's job after its second epoch
 QUICK = {
     "classify": {
         "teacher": {"train": {"epochs": TEACHER_EPOCHS}},
         "student": {"train": {"epochs": 1, "clean_last_epochs": 0}},
-    }
+    },
+    "segment": {"frames": {"max_seconds": 1.0, "stride": 5}},  # 5 frames
 }
 
 

@@ -1,15 +1,11 @@
-"""Metrics of a trained classifier on the test split (scikit-learn does the counting)."""
+"""Metrics of a trained classifier on the test split (scikit-learn does the counting).
+
+scikit-learn is imported where it counts, not at the top: the training scripts import this module
+too, and would otherwise pay about a second of import per run for nothing."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    top_k_accuracy_score,
-)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -20,6 +16,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """Top-1/top-5, confusion matrix and per-class precision/recall/F1/accuracy."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+
     k = len(classes)
     ids = list(range(k))
     probs = softmax(logits.astype(np.float64))
@@ -50,6 +48,8 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) 
 
 def report_text(logits: np.ndarray, labels: np.ndarray, classes: list[str], metrics: dict) -> str:
     """scikit-learn's classification report plus top-1/top-5 and per-class accuracy."""
+    from sklearn.metrics import classification_report
+
     pred = logits.argmax(1)
     text = classification_report(
         labels, pred, labels=list(range(len(classes))), target_names=classes, digits=4, zero_division=0

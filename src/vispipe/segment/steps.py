@@ -10,9 +10,9 @@ import json
 import logging
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
 from ..runtime import device_name, pick_device
-from . import models, overlay, vos_eval
+from . import models, overlay
 from .clipseg import Detection, find_instances, heatmap
 from .layout import (
     FIRST,
@@ -44,6 +44,9 @@ from .sam2 import Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
 from .timing import Stopwatch, ahead
 from .video import kept_frames, write_h264
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"
@@ -378,6 +381,7 @@ def propagate_video(
                             clock, prefetch)  # fmt: skip
     track_frames, images, annotations, events = [], [], [], []
     summary: dict[str, dict] = {}
+    clock.begin()
     with atomic_dir(masks_dir) as tmp:
         for k, res in enumerate(tqdm(results, total=meta["count"], desc=f"propagate {target}", unit="frame")):
             with clock("write"):
@@ -488,6 +492,9 @@ def render_overlay(
 def evaluate_segmentation(masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path) -> pd.DataFrame:
     """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
     mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``."""
+    import pandas as pd
+
+    from . import vos_eval  # here: scipy's optimizer and pandas load only for the evaluation
     from .synthetic import read_palette_png
 
     meta = read_json(meta_path, "extract_frames", ("kept",))

@@ -30,6 +30,10 @@ class Stopwatch:
         self._local = threading.local()
         self._began = perf_counter()
 
+    def begin(self) -> None:
+        """Start the wall clock of :meth:`summary` now (e.g. after loading models)."""
+        self._began = perf_counter()
+
     def _stack(self) -> list:
         if not hasattr(self._local, "stack"):
             self._local.stack = []
