@@ -9,7 +9,9 @@ pixels and every object's outputs for the whole video: at 1024 px that is 12 MB 
 and memory grows until a long video fills the GPU. :meth:`Sam2VideoTracker.prune` drops after each
 frame what no later frame can read: pixels and inputs of frames already done, tracked outputs older
 than the memory window, and conditioning frames beyond ``max_cond_frames`` (the first is kept, then
-the latest). Memory stays flat (``tests/test_sam2_video.py`` streams 300 frames).
+the latest). Memory stays flat (``tests/test_sam2_video.py`` streams 300 frames). Pruning and
+re-anchoring edit the session's dictionaries as transformers 5.18 lays them out (the version
+``constraints.txt`` pins); the tests would catch a layout that changed.
 
 :class:`TrackerStepper` fits the tracker into :func:`~vispipe.segment.propagate.track`, so the outputs
 (instance-id PNGs, ``tracks.json`` states, COCO RLE) and re-detection are those of the ``flow`` mode:
