@@ -167,3 +167,25 @@ def test_ahead_keeps_order_raises_and_stops():
     assert next(it) == 0
     it.close()  # the consumer leaves: the producer stops soon after, not after 1000 items
     assert len(made) < 10 and not any(t.name == "prefetch" for t in threading.enumerate())
+
+
+def test_re_detection_starts_a_new_track_in_sam2s_memory(video_sam2):
+    """The shared loop's re-detection with SAM2's tracker: a detection far from every track starts a
+    new id (event born), which SAM2 then tracks as one of its objects on the following frames."""
+    frames, first = clip(9)
+    late = np.zeros_like(first)
+    late[2:12, 44:60] = True
+
+    class Oracle:
+        def detect(self, image, k):
+            return [late]
+
+    tracker = Sam2VideoTracker(video_sam2)
+    results = list(track(((f, None) for f in frames), {1: first}, TrackerStepper(tracker, BOUNDS), Oracle(),
+                         {"every": 4, "match_iou": 0.5, "min_similarity": 0.99}))  # fmt: skip
+    born = [(k, e["id"]) for k, r in enumerate(results) for e in r.events if e["event"] == "born"]
+    assert born[0] == (0, 1) and born[1][0] == 4 and born[1][1] > 1, born
+    new = born[1][1]
+    assert new in tracker.session.obj_ids and np.array_equal(results[4].masks[new], late)
+    # frames 5-7: SAM2's own answer for the new object (frame 8 re-detects again)
+    assert [r.info[new]["reason"] in ("tracked", "occluded", "vanished") for r in results[5:8]] == [True] * 3
