@@ -389,6 +389,7 @@ def test_propagate_with_re_detection_records_its_events(run, tmp_path):
                out / "rle.json", "--sam2", m["sam2"], "--clipseg", m["clipseg"], "--log", tmp_path / "log")  # fmt: skip
     tracks = json.loads((out / "tracks.json").read_text())
     assert "re-detecting 'rabbit' every 2 kept frames" in (tmp_path / "log").read_text()
+    assert "re-detection" in tracks["stage_times"]["stage_seconds"]  # CLIPSeg's share of it, timed
     reasons = {k: {v["reason"] for v in tracks["frames"][k]["instances"].values()} for k in (2, 4)}
     redetected = {"re-detected", "revived", "born", "not re-detected", "lost earlier"}
     assert all(r <= redetected for r in reasons.values()), reasons
