@@ -42,6 +42,7 @@ from vispipe.runtime import device_name, pick_device  # noqa: E402
 from vispipe.segment import models  # noqa: E402
 from vispipe.segment.propagate import propagate, track  # noqa: E402
 from vispipe.segment.sam2 import Sam2Refiner, autocast_dtype  # noqa: E402
+from vispipe.segment.sam2 import autocast as cast  # noqa: E402
 from vispipe.segment.sam2_video import Sam2VideoTracker, TrackerStepper  # noqa: E402
 from vispipe.segment.synthetic import make_clip  # noqa: E402
 from vispipe.segment.timing import Stopwatch  # noqa: E402
@@ -103,7 +104,7 @@ def run_peer(video_sam2, frames, first, autocast, clock) -> list:
                 session, frame_idx=0, obj_ids=[1], input_masks=[torch.from_numpy(first)],
                 original_size=inputs.original_sizes[0],
             )  # fmt: skip
-        with torch.autocast(device.type, autocast) if autocast else torch.autocast(device.type, enabled=False):
+        with cast(device, autocast):
             out = model(inference_session=session, frame=inputs.pixel_values[0])
         masks = processor.post_process_masks([out.pred_masks.float()], original_sizes=inputs.original_sizes)[0]
         out_masks.append(masks[0, 0].cpu().numpy())

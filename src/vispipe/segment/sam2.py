@@ -51,6 +51,11 @@ def autocast_dtype(setting: str, device) -> torch.dtype | None:
     return None if setting == "none" else getattr(torch, setting)
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The context SAM2 runs in: ``torch.autocast`` to ``dtype``, or nothing for float32 (None)."""
+    return torch.autocast(device.type, dtype) if dtype is not None else nullcontext()
+
+
 @dataclass
 class Refined:
     """SAM2's answer for one instance."""
@@ -86,8 +91,10 @@ class Sam2Refiner:
             inputs = processor(images=image, return_tensors="pt", **kwargs)
             original_sizes = inputs.pop("original_sizes")
             inputs = inputs.to(device)
-        cast = torch.autocast(device.type, self.autocast) if self.autocast else nullcontext()
-        with clock("sam2 prompt + mask decode"), cast:  # the encoder's share goes to its own stage
+        with (
+            clock("sam2 prompt + mask decode"),
+            autocast(device, self.autocast),
+        ):  # the encoder's share goes to its own stage
             out = self.sam2.model(**inputs, multimask_output=False)
         with clock("sam2 postprocess"):
             full = processor.post_process_masks(out.pred_masks.float().cpu(), original_sizes)[0][:, 0].numpy()

@@ -23,13 +23,13 @@ the detected mask (a new conditioning frame).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from .models import Loaded
 from .propagate import FrameResult, instance_info
+from .sam2 import autocast
 from .timing import Stopwatch
 
 
@@ -75,7 +75,6 @@ class Sam2VideoTracker:
         """Condition objects (new or known) on frame ``k`` with these masks; the next :meth:`track` of
         frame ``k`` uses them. A frame already tracked becomes a conditioning frame of those objects."""
         s = self.session
-        self.size = self.size or next(iter(masks.values())).shape
         for i in masks:
             if i in s._obj_id_to_idx:  # forget the tracked output, so that the masks condition frame k
                 idx = s.obj_id_to_idx(i)
@@ -94,8 +93,10 @@ class Sam2VideoTracker:
             self.size = image.shape[:2]
             with clock("sam2 preprocess"):
                 frame = self.processor(images=image, return_tensors="pt").pixel_values[0].to(self.device)
-        cast = torch.autocast(self.device.type, self.autocast) if self.autocast else nullcontext()
-        with clock("sam2 memory + mask decode"), cast:  # the encoder's share goes to its own stage
+        with (
+            clock("sam2 memory + mask decode"),
+            autocast(self.device, self.autocast),
+        ):  # the encoder's share goes to its own stage
             out = self.model(inference_session=self.session, frame_idx=k, frame=frame)
         with clock("sam2 postprocess"):
             masks = self.processor.post_process_masks([out.pred_masks.float()], original_sizes=[list(self.size)])

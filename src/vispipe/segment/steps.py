@@ -202,11 +202,15 @@ def _detect(
     return doc, heat, found
 
 
+def _autocast(cfg: dict, device: torch.device) -> torch.dtype | None:
+    """The dtype ``segment.sam2.autocast`` runs SAM2 under on ``device`` (None: float32)."""
+    return autocast_dtype(block(cfg, "segment.sam2").get("autocast", "auto"), device)
+
+
 def _refiner(cfg: dict, sam2: models.Loaded, clock: Stopwatch | None = None) -> Sam2Refiner:
     """SAM2 image refinement with the ``segment.sam2`` prompts and autocast."""
     c = block(cfg, "segment.sam2")
-    autocast = autocast_dtype(c.get("autocast", "auto"), sam2.device)
-    return Sam2Refiner(sam2, c["n_pos"], c["n_neg"], c["border"], clock, autocast)
+    return Sam2Refiner(sam2, c["n_pos"], c["n_neg"], c["border"], clock, _autocast(cfg, sam2.device))
 
 
 class Detector:
@@ -369,9 +373,8 @@ def propagate_video(
     prefetch = bounds.get("prefetch", True)
     if method == "sam2_video":
         v = block(cfg, "segment.sam2_video")
-        autocast = autocast_dtype(block(cfg, "segment.sam2").get("autocast", "auto"), device)
         video_sam2 = models.load("sam2", folders["sam2"], device, video=True)
-        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], autocast, clock)
+        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], _autocast(cfg, device), clock)
         log.info("SAM2's own tracker (segment.propagate.method: sam2_video), memory window %d frames", tracker.window)
         items = ((frame, None) for frame in (ahead(decoded()) if prefetch else decoded()))
         results = track_with(items, start, TrackerStepper(tracker, bounds), detector, redetect)
