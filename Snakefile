@@ -6,10 +6,15 @@
 Every key is documented in config/config.schema.yaml.
 """
 
+import sys
+from pathlib import Path
+
 from snakemake.exceptions import WorkflowError
 
 from vispipe.classify.variants import validate_variants
 from vispipe.config import ConfigError, validate
+from vispipe import warm
+from vispipe.locks import record_owner, release_stale
 
 
 configfile: "config/config.yaml"
@@ -20,6 +25,43 @@ try:
     validate_variants(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+
+# A run killed outright (SIGKILL, out of memory, a lost node) leaves its lock behind. Release it when
+# the process that held it is provably gone, so that rerunning the same command is the whole
+# recovery; a live run's lock, or one held from another host, is never touched (vispipe/locks.py).
+for _lock in release_stale():
+    print(
+        f"released {_lock}: the Snakemake run that held it is no longer running",
+        file=sys.stderr,
+    )
+
+
+# A local run starts its segmentation steps in one warm worker (config key warm_worker,
+# vispipe/warm.py): not under an executor (Slurm jobs start elsewhere) nor under --sdm (the steps
+# run in another environment there).
+WARM = {}
+
+
+onstart:
+    record_owner(getattr(workflow.persistence, "_lockfile", {}).values())
+    if (
+        config.get("warm_worker", True)
+        and workflow.is_main_process
+        and workflow.executor_plugin.common_settings.local_exec
+        and not workflow.deployment_settings.deployment_method
+    ):
+        WARM["worker"] = warm.start(
+            workflow.snakemake_tmp_dir, Path("logs/warm_worker.log")
+        )
+
+
+onsuccess:
+    warm.stop(WARM.pop("worker", None))
+
+
+onerror:
+    warm.stop(WARM.pop("worker", None))
 
 
 # `snakemake --report report.html` (after a run): the pictures, tables and videos in one HTML file.

@@ -68,7 +68,7 @@ rule fetch_cifar10:
     params:
         cfg=params_json("classify.data", "classify.seed"),
     shell:
-        "python scripts/fetch_cifar10.py --config {params.cfg:q}"
+        '"$VISPIPE_PYTHON" scripts/fetch_cifar10.py --config {params.cfg:q}'
         " --out-dir $(dirname {output.train}) --log {log}"
 
 
@@ -90,7 +90,7 @@ rule train_teacher:
         code=code("train_teacher.py"),
         cfg=params_json(*train_blocks("teacher")),
     shell:
-        "python scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})'
         " --out-dir $(dirname {output.model}) --threads {threads} --log {log}"
 
 
@@ -122,7 +122,7 @@ rule train_student:
         name=lambda wc: variants.name_of(wc.student),
         teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
     shell:
-        "python scripts/train_student.py --config {params.cfg:q} --name {params.name} --data $(dirname {input.train})"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_student.py --config {params.cfg:q} --name {params.name} --data $(dirname {input.train})'
         " {params.teacher} --out-dir $(dirname {output.best}) --threads {threads} --log {log}"
 
 
@@ -147,7 +147,7 @@ rule evaluate:
         code=code("evaluate.py"),
         cfg=params_json(*EVAL_BLOCKS),
     shell:
-        "python scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint}'
         " --test {input.test} --train-metrics {input.train_metrics}"
         " --out-dir $(dirname {output.metrics_json}) --log {log}"
 
@@ -175,7 +175,7 @@ rule compare_models:
         code=code("compare_models.py"),
         no_kd=lambda wc, input: f"--no-kd {input.no_kd}" if input.no_kd else "",
     shell:
-        "python scripts/compare_models.py --teacher {input.teacher} --student {input.student} {params.no_kd}"
+        '"$VISPIPE_PYTHON" scripts/compare_models.py --teacher {input.teacher} --student {input.student} {params.no_kd}'
         " --md {output.md} --csv {output.csv} --log {log}"
 
 
@@ -203,6 +203,6 @@ rule ablation:
         code=code("ablation.py"),
         variants=params_json("classify.variants"),
     shell:
-        "python scripts/ablation.py --teacher {input.teacher} --student {input.student}"
+        '"$VISPIPE_PYTHON" scripts/ablation.py --teacher {input.teacher} --student {input.student}'
         " --variants {input.variants} --config {params.variants:q}"
         " --md {output.md} --csv {output.csv} --png {output.png} --log {log}"

@@ -1,7 +1,11 @@
 # Shared by the rule files: config lookups and paths. No rules here.
 
+import os
+import sys
 from functools import partial
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 from vispipe.codedeps import script_hash
 from vispipe.config import params_json as _params_json
@@ -10,6 +14,23 @@ from vispipe.layout import report_mark
 # The config blocks a rule passes to its script, as compact JSON (its ``params``):
 # Snakemake reruns a rule when, and only when, one of its blocks changes.
 params_json = partial(_params_json, config)
+
+# How the rules start their scripts, as environment variables the jobs inherit (the shell commands
+# name them, so Snakemake's lint sees no outside variable, and they are no rerun trigger):
+# - VISPIPE_PYTHON: the interpreter. Without a software-deployment method it is the Python that
+#   runs Snakemake, so `.venv/bin/snakemake` works from any shell, venv activated or not; under
+#   --sdm conda or apptainer it is the environment's own `python`, found on its PATH.
+# - `-m vispipe.warm` (segmentation steps): run in this run's warm worker, already imported, when the
+#   Snakefile started one (onstart), else exactly `python scripts/...` (vispipe/warm.py).
+# - `-m vispipe.gpus` (GPU steps): each job its own GPU on a multi-GPU machine,
+#   VISPIPE_GPU_SLOTS_PER_DEVICE (config key gpu_slots_per_device) jobs per GPU; on a CPU machine
+#   or under Slurm it only runs the step (vispipe/gpus.py).
+_ISOLATED = {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
+_ISOLATED_RUN = bool(_ISOLATED & set(workflow.deployment_settings.deployment_method))
+os.environ.update(
+    VISPIPE_PYTHON="python" if _ISOLATED_RUN else sys.executable,
+    VISPIPE_GPU_SLOTS_PER_DEVICE=str(config["gpu_slots_per_device"]),
+)
 
 DATA = f"data/{config['classify']['data']['name']}"
 

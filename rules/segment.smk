@@ -63,7 +63,7 @@ rule fetch_models:
     params:
         cfg=params_json("segment.models"),
     shell:
-        "python scripts/fetch_models.py --config {params.cfg:q}"
+        '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
         " --clipseg {output.clipseg} --sam2 {output.sam2} --log {log}"
 
 
@@ -81,7 +81,7 @@ rule extract_frames:
         code=code("extract_frames.py"),
         cfg=params_json("segment.frames"),
     shell:
-        "python scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
         " --frames {output.frames} --meta {output.meta} --log {log}"
 
 
@@ -105,7 +105,7 @@ rule segment_first:
         code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target)),
     shell:
-        "HF_HUB_OFFLINE=1 python scripts/segment_first.py --config {params.cfg:q}"
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/segment_first.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
         " --clipseg {input.clipseg} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
@@ -139,7 +139,7 @@ rule propagate:
             )
         ),
     shell:
-        "HF_HUB_OFFLINE=1 python scripts/propagate.py --config {params.cfg:q}"
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/propagate.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
         " --sam2 {input.sam2} --clipseg {input.clipseg}"
         " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
@@ -167,7 +167,7 @@ rule render_overlay:
         code=code("render_overlay.py"),
         cfg=params_json("segment.overlay"),
     shell:
-        "python scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}'
         " --masks {input.masks} --tracks {input.tracks} --out {output.video} --first {output.first} --log {log}"
 
 
@@ -198,7 +198,7 @@ rule segment_image:
         code=code("segment_image.py"),
         cfg=lambda wc: params_json(*image_blocks(wc.target)),
     shell:
-        "HF_HUB_OFFLINE=1 python scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}"
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
         " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 
@@ -226,5 +226,5 @@ rule evaluate_segmentation:
     params:
         code=code("evaluate_segmentation.py"),
     shell:
-        "python scripts/evaluate_segmentation.py --masks {input.masks} --meta {input.meta}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/evaluate_segmentation.py --masks {input.masks} --meta {input.meta}'
         " --ground-truth {input.ground_truth:q} --out-dir $(dirname {output.jf_md}) --log {log}"

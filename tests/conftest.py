@@ -14,7 +14,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
-WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "envs", "report", "resources/demo", "constraints.txt"]
+WORKFLOW_FILES = [
+    "Snakefile",
+    "rules",
+    "config",
+    "scripts",
+    "envs",
+    "report",
+    "profiles",
+    "resources/demo",
+    "constraints.txt",
+]
 
 
 # values that differ between two identical runs: timings, and the record of the run (provenance)

@@ -174,3 +174,35 @@ def test_a_video_with_ground_truth_is_scored(seg_run):
     gt = read_palette_png(seg_run / f"resources/synthetic/clip_gt/{int(row['frame']):05d}.png") == 1
     assert float(row["J"]) == pytest.approx(np.logical_and(pred, gt).sum() / np.logical_or(pred, gt).sum())
     assert (ev / "j_per_frame.png").stat().st_size > 10_000
+
+
+def test_launcher_settings_rerun_nothing(seg_run):
+    """warm_worker and gpu_slots_per_device change how steps start, never what they compute."""
+    (seg_run / "launch.yaml").write_text("warm_worker: false\ngpu_slots_per_device: 2\n")
+    assert_nothing_to_do(snakemake(seg_run, "-n", "--configfile", "config/demo.yaml", "launch.yaml"))
+
+
+def test_steps_run_in_the_warm_worker_give_what_cold_scripts_give(seg_run, tmp_path):
+    """The demo ran its segmentation steps in the warm worker (forked children); the same scripts run
+    cold, one Python each, on the same inputs write the same bytes (timings and provenance aside)."""
+    from conftest import drop_timing, run_script
+
+    worker_log = (seg_run / "logs/warm_worker.log").read_text()
+    for script in ("extract_frames.py", "segment_first.py", "propagate.py", "render_overlay.py"):
+        assert f"{script} (pid" in worker_log and "exit 0" in worker_log, worker_log[-3000:]
+    cfg = ["--config", str(seg_run / "config/config.yaml"), "--config", str(seg_run / "config/demo.yaml")]
+    models = ["--clipseg", seg_run / "resources/models/random-tiny--clipseg",
+              "--sam2", seg_run / "resources/models/random-tiny--sam2"]  # fmt: skip
+    frames = ["--frames", seg_run / SEG / "frames", "--meta", seg_run / SEG / "meta.json"]
+    run_script("segment_first", *cfg, *frames, "--target", "rabbit", *models, "--out-dir", tmp_path)
+    run_script("propagate", *cfg, *frames, "--instances", tmp_path / "instances.json", *models, "--masks",
+               tmp_path / "masks", "--tracks", tmp_path / "tracks.json", "--rle", tmp_path / "masks.rle.json")  # fmt: skip
+    warm = seg_run / SEG / "rabbit"
+    for name in ("instances.json", "tracks.json", "masks.rle.json"):
+        cold_doc, warm_doc = (json.loads((d / name).read_text()) for d in (tmp_path, warm))
+        assert drop_timing(cold_doc) == drop_timing(warm_doc), name
+    for name in ("first/heatmap.png", "first/mask.png"):
+        assert (tmp_path / name).read_bytes() == (warm / name).read_bytes(), name
+    masks = sorted(p.name for p in (warm / "masks").glob("*.png"))
+    assert masks and masks == sorted(p.name for p in (tmp_path / "masks").glob("*.png"))
+    assert all((tmp_path / "masks" / m).read_bytes() == (warm / "masks" / m).read_bytes() for m in masks)

@@ -1,0 +1,316 @@
+"""Start-up paid once per run: a warm worker that has imported the ML stack forks one child per step.
+
+Every segmentation step is a separate process, and most of a short clip's time went into starting
+them: Python, then torch, transformers and OpenCV imported again by each of four steps per clip
+(``bench/dataset.py`` measures it). The rules therefore start their scripts through this module:
+
+    python -m vispipe.warm scripts/propagate.py --frames ... --masks ...
+
+- When ``$VISPIPE_WARM`` names the socket of a running worker, this launcher hands the worker its
+  arguments, working directory, environment and its own stdin/stdout/stderr (passed as file
+  descriptors). The worker forks a child, which runs the script as ``__main__`` exactly as
+  ``python scripts/propagate.py ...`` would, already imported. The launcher waits and exits with
+  the child's status; SIGTERM, SIGINT and SIGHUP sent to the launcher are passed on to the child, and
+  a launcher that dies (SIGKILL) takes its child with it: the worker kills a child whose launcher's
+  connection closes. So Snakemake, Slurm and ``timeout`` see the same process behaviour as before.
+- Otherwise (no worker, or one that does not answer) the launcher replaces itself with
+  ``python SCRIPT ARGS``: the same as calling the script directly.
+
+The Snakefile starts one worker per local Snakemake run (``onstart``) and stops it at the end; the
+worker also exits when the Snakemake process that started it dies. It never touches CUDA itself
+(a CUDA context does not survive ``fork``): each child initialises its own GPU.
+
+The launcher side is standard library only, so the launcher starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ENV = "VISPIPE_WARM"
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# what a child needs imported to start at once: the segmentation steps and the model classes they load
+PRELOAD = (
+    "vispipe.segment.steps",
+    "transformers.models.clipseg.modeling_clipseg",
+    "transformers.models.sam2.modeling_sam2",
+    "transformers.models.sam2_video.modeling_sam2_video",
+    "av",
+    "pycocotools.mask",
+)
+
+
+# ------------------------------------------------------------------------------------ the launcher
+
+
+class Job(NamedTuple):
+    pid: int
+    argv: list[str]
+    started: float
+
+
+def _send(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
+    data = json.dumps(message).encode() + b"\n"
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], ancillary)
+
+
+def launch(script: str, args: list[str]) -> None:
+    """Run ``script`` with ``args`` in the warm worker named by ``$VISPIPE_WARM``, or here."""
+    path = os.environ.get(ENV)
+    status = _delegate(path, script, args) if path else None
+    if status is None:  # no worker: exactly `python SCRIPT ARGS`
+        os.execv(sys.executable, [sys.executable, script, *args])
+    if status < 0:  # the child died of a signal: die of the same one
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    sys.exit(status)
+
+
+def _delegate(path: str, script: str, args: list[str]) -> int | None:
+    """The child's exit status (negative: killed by that signal), or None when no worker took the job."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        request = {"argv": [str(Path(script).resolve()), *args], "cwd": os.getcwd(), "env": dict(os.environ)}
+        _send(sock, request, [0, 1, 2])
+        reader = sock.makefile("r")
+        started = reader.readline()  # the child's pid, once the worker has forked it
+    except OSError:
+        sock.close()
+        return None
+    if not started:
+        return None  # the worker went away before forking: run here
+
+    def forward(signum, frame):
+        try:
+            sock.sendall(f"{signum}\n".encode())
+        except OSError:
+            pass
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    line = reader.readline()
+    if not line:
+        print(f"vispipe.warm: the worker at {path} died while running {script}", file=sys.stderr)
+        return 1
+    return int(line)
+
+
+# -------------------------------------------------------------------------------------- the worker
+
+
+def _child(conn: socket.socket, listener: socket.socket, request: dict, fds: list[int]) -> None:
+    """In the forked child: become the script's process and run it; never returns."""
+    code = 1
+    try:
+        listener.close()
+        conn.close()
+        os.setpgid(0, 0)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        for sig in (*FORWARDED, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ.pop(ENV, None)  # a step that starts Python itself runs it cold
+        sys.argv = list(request["argv"])
+        sys.path[0] = str(Path(sys.argv[0]).parent)
+        import runpy
+
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int | None):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    fds = array.array("i")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk, ancillary, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(3 * fds.itemsize))
+        if not chunk:
+            raise ConnectionError("the launcher went away")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        data += chunk
+    return json.loads(data), list(fds)
+
+
+def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELOAD) -> None:
+    """Listen on ``path``; import ``preload``; fork a child per launcher until ``parent`` dies or SIGTERM."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    listener.bind(tmp)
+    os.replace(tmp, path)  # launchers connect from now on and wait for the imports below
+    listener.listen(64)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches Snakemake and the steps; Snakemake stops us
+    t0 = time.perf_counter()
+    import importlib
+
+    preload = tuple(filter(None, os.environ.get("VISPIPE_WARM_PRELOAD", ",".join(preload)).split(",")))
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:  # an optional part missing: its steps import it themselves
+            print(f"vispipe.warm: not preloaded: {name} ({e})", file=sys.stderr)
+    print(f"vispipe.warm: ready in {time.perf_counter() - t0:.1f} s at {path}", file=sys.stderr, flush=True)
+
+    jobs: dict[socket.socket, Job] = {}  # launcher connection -> its child
+    gone: set[socket.socket] = set()  # connections whose launcher went away
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    try:
+        while not stop and (parent is None or _alive(parent)):
+            for key, _ in selector.select(timeout=0.05):
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    try:
+                        request, fds = _receive(conn)
+                    except (OSError, ValueError):
+                        conn.close()
+                        continue
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(conn, listener, request, fds)
+                    for fd in fds:
+                        os.close(fd)
+                    jobs[conn] = Job(pid, request["argv"], time.perf_counter())
+                    selector.register(conn, selectors.EVENT_READ)
+                    _reply(conn, pid)
+                else:  # a forwarded signal, or the launcher is gone (EOF): pass it on / kill the child
+                    conn = key.fileobj
+                    try:
+                        data = conn.recv(64)
+                    except OSError:
+                        data = b""
+                    for signum in data.split() if data else [str(int(signal.SIGKILL))]:
+                        _kill(jobs[conn].pid if conn in jobs else None, int(signum))
+                    if not data:
+                        selector.unregister(conn)
+                        gone.add(conn)
+            _reap(jobs, selector, gone)
+    finally:
+        for job in jobs.values():
+            _kill(job.pid, signal.SIGKILL)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _kill(pid: int | None, signum: int) -> None:
+    if pid:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _reply(conn: socket.socket, value: int) -> None:
+    try:
+        conn.sendall(f"{value}\n".encode())
+    except OSError:
+        pass
+
+
+def _reap(jobs: dict[socket.socket, Job], selector: selectors.BaseSelector, gone: set[socket.socket]) -> None:
+    """Collect finished children, tell their launchers how they ended, and log what each used (a rule's
+    benchmark file sees only the launcher)."""
+    for conn, job in list(jobs.items()):
+        done, status, usage = os.wait4(job.pid, os.WNOHANG)
+        if not done:
+            continue
+        del jobs[conn]
+        print(f"vispipe.warm: {Path(job.argv[0]).name} (pid {job.pid}) exit {os.waitstatus_to_exitcode(status)}"
+              f"{' (launcher gone)' if conn in gone else ''}: {time.perf_counter() - job.started:.2f} s, "
+              f"CPU {usage.ru_utime + usage.ru_stime:.2f} s, max RSS {usage.ru_maxrss / 1024:.0f} MB",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if conn in gone:
+            gone.discard(conn)
+        else:
+            _reply(conn, os.waitstatus_to_exitcode(status))
+            selector.unregister(conn)
+        conn.close()
+
+
+# ------------------------------------------------------------------------------- the Snakefile's side
+
+
+def start(folder: Path, log: Path) -> subprocess.Popen:
+    """Start a worker for this process's run (the Snakefile's ``onstart``): its socket in ``folder``,
+    its messages in ``log``; steps started from here on find it through ``$VISPIPE_WARM``."""
+    path = str(Path(folder) / "warm.sock")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # the steps it serves run offline; set before the worker imports huggingface_hub, which reads it once
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vispipe.warm", "--serve", path, str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)  # fmt: skip
+    os.environ[ENV] = path
+    return proc
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a worker (``onsuccess``/``onerror``); its running children, if any, are killed."""
+    os.environ.pop(ENV, None)
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:  # python -m vispipe.warm --serve SOCKET [PARENT_PID]
+        serve(argv[1], int(argv[2]) if len(argv) > 2 else None)
+    elif not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+    else:
+        launch(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The GPU slot allocator (vispipe/gpus.py) with a faked device count: each job its own GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# a job: record when it ran and on which device, then hold its slot for a while
+JOB = """
+import json, os, sys, time
+t0 = time.monotonic()
+time.sleep(float(sys.argv[2]))
+print(json.dumps({"device": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": t0, "end": time.monotonic()}))
+"""
+
+
+def start(tmp_path: Path, gpus: str | None, slots: int = 1, hold: float = 1.0, **env_extra) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPUS")}
+    env.update(TMPDIR=str(tmp_path), **env_extra)  # the slots' lock files: this test's own
+    if gpus is not None:
+        env["VISPIPE_GPUS"] = gpus
+    cmd = [sys.executable, "-m", "vispipe.gpus", "--slots-per-device", str(slots), "--",
+           sys.executable, "-c", JOB, "job", str(hold)]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(jobs: list[subprocess.Popen]) -> list[dict]:
+    runs = []
+    for job in jobs:
+        out, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err
+        runs.append(json.loads(out))
+    return runs
+
+
+def most_at_once(runs: list[dict]) -> int:
+    return max(sum(r["start"] < t <= r["end"] for r in runs) for t in (x["end"] for x in runs))
+
+
+def overlapping_share_a_device(runs: list[dict]) -> bool:
+    return any(
+        a is not b and a["device"] == b["device"] and a["start"] < b["end"] and b["start"] < a["end"]
+        for a in runs
+        for b in runs
+    )
+
+
+def test_four_jobs_on_two_gpus_run_two_at_a_time_on_distinct_devices(tmp_path):
+    t0 = time.monotonic()
+    runs = finish([start(tmp_path, "2") for _ in range(4)])
+    assert {r["device"] for r in runs} == {"0", "1"}
+    assert most_at_once(runs) == 2, runs
+    assert not overlapping_share_a_device(runs), runs
+    assert time.monotonic() - t0 >= 2.0  # two rounds of one second
+
+
+def test_slots_per_device_let_jobs_share_a_gpu_only_when_asked(tmp_path):
+    runs = finish([start(tmp_path, "1", slots=2) for _ in range(2)])
+    assert [r["device"] for r in runs] == ["0", "0"]
+    assert most_at_once(runs) == 2 and overlapping_share_a_device(runs), runs
+
+
+def test_a_listed_subset_of_devices_is_used_as_given(tmp_path):
+    runs = finish([start(tmp_path, "3,5") for _ in range(2)])
+    assert sorted(r["device"] for r in runs) == ["3", "5"]
+
+
+def test_a_killed_job_frees_its_slot(tmp_path):
+    holder = start(tmp_path, "1", hold=60)
+    lock = tmp_path / f"vispipe-gpu-slots-{os.getuid()}" / "gpu0-slot0.lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    waiter = start(tmp_path, "1", hold=0.1)
+    time.sleep(1.0)
+    assert waiter.poll() is None, "the second job ran while the only slot was held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    (run,) = finish([waiter])
+    assert run["device"] == "0"
+
+
+@pytest.mark.parametrize("env", [{"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "7"}, {}])
+def test_under_slurm_or_without_gpus_the_command_runs_as_it_is(tmp_path, env):
+    gpus = None if env else "0"  # no device at all: an empty list
+    (run,) = finish([start(tmp_path, gpus, **env)])
+    assert run["device"] == env.get("CUDA_VISIBLE_DEVICES"), run
