@@ -22,9 +22,9 @@ params_json = partial(_params_json, config)
 #   --sdm conda or apptainer it is the environment's own `python`, found on its PATH.
 # - `-m vispipe.warm` (segmentation steps): run in this run's warm worker, already imported, when the
 #   Snakefile started one (onstart), else exactly `python scripts/...` (vispipe/warm.py).
-# - `-m vispipe.gpus` (GPU steps): each job its own GPU on a multi-GPU machine,
-#   VISPIPE_GPU_SLOTS_PER_DEVICE (config key gpu_slots_per_device) jobs per GPU; on a CPU machine
-#   or under Slurm it only runs the step (vispipe/gpus.py).
+# - `-m vispipe.gpus` (GPU steps; `-m vispipe.warm --gpu` for the segmentation ones): each job its
+#   own GPU on a multi-GPU machine, VISPIPE_GPU_SLOTS_PER_DEVICE (config key gpu_slots_per_device)
+#   jobs per GPU; on a CPU machine or under Slurm it only runs the step (vispipe/gpus.py).
 _ISOLATED = {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
 _ISOLATED_RUN = bool(_ISOLATED & set(workflow.deployment_settings.deployment_method))
 os.environ.update(

@@ -105,7 +105,7 @@ rule segment_first:
         code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target)),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/segment_first.py --config {params.cfg:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_first.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
         " --clipseg {input.clipseg} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
@@ -139,7 +139,7 @@ rule propagate:
             )
         ),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/propagate.py --config {params.cfg:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/propagate.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
         " --sam2 {input.sam2} --clipseg {input.clipseg}"
         " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
@@ -198,7 +198,7 @@ rule segment_image:
         code=code("segment_image.py"),
         cfg=lambda wc: params_json(*image_blocks(wc.target)),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" -m vispipe.warm scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
         " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 

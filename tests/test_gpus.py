@@ -16,18 +16,33 @@ import pytest
 JOB = """
 import json, os, sys, time
 t0 = time.monotonic()
-time.sleep(float(sys.argv[2]))
+time.sleep(float(sys.argv[1]))
 print(json.dumps({"device": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": t0, "end": time.monotonic()}))
 """
 
 
-def start(tmp_path: Path, gpus: str | None, slots: int = 1, hold: float = 1.0, **env_extra) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPUS")}
-    env.update(TMPDIR=str(tmp_path), **env_extra)  # the slots' lock files: this test's own
+# the two ways a rule takes a slot: in front of any command, or in the warm launcher of a segmentation step
+LAUNCHERS = {
+    "gpus": lambda script, slots: ["-m", "vispipe.gpus", "--slots-per-device", str(slots), "--", sys.executable,
+                                   script],
+    "warm --gpu": lambda script, slots: ["-m", "vispipe.warm", "--gpu", script],
+}  # fmt: skip
+
+
+def start(
+    tmp_path: Path, gpus: str | None, slots: int = 1, hold: float = 1.0, via: str = "gpus", **env_extra
+) -> subprocess.Popen:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPUS", "VISPIPE_WARM")
+    }
+    env.update(TMPDIR=str(tmp_path), VISPIPE_GPU_SLOTS_PER_DEVICE=str(slots), **env_extra)  # lock files: our own
     if gpus is not None:
         env["VISPIPE_GPUS"] = gpus
-    cmd = [sys.executable, "-m", "vispipe.gpus", "--slots-per-device", str(slots), "--",
-           sys.executable, "-c", JOB, "job", str(hold)]  # fmt: skip
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    cmd = [sys.executable, *LAUNCHERS[via](str(script), slots), str(hold)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -52,9 +67,10 @@ def overlapping_share_a_device(runs: list[dict]) -> bool:
     )
 
 
-def test_four_jobs_on_two_gpus_run_two_at_a_time_on_distinct_devices(tmp_path):
+@pytest.mark.parametrize("via", LAUNCHERS)
+def test_four_jobs_on_two_gpus_run_two_at_a_time_on_distinct_devices(tmp_path, via):
     t0 = time.monotonic()
-    runs = finish([start(tmp_path, "2") for _ in range(4)])
+    runs = finish([start(tmp_path, "2", via=via) for _ in range(4)])
     assert {r["device"] for r in runs} == {"0", "1"}
     assert most_at_once(runs) == 2, runs
     assert not overlapping_share_a_device(runs), runs
@@ -72,14 +88,15 @@ def test_a_listed_subset_of_devices_is_used_as_given(tmp_path):
     assert sorted(r["device"] for r in runs) == ["3", "5"]
 
 
-def test_a_killed_job_frees_its_slot(tmp_path):
-    holder = start(tmp_path, "1", hold=60)
+@pytest.mark.parametrize("via", LAUNCHERS)
+def test_a_killed_job_frees_its_slot(tmp_path, via):
+    holder = start(tmp_path, "1", hold=60, via=via)
     lock = tmp_path / f"vispipe-gpu-slots-{os.getuid()}" / "gpu0-slot0.lock"
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.read_text().strip()):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    waiter = start(tmp_path, "1", hold=0.1)
+    waiter = start(tmp_path, "1", hold=0.1, via=via)
     time.sleep(1.0)
     assert waiter.poll() is None, "the second job ran while the only slot was held"
     holder.send_signal(signal.SIGKILL)

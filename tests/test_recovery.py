@@ -32,8 +32,8 @@ TEACHER = "results/classify/teacher"
 TRACK = "results/segment/bigbuckbunny/rabbit"
 SLICE = {
     "classify": {"device": "cpu", "data": {"limit_train": 600},
-                 "teacher": {"train": {"epochs": 6, "batch_size": 32}}},
-    "segment": {"device": "cpu", "frames": {"max_seconds": 2.0, "stride": 2}},
+                 "teacher": {"train": {"epochs": 4, "batch_size": 32}}},
+    "segment": {"device": "cpu", "frames": {"max_seconds": 1.2, "stride": 2}},
 }  # fmt: skip
 TARGETS = [f"{TEACHER}/model.pt", f"{TRACK}/tracks.json"]
 

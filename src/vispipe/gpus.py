@@ -91,6 +91,19 @@ def claim(ids: list[str], slots_per_device: int, folder: Path | None = None) -> 
         time.sleep(POLL_S)
 
 
+def take_slot(slots_per_device: int | None = None) -> str | None:
+    """Take a GPU slot for this process (and what it execs or hands the job to) and point
+    ``CUDA_VISIBLE_DEVICES`` at its GPU; None where there is nothing to allocate."""
+    if slots_per_device is None:
+        slots_per_device = int(os.environ.get("VISPIPE_GPU_SLOTS_PER_DEVICE", "1"))
+    ids = [] if os.environ.get("SLURM_JOB_ID") else devices()
+    if not ids:
+        return None
+    device, _ = claim(ids, slots_per_device)
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    return device
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m vispipe.gpus", description=__doc__.split("\n\n")[0])
     default = int(os.environ.get("VISPIPE_GPU_SLOTS_PER_DEVICE", "1"))
@@ -102,10 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("no command given")
     if args.slots_per_device < 1:
         p.error("--slots-per-device must be at least 1")
-    ids = [] if os.environ.get("SLURM_JOB_ID") else devices()
-    if ids:
-        device, _ = claim(ids, args.slots_per_device)
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    take_slot(args.slots_per_device)
     os.execvp(command[0], command)
 
 

@@ -4,7 +4,7 @@ Every segmentation step is a separate process, and most of a short clip's time w
 them: Python, then torch, transformers and OpenCV imported again by each of four steps per clip
 (``bench/dataset.py`` measures it). The rules therefore start their scripts through this module:
 
-    python -m vispipe.warm scripts/propagate.py --frames ... --masks ...
+    python -m vispipe.warm [--gpu] scripts/propagate.py --frames ... --masks ...
 
 - When ``$VISPIPE_WARM`` names the socket of a running worker, this launcher hands the worker its
   arguments, working directory, environment and its own stdin/stdout/stderr (passed as file
@@ -15,6 +15,8 @@ them: Python, then torch, transformers and OpenCV imported again by each of four
   connection closes. So Snakemake, Slurm and ``timeout`` see the same process behaviour as before.
 - Otherwise (no worker, or one that does not answer) the launcher replaces itself with
   ``python SCRIPT ARGS``: the same as calling the script directly.
+- ``--gpu`` (the GPU steps): first take a GPU slot, as ``python -m vispipe.gpus`` does; the launcher
+  holds it for as long as the step runs.
 
 The Snakefile starts one worker per local Snakemake run (``onstart``) and stops it at the end; the
 worker also exits when the Snakemake process that started it dies. It never touches CUDA itself
@@ -39,15 +41,20 @@ from typing import NamedTuple
 
 ENV = "VISPIPE_WARM"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-# what a child needs imported to start at once: the segmentation steps and the model classes they load
+# What a child needs imported to start at once: the segmentation steps, the config validator, and the
+# model, processor, tokenizer and image-processor modules that loading CLIPSeg and SAM2 imports (the
+# list a step imports beyond this one was measured by running all four steps after it: nothing left).
+_T = "transformers.models."
 PRELOAD = (
     "vispipe.segment.steps",
-    "transformers.models.clipseg.modeling_clipseg",
-    "transformers.models.sam2.modeling_sam2",
-    "transformers.models.sam2_video.modeling_sam2_video",
+    "jsonschema",
     "av",
     "pycocotools.mask",
-)
+    *(_T + m for m in ("clipseg.modeling_clipseg", "clipseg.processing_clipseg", "clip.tokenization_clip",
+                       "vit.image_processing_vit", "sam2.modeling_sam2",
+                       "sam2.processing_sam2", "sam2.image_processing_sam2", "sam2_video.modeling_sam2_video",
+                       "sam2_video.processing_sam2_video")),
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ the launcher
@@ -180,8 +187,11 @@ def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELO
     for name in preload:
         try:
             importlib.import_module(name)
-        except ImportError as e:  # an optional part missing: its steps import it themselves
+        except ImportError as e:  # another transformers version names its modules differently  # an optional part missing: its steps import it themselves
             print(f"vispipe.warm: not preloaded: {name} ({e})", file=sys.stderr)
+    from .config import schema
+
+    schema()  # parsed once here (0.3 s of YAML), not in every step: children inherit the cache
     print(f"vispipe.warm: ready in {time.perf_counter() - t0:.1f} s at {path}", file=sys.stderr, flush=True)
 
     jobs: dict[socket.socket, Job] = {}  # launcher connection -> its child
@@ -306,10 +316,16 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:  # python -m vispipe.warm --serve SOCKET [PARENT_PID]
         serve(argv[1], int(argv[2]) if len(argv) > 2 else None)
-    elif not argv or argv[0] in ("-h", "--help"):
+        return
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-    else:
-        launch(argv[0], argv[1:])
+        return
+    if argv[0] == "--gpu":  # a GPU step: take a GPU slot first (vispipe/gpus.py), held while it runs
+        from .gpus import take_slot
+
+        take_slot()
+        argv = argv[1:]
+    launch(argv[0], argv[1:])
 
 
 if __name__ == "__main__":
