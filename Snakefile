@@ -38,8 +38,10 @@ for _lock in release_stale():
 
 
 # A local run starts its segmentation steps in one warm worker (config key warm_worker,
-# vispipe/warm.py): not under an executor (Slurm jobs start elsewhere) nor under --sdm (the steps
-# run in another environment there).
+# vispipe/warm.py): only when it has two or more such steps to run (the worker imports about what
+# one cold step does, so a training-only run or a lone step would only wait for it), not
+# under an executor (Slurm jobs start elsewhere) nor under --sdm (the steps run in another
+# environment there).
 WARM = {}
 
 
@@ -50,6 +52,11 @@ onstart:
         and workflow.is_main_process
         and workflow.executor_plugin.common_settings.local_exec
         and not workflow.deployment_settings.deployment_method
+        and sum(
+            "vispipe.warm" in (j.rule.shellcmd or "")
+            for j in workflow.dag.needrun_jobs()
+        )
+        >= 2
     ):
         WARM["worker"] = warm.start(
             workflow.snakemake_tmp_dir, Path("logs/warm_worker.log")

@@ -266,7 +266,6 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     """The slice through the profile, with the teacher's job requeued mid-training: every rule's jobs
     are the submitted ones, with the profile's resources; the requeued job resumes from its state."""
     wf = copy_workflow(tmp_path / "wf")
-    shutil.copytree(ROOT / "profiles", wf / "profiles")
     (wf / "config" / "slurm_test.yaml").write_text(yaml.safe_dump(QUICK))
     env = env_with_venv()
     env["SLURM_CONF"] = str(slurm_cluster.conf)
@@ -381,7 +380,6 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
 def test_profile_dry_run(profile, tmp_path):
     """Both profiles parse, and every GPU step of the demo asks for one GPU (no cluster needed)."""
     wf = copy_workflow(tmp_path / "wf")
-    shutil.copytree(ROOT / "profiles", wf / "profiles")
     cmd = [
         sys.executable,
         "-m",
