@@ -30,26 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from vispipe.layout import WORKFLOW_FILES
+
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = [
-    "Snakefile",
-    "rules",
-    "config",
-    "scripts",
-    "envs",
-    "report",
-    "profiles",
-    "resources/demo",
-    "constraints.txt",
-]
 TARGET = "shape"
-# this interpreter's bin folder first on PATH, as in an activated virtual environment
-ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", TQDM_DISABLE="1")
+ENV = dict(os.environ, TQDM_DISABLE="1")  # the rules find this interpreter themselves ($VISPIPE_PYTHON)
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--quiet", "all", "--configfile", "config/demo.yaml", "bench.yaml"]
 
 
 def copy_workflow(dest: Path) -> Path:
-    for rel in WORKFLOW:
+    for rel in WORKFLOW_FILES:
         src, target = ROOT / rel, dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

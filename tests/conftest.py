@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from vispipe.layout import WORKFLOW_FILES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
-WORKFLOW_FILES = [
-    "Snakefile",
-    "rules",
-    "config",
-    "scripts",
-    "envs",
-    "report",
-    "profiles",
-    "resources/demo",
-    "constraints.txt",
-]
 
 
 # values that differ between two identical runs: timings, and the record of the run (provenance)

@@ -10,6 +10,19 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+# What a copy of the workflow needs to run elsewhere (tests and benchmarks run in such copies).
+WORKFLOW_FILES = [
+    "Snakefile",
+    "rules",
+    "config",
+    "scripts",
+    "envs",
+    "report",
+    "profiles",
+    "resources/demo",
+    "constraints.txt",
+]
+
 
 def output_key(name: str) -> str:
     """The key of output file ``name`` in a rule: every character that cannot appear in a Python name

@@ -187,7 +187,7 @@ def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELO
     for name in preload:
         try:
             importlib.import_module(name)
-        except ImportError as e:  # another transformers version names its modules differently  # an optional part missing: its steps import it themselves
+        except ImportError as e:  # another transformers version names its modules differently
             print(f"vispipe.warm: not preloaded: {name} ({e})", file=sys.stderr)
     from .config import schema
 
@@ -272,14 +272,15 @@ def _reap(jobs: dict[socket.socket, Job], selector: selectors.BaseSelector, gone
         if not done:
             continue
         del jobs[conn]
-        print(f"vispipe.warm: {Path(job.argv[0]).name} (pid {job.pid}) exit {os.waitstatus_to_exitcode(status)}"
+        code = os.waitstatus_to_exitcode(status)
+        print(f"vispipe.warm: {Path(job.argv[0]).name} (pid {job.pid}) exit {code}"
               f"{' (launcher gone)' if conn in gone else ''}: {time.perf_counter() - job.started:.2f} s, "
               f"CPU {usage.ru_utime + usage.ru_stime:.2f} s, max RSS {usage.ru_maxrss / 1024:.0f} MB",
               file=sys.stderr, flush=True)  # fmt: skip
         if conn in gone:
             gone.discard(conn)
         else:
-            _reply(conn, os.waitstatus_to_exitcode(status))
+            _reply(conn, code)
             selector.unregister(conn)
         conn.close()
 
