@@ -114,3 +114,47 @@ def test_match_score_forgives_a_drifted_mask_by_its_box():
     far = np.zeros_like(a)
     far[35:45, 35:45] = True
     assert match_score(a, far) == 0.0
+
+
+def far_return_clip():
+    """30 frames: object 1 (red) at the top left until frame 9, out of view for 10 frames, back at the
+    bottom right from frame 20, nowhere near where it left; object 2 (blue) stays in the middle."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(90, 140, (120, 160, 1), dtype=np.uint8).repeat(3, axis=2)  # no hue to speak of
+    red = np.stack([rng.integers(180, 255, (20, 20)), rng.integers(0, 60, (20, 20)), rng.integers(0, 60, (20, 20))], -1)
+    blue = red[..., ::-1]
+    frames, masks = np.empty((30, 120, 160, 3), np.uint8), np.zeros((30, 120, 160), np.uint8)
+    for k in range(30):
+        frames[k], m = grey, masks[k]
+        m[50:70, 70:90] = 2
+        if k < 10:
+            m[10:30, 10:30] = 1
+        elif k >= 20:
+            m[90:110, 130:150] = 1
+        for i, patch in ((1, red), (2, blue)):
+            if (m == i).any():
+                frames[k][m == i] = patch.reshape(-1, 3)
+    return SimpleNamespace(frames=frames, masks=masks)
+
+
+@pytest.mark.parametrize("by_looks", [True, False])
+def test_an_object_back_far_from_where_it_left_is_known_by_its_looks_alone(by_looks):
+    """Place cannot match it (no overlap, no box in common with its last mask): only its colour
+    histogram can, and with appearance matching made impossible the same detection starts a new id."""
+    clip = far_return_clip()
+    first = {i: clip.masks[0] == i for i in (1, 2)}
+    redetect = {"every": 5, "match_iou": 0.5, "min_similarity": 0.8 if by_looks else 1.01}
+    results = list(propagate(iter(clip.frames), first, OracleRefiner(clip), FLOW, dict(BOUNDS, refine=True), 0,
+                             Oracle(clip), redetect))  # fmt: skip
+    assert all(1 not in results[k].masks for k in range(10, 20))  # out of view
+    assert match_score(clip.masks[20] == 1, results[9].masks[1]) == 0.0  # place says nothing
+    events = [(k, e["event"], e["id"]) for k, r in enumerate(results) for e in r.events if k > 0]
+    if by_looks:
+        assert (20, "revived", 1) in events and not [e for e in events if e[1] == "born"], events
+        assert results[20].info[1]["reason"] == "revived"
+        assert np.array_equal(results[29].masks[1], clip.masks[29] == 1)
+    else:
+        assert (20, "born", 3) in events and not [e for e in events if e[1] == "revived"], events
+        assert 1 not in results[29].masks and np.array_equal(results[29].masks[3], clip.masks[29] == 1)

@@ -187,5 +187,10 @@ def test_re_detection_starts_a_new_track_in_sam2s_memory(video_sam2):
     assert born[0] == (0, 1) and born[1][0] == 4 and born[1][1] > 1, born
     new = born[1][1]
     assert new in tracker.session.obj_ids and np.array_equal(results[4].masks[new], late)
-    # frames 5-7: SAM2's own answer for the new object (frame 8 re-detects again)
-    assert [r.info[new]["reason"] in ("tracked", "occluded", "vanished") for r in results[5:8]] == [True] * 3
+    # SAM2's own memory: the detection conditions the new object at frame 4, and the tracker's own
+    # outputs for it fill frames 5-7 (frame 8 re-detects again); object 1 stays conditioned at frame 0
+    memory = {i: tracker.session.output_dict_per_obj[tracker.session.obj_id_to_idx(i)] for i in (1, new)}
+    assert min(memory[new]["cond_frame_outputs"]) == 4 and min(memory[1]["cond_frame_outputs"]) == 0
+    assert {5, 6, 7} <= set(memory[new]["non_cond_frame_outputs"]), memory[new]["non_cond_frame_outputs"].keys()
+    # and the loop reports SAM2's answer there: an object score for the new id on each of those frames
+    assert all(r.info[new]["object_score"] is not None for r in results[5:8]), [r.info[new] for r in results[5:8]]

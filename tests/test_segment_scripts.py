@@ -132,17 +132,24 @@ def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path):
     for frame, m in zip(tracks["frames"], ids):
         visible = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
         assert set(np.unique(m)) - {0} <= visible
-    rle = json.loads(rle_path.read_text())
-    assert len(rle["images"]) == 5 and rle["categories"] == [{"id": 1, "name": "rabbit"}]
+    by_frame = assert_png_equals_rle(ids, rle_path)
+    for frame, masks in zip(tracks["frames"], by_frame.values()):  # one RLE mask per instance in view
+        assert set(masks) == {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
+
+
+def assert_png_equals_rle(ids: list[np.ndarray], rle_path) -> dict[int, dict[int, np.ndarray]]:
+    """Each frame's id PNG is exactly its RLE masks, the lower id winning an overlap; {frame: {id: mask}}."""
     from vispipe.segment.masks import decode_rle
 
-    by_frame: dict[int, dict[int, np.ndarray]] = {k: {} for k in range(5)}
+    rle = json.loads(rle_path.read_text())
+    assert len(rle["images"]) == len(ids) and rle["categories"] == [{"id": 1, "name": "rabbit"}]
+    by_frame: dict[int, dict[int, np.ndarray]] = {k: {} for k in range(len(ids))}
     for ann in rle["annotations"]:
         mask = decode_rle(ann["segmentation"])
         assert mask.sum() == ann["area"] and ann["instance_id"] not in by_frame[ann["image_id"]]
         by_frame[ann["image_id"]][ann["instance_id"]] = mask
     assert any(m.any() for masks in by_frame.values() for m in masks.values()), "every mask is empty"
-    for k, masks in by_frame.items():  # the PNG is exactly the RLE masks, the lower id winning an overlap
+    for k, masks in by_frame.items():
         png, covered = ids[k], np.zeros(ids[k].shape, bool)
         for i in sorted(masks):
             own = masks[i] & ~covered  # its pixels not under a lower id
@@ -151,6 +158,7 @@ def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path):
             assert not own.any() or i in png, f"frame {k}: instance {i} is missing from the PNG"
             covered |= masks[i]
         assert not png[~covered].any(), f"frame {k}: ids outside every RLE mask"
+    return by_frame
 
 
 def test_render_overlay_is_h264_at_fps_over_stride(run):
@@ -398,8 +406,9 @@ def test_propagate_with_re_detection_records_its_events(run, tmp_path):
     born = [e["id"] for e in tracks["events"] if e["event"] == "born" and e["frame"] > 0]
     assert sorted(tracks["instances"]) == sorted({i["id"] for i in first} | set(born))
     assert set(tracks["summary"]) == {str(i) for i in tracks["instances"]}
-    # the masks hold exactly the ids tracks.json calls visible
-    for k, frame in enumerate(tracks["frames"]):
-        ids = set(np.unique(cv2.imread(str(out / "masks" / frame["file"]), cv2.IMREAD_UNCHANGED))) - {0}
+    # the masks hold exactly the ids tracks.json calls visible: each PNG is its frame's RLE masks, and
+    # those are the instances in view there
+    pngs = [cv2.imread(str(out / "masks" / frame["file"]), cv2.IMREAD_UNCHANGED) for frame in tracks["frames"]]
+    for k, (frame, masks) in enumerate(zip(tracks["frames"], assert_png_equals_rle(pngs, out / "rle.json").values())):
         shown = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
-        assert ids <= shown, (k, ids, shown)
+        assert set(masks) == shown, (k, sorted(masks), shown)
