@@ -104,7 +104,7 @@ def test_seed_vit_structure_and_size():
     assert kinds == [False] * 8 + [True] * 4
     rates = [blk.drop_path.p for blk in model.blocks]
     assert rates[0] == 0 and math.isclose(rates[-1], 0.15) and rates == sorted(rates)
-    # every listed part, counted: 9.50M (the seed reports 10.6M; see README)
+    # every listed part, counted: 9.50M (the seed reports 10.6M; see docs/classification.md)
     assert count_params(model) == 9_499_476
     parts = param_breakdown(model)
     assert parts["self-attention blocks"] == 8 * 790_064 and parts["class-attention blocks"] == 4 * 790_064

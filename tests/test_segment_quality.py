@@ -112,7 +112,7 @@ def test_one_flow_step_keeps_a_translating_textured_object(clip, method):
 
 def test_warping_alone_over_the_clip_with_the_ground_truth_first_frame(clip):
     """The flow propagator, refinement off, seeded with the true first-frame masks of objects 1 and 2,
-    over all 40 frames (README reports the J&F). Measured: object 1 mean J 0.58 (it drifts as the
+    over all 40 frames (docs/segmentation.md reports the J&F). Measured: object 1 mean J 0.58 (it drifts as the
     rectangle in front of it moves away: the warp cannot grow the mask into what comes into view);
     a mask that does not move at all scores below 0.35."""
     first = {i: clip.masks[0] == i for i in (1, 2)}
