@@ -132,6 +132,13 @@ def test_resnet50_matches_torchvision():
     ours = ResNet(num_classes=10, stem="imagenet")
     ref = torchvision.models.resnet50(num_classes=10)
     assert count_params(ours) == count_params(ref) == 23_528_522
+    # the same network, not only as many parameters: torchvision's weights (every tensor, buffers
+    # included) load into ours by name and give the same outputs
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref.train()(x)  # moves BatchNorm's running statistics off their initial values, which eval reads
+        ours.load_state_dict(ref.state_dict(), strict=True)
+        assert torch.equal(ours.eval()(x), ref.eval()(x))
     cifar = ResNet(num_classes=10, stem="cifar")
     assert cifar.conv1.kernel_size == (3, 3) and cifar.conv1.stride == (1, 1)
     assert isinstance(cifar.maxpool, torch.nn.Identity)

@@ -10,6 +10,7 @@ evaluation), on 5 frames per video.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -63,6 +64,19 @@ def contents(path: Path):
     return path.read_bytes()
 
 
+def most_at_once(log: str) -> int:
+    """The most jobs running at the same time, from the order of Snakemake's job start lines (``jobid: N``
+    in a job's description) and end lines (``Finished jobid: N``) in its log."""
+    running, most = set(), 0
+    for line in log.splitlines():
+        if m := re.match(r"Finished jobid: (\d+)", line.strip()):
+            running.discard(m[1])
+        elif m := re.fullmatch(r"jobid: (\d+)", line.strip()):
+            running.add(m[1])
+            most = max(most, len(running))
+    return most
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     out = {}
@@ -74,11 +88,15 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         cmd = [sys.executable, "-m", "snakemake", *TARGETS, "--cores", cores, "--max-threads", "1", *CONFIG]
         proc = subprocess.run(cmd, cwd=wf, env=env_with_venv(), capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, proc.stderr[-5000:]
+        (wf / "snakemake.log").write_text(proc.stderr)
         out[name] = wf
     return out
 
 
 def test_four_jobs_at_once_give_the_serial_results(runs):
+    # the runs did what their names say: one job at a time, and several jobs side by side
+    at_once = {name: most_at_once((wf / "snakemake.log").read_text()) for name, wf in runs.items()}
+    assert at_once["serial"] == 1 and at_once["parallel"] >= 3, at_once
     for rel in COMPARED:
         a, b = runs["serial"] / rel, runs["parallel"] / rel
         assert a.exists() and b.exists(), rel

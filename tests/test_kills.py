@@ -147,6 +147,12 @@ def complete(path: Path, ref: Path) -> str | None:
         elif suffix in (".png", ".jpg"):
             with Image.open(path) as im:
                 im.load()
+        elif suffix == ".npz":
+            with np.load(path) as z, np.load(ref) as want:  # every array read in full: a cut one fails here
+                if sorted(z.files) != sorted(want.files):
+                    return f"arrays {sorted(z.files)}, not {sorted(want.files)}"
+                for name in z.files:
+                    z[name]
         elif suffix == ".mp4":
             import av
 
@@ -160,6 +166,17 @@ def complete(path: Path, ref: Path) -> str | None:
     except Exception as e:  # noqa: BLE001 - any parse error means a partial file
         return f"{type(e).__name__}: {e}"
     return None
+
+
+def test_a_cut_npz_is_not_complete(tmp_path):
+    """The check the kill tests sample outputs with: an npz cut short, or missing an array, is partial."""
+    ref = tmp_path / "ref.npz"
+    np.savez_compressed(ref, images=np.arange(200_000, dtype=np.uint8), labels=np.arange(10))
+    assert complete(ref, ref) is None
+    cut, short = tmp_path / "cut.npz", tmp_path / "short.npz"
+    cut.write_bytes(ref.read_bytes()[: ref.stat().st_size // 2])
+    np.savez_compressed(short, images=np.arange(10, dtype=np.uint8))
+    assert complete(cut, ref) and complete(short, ref) == "arrays ['images'], not ['images', 'labels']"
 
 
 def assert_same(path: Path, ref: Path) -> None:

@@ -13,7 +13,10 @@ from conftest import assert_nothing_to_do, job_counts, snakemake
 pytestmark = pytest.mark.slow
 
 CLS = "results/classify"
-FLOOR = {"teacher": 0.9, "student": 0.85, "variants/no_kd": 0.85}
+# measured on the demo: teacher 96.9%, student 95.3%, no KD 92.5% (chance is 10%). The student's floor is
+# above what the same student reaches without distillation, so a distillation that does nothing fails.
+FLOOR = {"teacher": 0.95, "student": 0.94, "variants/no_kd": 0.9}
+KD_GAIN_FLOOR = 1.5  # points; measured +2.78 (10 of the 360 test digits)
 PICTURES = ["confusion_counts.png", "confusion_normalized.png", "per_class_accuracy.png", "pred_grid.png"]
 
 
@@ -25,7 +28,6 @@ def test_every_classification_artifact(demo_run):
             img = np.asarray(Image.open(ev / name).convert("L"))
             assert min(img.shape) > 300 and img.std() > 10, f"{model}/{name} looks empty"
         m = json.loads((ev / "metrics.json").read_text())
-        # measured on the demo: teacher 96.9%, student 95.3%, no KD 92.5% (chance is 10%); floors a few points below
         assert m["n_test"] == 360 and FLOOR[model] <= m["top1"] <= m["top5"] <= 1.0, (model, m["top1"])
         assert set(m["per_class"]) == {str(i) for i in range(10)} and m["params"] > 0 and m["train_time_s"] > 0
         report = (ev / "classification_report.txt").read_text()
@@ -49,7 +51,7 @@ def test_every_classification_artifact(demo_run):
     }
     gain = round(100 * (top1["student"] - top1["variants/no_kd"]), 2)
     assert f"KD gain (student with KD minus the same student without KD): {gain:+.2f} points." in md
-    assert gain >= 0, "the demo's student should gain from its teacher (measured: see README)"
+    assert gain >= KD_GAIN_FLOOR, f"the demo's student gains {gain:+.2f} points from its teacher (measured +2.78)"
     assert len(list(csv.DictReader(open(wf / CLS / "comparison.csv")))) == 3
 
 
