@@ -1,6 +1,8 @@
 # CIFAR-10 -> ResNet teacher -> ViT student (knowledge distillation) -> evaluation -> comparison,
 # and, for each ablation variant in classify.variants, the same student rules under variants/NAME/
-# (the {student} wildcard: "student" or "variants/NAME") -> the ablation table.
+# (the {student} wildcard: "student" or "variants/NAME") -> the ablation table. With classify.seeds,
+# every run again once per further seed under seedN/ ("seed1/teacher", "seed1/variants/NAME"); the
+# comparison and the ablation table take every seed's evaluations (vispipe/classify/variants.py).
 # File names come from vispipe.classify.layout, by which the steps write them; outputs named from a
 # file name take vispipe.layout.output_key's key (metrics.json -> metrics_json). The keys the shell
 # commands use stay as they are: Snakemake reruns a job whose command text changed.
@@ -34,8 +36,9 @@ from vispipe.classify.layout import (
 from vispipe.layout import outputs
 
 TRAIN_NPZ, TEST_NPZ = f"{DATA}/{SPLITS['train']}", f"{DATA}/{SPLITS['test']}"
-CHECKPOINT = {role: f"{CLS}/{role}/{name}" for role, name in EVALUATED.items()}
 VARIANTS = variants.names(config)
+# "" with one seed, "(seed(1|2)/)?" with classify.seeds [0, 1, 2]
+SEED_PREFIX = variants.seed_pattern(config)
 KD_CONTROL = variants.kd_control(
     config
 )  # the student without KD, when a variant is one
@@ -48,8 +51,9 @@ EVAL_IN_REPORT = in_report("Classification", "{model}", "confusion")
 
 
 wildcard_constraints:
-    model=f"teacher|{STUDENT_RUN}",
-    student=STUDENT_RUN,
+    model=f"{SEED_PREFIX}(teacher|{STUDENT_RUN})",
+    student=f"{SEED_PREFIX}({STUDENT_RUN})",
+    teacher=f"{SEED_PREFIX}teacher",
 
 
 localrules:
@@ -77,18 +81,18 @@ rule train_teacher:
         train=TRAIN_NPZ,
         test=TEST_NPZ,
     output:
-        **outputs(f"{CLS}/teacher", TRAIN_OUTPUTS, mark={CURVES: CURVES_IN_REPORT}),
-        model=CHECKPOINT["teacher"],
+        **outputs(f"{CLS}/{{teacher}}", TRAIN_OUTPUTS, mark={CURVES: CURVES_IN_REPORT}),
+        model=f"{CLS}/{{teacher}}/{EVALUATED['teacher']}",
     log:
-        "logs/classify/train_teacher.log",
+        "logs/classify/train_{teacher}.log",
     benchmark:
-        "benchmarks/classify/train_teacher.tsv"
+        "benchmarks/classify/train_{teacher}.tsv"
     conda:
         "../envs/vispipe.yaml"
     threads: 8
     params:
         code=code("train_teacher.py"),
-        cfg=params_json(*train_blocks("teacher")),
+        cfg=lambda wc: variants.train_params(config, wc.teacher),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})'
         " --out-dir $(dirname {output.model}) --threads {threads} --log {log}"
@@ -101,7 +105,7 @@ rule train_student:
         test=TEST_NPZ,
         # the teacher, for a student that learns from it (kd.alpha > 0)
         teacher=lambda wc: (
-            CHECKPOINT["teacher"]
+            variants.teacher_of(config, wc.student)
             if variants.uses_teacher(variants.student_block(config, wc.student))
             else []
         ),
@@ -129,7 +133,7 @@ rule train_student:
 rule evaluate:
     input:
         test=TEST_NPZ,
-        checkpoint=lambda wc: CHECKPOINT.get(wc.model, f"{CLS}/{wc.model}/{BEST}"),
+        checkpoint=lambda wc: variants.checkpoint(config, wc.model),
         train_metrics=f"{CLS}/{{model}}/{METRICS}",
     output:
         **outputs(
@@ -155,10 +159,10 @@ rule evaluate:
 rule compare_models:
     """Student vs teacher, and the KD gain when a variant is the student without KD."""
     input:
-        teacher=f"{CLS}/teacher/{EVAL}/{METRICS}",
-        student=f"{CLS}/student/{EVAL}/{METRICS}",
+        teacher=variants.every_seed(config, "teacher"),
+        student=variants.every_seed(config, "student"),
         no_kd=(
-            [f"{CLS}/{variants.run_dir(KD_CONTROL)}/{EVAL}/{METRICS}"]
+            variants.every_seed(config, variants.run_dir(KD_CONTROL))
             if KD_CONTROL
             else []
         ),
@@ -182,11 +186,13 @@ rule compare_models:
 rule ablation:
     """Every variant beside the student and the teacher: table and chart."""
     input:
-        teacher=f"{CLS}/teacher/{EVAL}/{METRICS}",
-        student=f"{CLS}/student/{EVAL}/{METRICS}",
-        variants=expand(
-            f"{CLS}/{variants.VARIANTS}/{{name}}/{EVAL}/{METRICS}", name=VARIANTS
-        ),
+        teacher=variants.every_seed(config, "teacher"),
+        student=variants.every_seed(config, "student"),
+        variants=[
+            p
+            for name in VARIANTS
+            for p in variants.every_seed(config, variants.run_dir(name))
+        ],
     output:
         md=f"{CLS}/{ABLATION_MD}",
         csv=in_report("Ablations", caption="ablation", figure="table")(

@@ -30,6 +30,7 @@ def test_every_classification_artifact(demo_run):
         m = json.loads((ev / "metrics.json").read_text())
         assert m["n_test"] == 360 and FLOOR[model] <= m["top1"] <= m["top5"] <= 1.0, (model, m["top1"])
         assert set(m["per_class"]) == {str(i) for i in range(10)} and m["params"] > 0 and m["train_time_s"] > 0
+        assert m["seed"] == 0  # the training run's seed: what replicates pair by (classify.seeds)
         report = (ev / "classification_report.txt").read_text()
         assert "precision" in report and "top-5 accuracy" in report
         rows = list(csv.DictReader(open(ev / "classification_report.csv")))
@@ -121,8 +122,17 @@ def test_nothing_to_do_after_a_run(demo_run):
             "classify: {variants: {no_kd: {train: {epochs: 3}}}}",
             {"train_student": 1, "evaluate": 1, "compare_models": 1, "ablation": 1},
         ),
-        # the seed's ablations: its no_kd is the demo's (already run); the other five are new jobs
-        ("config/ablations.yaml", {"train_student": 5, "evaluate": 5, "ablation": 1}),
+        # a second seed: its own teacher, student and no-KD variant, then the tables; nothing of seed 0
+        (
+            "classify: {seeds: [0, 1]}",
+            {"train_teacher": 1, "train_student": 2, "evaluate": 3, "compare_models": 1, "ablation": 1},
+        ),
+        # the seed's ablations over 3 seeds: seed 0's no_kd is the demo's (already run), its other five
+        # variants are new; seeds 1 and 2 train everything (a teacher, the student, 6 variants each)
+        (
+            "config/ablations.yaml",
+            {"train_teacher": 2, "train_student": 5 + 2 * 7, "evaluate": 5 + 2 * 8, "compare_models": 1, "ablation": 1},
+        ),
     ],
 )
 def test_a_config_edit_reruns_exactly_the_affected_steps(demo_run, override, expected):

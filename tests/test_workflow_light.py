@@ -48,10 +48,10 @@ print("WORKFLOW-LIGHT " + json.dumps({"code": code, "attempted": attempted, "loa
 
 
 @pytest.mark.parametrize(
-    "configfiles, students",
-    [(["config/demo.yaml"], 2), (["config/demo.yaml", "config/ablations.yaml"], 7)],  # the student + variants
+    "configfiles, seeds, students",  # students: the student + its variants, per seed
+    [(["config/demo.yaml"], 1, 2), (["config/demo.yaml", "config/ablations.yaml"], 3, 7)],
 )
-def test_dry_run_imports_no_ml_stack(workflow_dir: Path, configfiles, students):
+def test_dry_run_imports_no_ml_stack(workflow_dir: Path, configfiles, seeds, students):
     args = ["-n", "--cores", "2", "--configfile", *configfiles]
     cmd = [sys.executable, "-c", DRIVER, json.dumps(HEAVY), *args]
     proc = subprocess.run(cmd, cwd=workflow_dir, env=env_with_venv(), capture_output=True, text=True, timeout=300)
@@ -63,6 +63,6 @@ def test_dry_run_imports_no_ml_stack(workflow_dir: Path, configfiles, students):
     assert report["loaded"] == []
     assert report["code"] in (0, None), f"dry run failed ({report['code']}):\n{out[-5000:]}"
     counts = job_counts(out)
-    assert counts.get("all") == 1 and counts.get("fetch_models") == 1 and counts.get("train_teacher") == 1, out[-5000:]
-    assert counts.get("train_student") == students and counts.get("evaluate") == students + 1, out[-5000:]
+    assert counts.get("all") == 1 and counts.get("fetch_models") == 1 and counts.get("train_teacher") == seeds, out
+    assert counts.get("train_student") == seeds * students and counts.get("evaluate") == seeds * (students + 1), out
     assert counts.get("ablation") == 1, out[-5000:]

@@ -111,21 +111,23 @@ def training_curves(history: list[dict], path: Path, title: str) -> None:
 
 
 def ablation_chart(runs: list[str], top1: list[float], train_min: list[float], params_m: list[float], path: Path,
-                   title: str) -> None:  # fmt: skip
+                   title: str, top1_std: list[float] | None = None) -> None:  # fmt: skip
     """Top-1 and training time of each run, side by side, one bar per run (the first is the
-    reference: its top-1 is the dashed line); parameters in the run's label."""
+    reference: its top-1 is the dashed line); parameters in the run's label. ``top1_std`` (over
+    seeds; NaN for one seed) draws error bars of one standard deviation."""
     n = len(runs)
+    spread = [0.0 if s is None or math.isnan(s) else s for s in (top1_std or [math.nan] * n)]
     fig, (acc, time_ax) = plt.subplots(
         1, 2, figsize=(11, 2.0 + 0.6 * n), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
     )
     y = np.arange(n)
     colors = ["#1f77b4"] + ["#ff7f0e"] * (n - 2) + ["#7f7f7f"] if n > 1 else ["#1f77b4"]
-    acc.barh(y, top1, color=colors)
-    lo = max(0.0, min(top1) - 5)
-    acc.set_xlim(lo, min(100.0, max(top1) + 2.5))
+    acc.barh(y, top1, color=colors, xerr=spread if any(spread) else None, capsize=4, ecolor="#333333")
+    lo = max(0.0, min(t - s for t, s in zip(top1, spread)) - 5)
+    acc.set_xlim(lo, min(100.0, max(t + s for t, s in zip(top1, spread)) + 2.5))
     acc.axvline(top1[0], color="#1f77b4", linestyle="--", linewidth=1)
-    for yi, v in zip(y, top1):
-        acc.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=9)
+    for yi, v, s in zip(y, top1, spread):
+        acc.text(v + s + 0.1, yi, f"{v:.2f}" + (f" ± {s:.2f}" if s else ""), va="center", fontsize=9)
     acc.set_yticks(y, [f"{r}\n{p:.2f}M params" for r, p in zip(runs, params_m)], fontsize=9)
     acc.invert_yaxis()
     acc.set_xlabel("top-1 (%)")

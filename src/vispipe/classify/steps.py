@@ -121,6 +121,7 @@ def train_model(
     metrics = {
         "role": role,
         "name": name,
+        "seed": seed,
         **result.metrics,
         **throughput(model, result.history, teacher, device),
         "provenance": prov,
@@ -206,6 +207,7 @@ def evaluate_checkpoint(
         metrics["train_time_s"] = tm["train_time_s"]
         metrics["train_device"] = tm.get("device")
         metrics["train_provenance"] = tm.get("provenance")
+        metrics["seed"] = tm.get("seed")  # the training run's: replicates pair by it
     cfg = {"classify": {"eval": eval_cfg, "device": device_name}}  # the blocks this step reads
     metrics["provenance"] = provenance(device, cfg, EVAL_BLOCKS)
 

@@ -1,18 +1,69 @@
-"""Ablation variants: ``classify.variants`` maps a name to overrides of ``classify.student``.
+"""Ablation variants and seed replicates: what each training run is, by its folder below results/classify/.
 
-Each variant is the student's block with its overrides merged in, trained and evaluated by the
-student's own rules under ``results/classify/variants/NAME/`` (one Snakemake wildcard value, so one
-job each). The rule files import this module: the standard library and vispipe.config only.
+``classify.variants`` maps a name to overrides of ``classify.student``. Each variant is the
+student's block with its overrides merged in, trained and evaluated by the student's own rules
+under ``results/classify/variants/NAME/`` (one Snakemake wildcard value, so one job each).
+
+``classify.seeds`` (null: ``[classify.seed]``) replicates every run, the teacher, the student and
+each variant, once per seed: the first seed's runs keep their folders (``teacher``, ``student``,
+``variants/NAME``), each further seed's live under ``seedN/`` (``seed1/student``), and each seed's
+student learns from that seed's teacher. A run's seed is its rule's ``classify.seed``; the list
+itself is no param, so adding a seed reruns nothing that exists.
+
+The rule files import this module: the standard library and vispipe.config only.
 """
 
 from __future__ import annotations
 
-from ..config import deep_merge, params_json, validate
-from .layout import train_blocks
+import re
 
-STUDENT = "student"
+from ..config import deep_merge, params_json, validate
+from .layout import CLS, EVAL, EVALUATED, METRICS, train_blocks
+
+TEACHER, STUDENT = "teacher", "student"
 VARIANTS = "variants"  # results/classify/variants/NAME/
 NAME_PATTERN = "[A-Za-z0-9_-]+"
+
+
+SEED_DIR = re.compile(r"seed(\d+)/(.+)")  # seed1/student -> 1, student
+
+
+def seeds(cfg: dict) -> list[int]:
+    """Every run's seeds, the first one's runs at the plain folders."""
+    return list(cfg["classify"].get("seeds") or [cfg["classify"]["seed"]])
+
+
+def seed_prefix(cfg: dict, seed: int) -> str:
+    """The folder prefix of ``seed``'s runs: none for the first seed, ``seedN/`` for the others."""
+    return "" if seed == seeds(cfg)[0] else f"seed{seed}/"
+
+
+def seed_pattern(cfg: dict) -> str:
+    """A regular expression for the optional seed prefix of a run's folder (for wildcard constraints)."""
+    extra = seeds(cfg)[1:]
+    return f"(seed({'|'.join(map(str, extra))})/)?" if extra else ""
+
+
+def split_run(cfg: dict, run: str) -> tuple[int, str]:
+    """``run``'s seed and its run without the prefix: ``seed1/variants/no_kd`` -> (1, ``variants/no_kd``)."""
+    m = SEED_DIR.fullmatch(run)
+    return (int(m[1]), m[2]) if m else (seeds(cfg)[0], run)
+
+
+def checkpoint(cfg: dict, run: str) -> str:
+    """The checkpoint ``run`` (seed prefix included) is evaluated by: a teacher's model.pt, a student's best.pt."""
+    role = TEACHER if split_run(cfg, run)[1] == TEACHER else STUDENT
+    return f"{CLS}/{run}/{EVALUATED[role]}"
+
+
+def teacher_of(cfg: dict, student_run: str) -> str:
+    """The checkpoint of the teacher ``student_run`` learns from: its own seed's."""
+    return checkpoint(cfg, f"{seed_prefix(cfg, split_run(cfg, student_run)[0])}{TEACHER}")
+
+
+def every_seed(cfg: dict, run: str, name: str = f"{EVAL}/{METRICS}") -> list[str]:
+    """``run``'s file ``name`` (below its folder) for every seed, in the order of classify.seeds."""
+    return [f"{CLS}/{seed_prefix(cfg, seed)}{run}/{name}" for seed in seeds(cfg)]
 
 
 def names(cfg: dict) -> list[str]:
@@ -26,13 +77,17 @@ def run_dir(name: str) -> str:
 
 
 def name_of(student_run: str) -> str:
-    """The variant's name from its folder (``variants/no_kd`` -> ``no_kd``); the student is itself."""
+    """The variant's name from its folder (``variants/no_kd``, ``seed1/variants/no_kd`` -> ``no_kd``); the
+    student is itself."""
+    m = SEED_DIR.fullmatch(student_run)
+    student_run = m[2] if m else student_run
     return student_run.split("/", 1)[1] if student_run.startswith(f"{VARIANTS}/") else student_run
 
 
 def student_block(cfg: dict, student_run: str) -> dict:
     """The ``classify.student`` block that trains ``student_run`` ("student" or "variants/NAME")."""
     base = cfg["classify"][STUDENT]
+    student_run = split_run(cfg, student_run)[1]
     if student_run == STUDENT:
         return base
     name = name_of(student_run)
@@ -42,15 +97,20 @@ def student_block(cfg: dict, student_run: str) -> dict:
     return deep_merge(base, overrides)
 
 
-def config_for(cfg: dict, student_run: str) -> dict:
-    """``cfg`` with classify.student replaced by ``student_run``'s block: what its training reads."""
-    classify = {**cfg["classify"], STUDENT: student_block(cfg, student_run)}
+def config_for(cfg: dict, run: str) -> dict:
+    """``cfg`` as ``run`` (any run, seed prefix included) trains with: its seed as classify.seed, and
+    for a student or variant classify.student replaced by its block."""
+    seed, run = split_run(cfg, run)
+    classify = {**cfg["classify"], "seed": seed}
+    if run != TEACHER:
+        classify[STUDENT] = student_block(cfg, run)
     return {**cfg, "classify": classify}
 
 
-def train_params(cfg: dict, student_run: str) -> str:
-    """The config blocks ``student_run``'s training reads, as its rule's ``params`` JSON."""
-    return params_json(config_for(cfg, student_run), *train_blocks(STUDENT))
+def train_params(cfg: dict, run: str) -> str:
+    """The config blocks ``run``'s training reads, as its rule's ``params`` JSON."""
+    role = TEACHER if split_run(cfg, run)[1] == TEACHER else STUDENT
+    return params_json(config_for(cfg, run), *train_blocks(role))
 
 
 def validate_variants(cfg: dict) -> None:
