@@ -12,7 +12,7 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm,tracking]'
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt vos-benchmark
 	touch $@
 

@@ -1,5 +1,6 @@
 # Shared by the rule files: config lookups and paths. No rules here.
 
+import json
 import os
 import sys
 from functools import partial
@@ -30,6 +31,9 @@ _ISOLATED_RUN = bool(_ISOLATED & set(workflow.deployment_settings.deployment_met
 os.environ.update(
     VISPIPE_PYTHON="python" if _ISOLATED_RUN else sys.executable,
     VISPIPE_GPU_SLOTS_PER_DEVICE=str(config["gpu_slots_per_device"]),
+    # experiment tracking (config key tracking, vispipe/tracking.py): like the two above, how the
+    # steps run, not what they compute, so no param, and switching it reruns nothing
+    VISPIPE_TRACKING=json.dumps(config.get("tracking") or {}),
 )
 
 DATA = f"data/{config['classify']['data']['name']}"

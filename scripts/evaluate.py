@@ -9,10 +9,11 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.classify.steps import evaluate_checkpoint
 from vispipe.config import block
+from vispipe.tracking import settings
 
 
 def build_parser():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, tracking=True)
     p.add_argument("--checkpoint", type=Path, required=True, help="a .pt written by train_teacher or train_student")
     p.add_argument("--test", type=Path, required=True, help="test.npz written by fetch_cifar10")
     p.add_argument("--train-metrics", type=Path, help="the training metrics.json (adds training time to the report)")
@@ -29,6 +30,7 @@ def main(args):
         block(cfg, "classify.device"),
         args.out_dir,
         args.train_metrics,
+        tracking=settings(args.tracking),
     )
 
 

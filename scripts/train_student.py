@@ -10,10 +10,11 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.classify.steps import train_from_args
+from vispipe.tracking import settings
 
 
 def build_parser():
-    p = cli.parser(__doc__, threads=True)
+    p = cli.parser(__doc__, threads=True, tracking=True)
     p.add_argument("--data", type=Path, required=True, help="folder holding train.npz and test.npz")
     p.add_argument("--teacher", type=Path, help="teacher checkpoint (train_teacher's model.pt); unused with kd.alpha 0")
     p.add_argument("--name", help="the run's label in its files and tables (default: student)")
@@ -22,7 +23,8 @@ def build_parser():
 
 
 def main(args):
-    train_from_args("student", cli.load_config(args), args.data, args.out_dir, teacher=args.teacher, name=args.name)
+    cfg, tracking = cli.load_config(args), settings(args.tracking)
+    train_from_args("student", cfg, args.data, args.out_dir, teacher=args.teacher, name=args.name, tracking=tracking)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,10 @@ def test_a_code_edit_reruns_exactly_the_steps_that_run_that_code(demo_run):
         assert counts.get("propagate") and counts.get("extract_frames") and "fetch_models" not in counts
     finally:
         flow.write_text(original)
+
+
+def test_switching_tracking_on_reruns_nothing(demo_run):
+    """Experiment tracking is how the steps run, not what they compute: no rule reruns for it."""
+    assert not list((demo_run / CLS).rglob("tensorboard"))  # off by default: no tracker files
+    (demo_run / "tracking.yaml").write_text("tracking: {tensorboard: true, mlflow: {uri: 'sqlite:///mlflow.db'}}\n")
+    assert_nothing_to_do(snakemake(demo_run, "-n", "--configfile", "config/demo.yaml", "tracking.yaml"))

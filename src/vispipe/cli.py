@@ -21,9 +21,19 @@ from .io import FULL
 log = logging.getLogger("vispipe")
 
 
-def parser(description: str, config: bool = True, threads: bool = False) -> argparse.ArgumentParser:
-    """An ArgumentParser with the options every script has (``--config``, ``--log``; ``--threads`` for compute steps)."""
+def parser(
+    description: str, config: bool = True, threads: bool = False, tracking: bool = False
+) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has (``--config``, ``--log``; ``--threads`` for
+    compute steps; ``--tracking`` for the classification steps that track experiments)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if tracking:
+        p.add_argument(
+            "--tracking",
+            metavar="JSON",
+            help="the config's tracking block as JSON, e.g. '{\"tensorboard\": true}' (default: $VISPIPE_TRACKING, "
+            "which the rules set from the config; empty: off)",
+        )
     if config:
         p.add_argument(
             "--config",

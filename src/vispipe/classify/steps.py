@@ -52,14 +52,21 @@ def _file_id(path: Path) -> list:
 
 
 def train_model(
-    role: str, cfg: dict, data_dir: Path, out_dir: Path, teacher_path: Path | None = None, name: str | None = None
+    role: str,
+    cfg: dict,
+    data_dir: Path,
+    out_dir: Path,
+    teacher_path: Path | None = None,
+    name: str | None = None,
+    tracking: dict | None = None,
 ) -> dict:
     """Train the teacher or the student from the ``classify`` config; write its outputs.
 
     Teacher: ``model.pt``. Student: ``best.pt`` and ``last.pt``. Both: ``history.csv``,
     ``metrics.json``, ``curves.png``; the resume state lives in ``out_dir/resume/``. ``name``
     labels the run in its files and tables (an ablation variant's name; default: the role).
-    A student with ``kd.alpha`` 0 trains on the labels alone: no teacher is loaded.
+    A student with ``kd.alpha`` 0 trains on the labels alone: no teacher is loaded. ``tracking``
+    (the config's tracking block) logs every epoch to TensorBoard / MLflow (vispipe/tracking.py).
     """
     name = name or role
     block = cfg["classify"][role]
@@ -101,12 +108,18 @@ def train_model(
 
     run_id = fingerprint(role, block, seed, str(device), inputs)
     prov = provenance(device, cfg, train_blocks(role))  # now: the code this process loaded, not what is there later
-    result = fit(
-        model, train_split, test_split, block["train"],
-        arch=block["model"], seed=seed, device=device, state_dir=out_dir / layout.RESUME,
-        history_path=out_dir / layout.HISTORY, num_workers=cfg["classify"]["num_workers"],
-        teacher=teacher, run_id=run_id, compile=cfg["classify"]["compile"],
-    )  # fmt: skip
+    tracker = start_tracking(tracking, out_dir, name, prov, cfg, role)
+    try:
+        result = fit(
+            model, train_split, test_split, block["train"],
+            arch=block["model"], seed=seed, device=device, state_dir=out_dir / layout.RESUME,
+            history_path=out_dir / layout.HISTORY, num_workers=cfg["classify"]["num_workers"],
+            teacher=teacher, run_id=run_id, compile=cfg["classify"]["compile"], on_epoch=tracker.epoch,
+        )  # fmt: skip
+    except BaseException:
+        tracker.close(finished=False)
+        raise
+    tracker.close()
 
     def save(ckpt: dict, filename: str) -> None:
         ckpt["role"], ckpt["name"], ckpt["config"] = role, name, to_json(block)
@@ -126,6 +139,8 @@ def train_model(
         **throughput(model, result.history, teacher, device),
         "provenance": prov,
     }
+    if tracker.run_id is not None:
+        metrics["mlflow_run_id"] = tracker.run_id  # the evaluation logs its pictures into the same run
     write_json(out_dir / layout.METRICS, metrics)
     plots.training_curves(result.history, out_dir / layout.CURVES, f"{name}: training curves")
     finish(out_dir / layout.RESUME)
@@ -138,6 +153,20 @@ def train_model(
         metrics["train_time_s"],
     )
     return metrics
+
+
+def start_tracking(tracking: dict | None, out_dir: Path, name: str, prov: dict, cfg: dict, role: str):
+    """The run's tracker; a resumed run goes on in the MLflow run it started (its id kept with the
+    resume state, which is removed with it once the outputs are written)."""
+    from ..tracking import OFF, Tracker
+
+    tracking = tracking or OFF
+    saved = out_dir / layout.RESUME / "mlflow_run.json"
+    prior = json.loads(saved.read_text())["run_id"] if tracking["mlflow"] and saved.is_file() else None
+    tracker = Tracker(tracking, out_dir, name, prov, json.loads(to_json(cfg["classify"][role])), prior)
+    if tracker.run_id is not None and prior is None:
+        write_json(saved, {"run_id": tracker.run_id})
+    return tracker
 
 
 def throughput(model: torch.nn.Module, history: list[dict], teacher: Teacher | None, device: torch.device) -> dict:
@@ -156,12 +185,18 @@ def throughput(model: torch.nn.Module, history: list[dict], teacher: Teacher | N
 
 
 def train_from_args(
-    role: str, cfg: dict, data: Path, out_dir: Path, teacher: Path | None = None, name: str | None = None
+    role: str,
+    cfg: dict,
+    data: Path,
+    out_dir: Path,
+    teacher: Path | None = None,
+    name: str | None = None,
+    tracking: dict | None = None,
 ) -> dict:
     """What ``scripts/train_{teacher,student}.py`` do: validate the blocks they read, then train."""
     for path in train_blocks(role):
         block(cfg, path)
-    return train_model(role, cfg, data, out_dir, teacher_path=teacher, name=name)
+    return train_model(role, cfg, data, out_dir, teacher_path=teacher, name=name, tracking=tracking)
 
 
 def evaluate_checkpoint(
@@ -172,8 +207,10 @@ def evaluate_checkpoint(
     out_dir: Path,
     train_metrics: Path | None = None,
     seed: int = 0,
+    tracking: dict | None = None,
 ) -> dict:
-    """Every evaluation artifact of one checkpoint on the test split."""
+    """Every evaluation artifact of one checkpoint on the test split; with ``tracking`` on, the
+    normalised confusion matrix also goes to the training run's TensorBoard folder and MLflow run."""
     device = pick_device(device_name)
     model, ckpt = load_checkpoint(checkpoint, device)
     test = load_split(test_path)
@@ -244,6 +281,14 @@ def evaluate_checkpoint(
     )
     write_csv(out_dir / layout.REPORT_CSV, report_rows(metrics))
     write_json(out_dir / layout.METRICS, metrics)
+    if tracking and (tracking["tensorboard"] or tracking["mlflow"]):
+        from ..tracking import Tracker
+
+        run_id = json.loads(Path(train_metrics).read_text()).get("mlflow_run_id") if train_metrics else None
+        tracker = Tracker(dict(tracking, mlflow=tracking["mlflow"] if run_id else None), checkpoint.parent, label,
+                          metrics["provenance"], eval_cfg, run_id, step="eval")  # fmt: skip
+        tracker.image("eval/confusion_normalized", out_dir / layout.CONFUSION_NORMALIZED, ckpt["epoch"])
+        tracker.close(finished=False)
     log.info("%s: top-1 %.4f, top-5 %.4f on %d test images", name, metrics["top1"], metrics["top5"], len(test))
     return metrics
 

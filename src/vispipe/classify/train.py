@@ -427,10 +427,12 @@ def fit(
     teacher: Teacher | None = None,
     run_id: str = "",
     compile: str | bool = "auto",
+    on_epoch=None,
 ) -> FitResult:
     """Train ``model`` with the ``train`` block ``cfg``; return history and checkpoints.
 
     ``run_id`` (a fingerprint of config and inputs) decides whether a saved state resumes.
+    ``on_epoch(row)`` is called with each finished epoch's history row (experiment tracking).
     With ``num_workers == 0`` the training set is copied to ``device`` once and every
     augmentation runs there; otherwise DataLoader workers augment each image on the CPU.
     """
@@ -518,6 +520,8 @@ def fit(
             run.best_state = checkpoint(run.eval_model, epoch + 1, dict(row))
         save_state(run, state_path, run_id)
         write_history(run.history, history_path)  # after the state: the CSV never runs ahead of it
+        if on_epoch is not None:
+            on_epoch(row)
 
     last = checkpoint(run.eval_model, epochs, dict(run.history[-1]))
     result = FitResult(history=run.history, best=run.best_state, last=last)
