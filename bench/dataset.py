@@ -99,18 +99,20 @@ import cv2, torch
 torch.set_num_threads(int(sys.argv[3])); cv2.setNumThreads(int(sys.argv[3]))
 from vispipe.config import load
 from vispipe.segment import steps
+from vispipe.segment.settings import Settings
 
 cfg = load(["config/config.yaml", "config/demo.yaml", "bench.yaml"])
+s = Settings.parse(cfg)
 models = {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}
 for key in json.loads(sys.argv[1]):
     out = Path("loop") / key
     video = Path(cfg["segment"]["videos"][key]["path"])
-    steps.extract_frames(cfg, video, out / "frames", out / "meta.json")
+    steps.extract_frames(s, video, out / "frames", out / "meta.json")
     t = out / "shape"
-    steps.segment_first(cfg, "shape", out / "frames", out / "meta.json", t, models["clipseg"], models["sam2"])
-    steps.propagate_video(cfg, out / "frames", out / "meta.json", t / "instances.json", t / "masks",
+    steps.segment_first(s, "shape", out / "frames", out / "meta.json", t, models["clipseg"], models["sam2"])
+    steps.propagate_video(s, out / "frames", out / "meta.json", t / "instances.json", t / "masks",
                           t / "tracks.json", t / "masks.rle.json", models["sam2"], models["clipseg"])
-    steps.render_overlay(cfg, out / "frames", out / "meta.json", t / "masks", t / "tracks.json",
+    steps.render_overlay(s, out / "frames", out / "meta.json", t / "masks", t / "tracks.json",
                          t / "overlay.mp4", t / "first" / "overlay.png")
 """
 

@@ -7,6 +7,7 @@ Reads the segment.frames config key."""
 from pathlib import Path
 
 from vispipe import cli
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import extract_frames
 
 
@@ -19,7 +20,7 @@ def build_parser():
 
 
 def main(args):
-    extract_frames(cli.load_config(args), args.video, args.frames, args.meta)
+    extract_frames(Settings.parse(cli.load_config(args)), args.video, args.frames, args.meta)
 
 
 if __name__ == "__main__":

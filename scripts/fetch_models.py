@@ -8,6 +8,7 @@ Reads the segment.models config key."""
 from pathlib import Path
 
 from vispipe import cli
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import fetch_models
 
 
@@ -19,7 +20,7 @@ def build_parser():
 
 
 def main(args):
-    fetch_models(cli.load_config(args), args.clipseg, args.sam2)
+    fetch_models(Settings.parse(cli.load_config(args)), args.clipseg, args.sam2)
 
 
 if __name__ == "__main__":

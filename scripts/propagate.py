@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_models
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import propagate_video
 
 
@@ -31,7 +32,7 @@ def build_parser():
 
 def main(args):
     propagate_video(
-        cli.load_config(args),
+        Settings.parse(cli.load_config(args)),
         args.frames,
         args.meta,
         args.instances,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.segment.args import add_frames
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import render_overlay
 
 
@@ -23,7 +24,9 @@ def build_parser():
 
 
 def main(args):
-    render_overlay(cli.load_config(args), args.frames, args.meta, args.masks, args.tracks, args.out, args.first)
+    render_overlay(
+        Settings.parse(cli.load_config(args)), args.frames, args.meta, args.masks, args.tracks, args.out, args.first
+    )
 
 
 if __name__ == "__main__":

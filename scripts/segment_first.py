@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_models
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import segment_first
 
 
@@ -22,7 +23,15 @@ def build_parser():
 
 
 def main(args):
-    segment_first(cli.load_config(args), args.target, args.frames, args.meta, args.out_dir, args.clipseg, args.sam2)
+    segment_first(
+        Settings.parse(cli.load_config(args)),
+        args.target,
+        args.frames,
+        args.meta,
+        args.out_dir,
+        args.clipseg,
+        args.sam2,
+    )
 
 
 if __name__ == "__main__":

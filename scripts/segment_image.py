@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.segment.args import add_models
+from vispipe.segment.settings import Settings
 from vispipe.segment.steps import segment_image
 
 
@@ -21,7 +22,7 @@ def build_parser():
 
 
 def main(args):
-    segment_image(cli.load_config(args), args.target, args.image, args.out_dir, args.clipseg, args.sam2)
+    segment_image(Settings.parse(cli.load_config(args)), args.target, args.image, args.out_dir, args.clipseg, args.sam2)
 
 
 if __name__ == "__main__":

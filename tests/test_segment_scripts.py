@@ -412,3 +412,36 @@ def test_propagate_with_re_detection_records_its_events(run, tmp_path):
     for k, (frame, masks) in enumerate(zip(tracks["frames"], assert_png_equals_rle(pngs, out / "rle.json").values())):
         shown = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
         assert set(masks) == shown, (k, sorted(masks), shown)
+
+
+def test_a_step_validates_its_config_once_at_entry_and_never_inside_the_library(run, tmp_path, monkeypatch):
+    """Settings.parse validates each segment block once; propagate_video then reads the parsed
+    settings only: with the validator made to fail after parsing, the whole step still runs."""
+    import vispipe.config
+    import vispipe.segment.settings as settings_module
+    from vispipe.segment import steps
+    from vispipe.segment.settings import Settings
+
+    d, m = run
+    seen = []
+
+    def counted(block, path="", where=None):
+        seen.append(path)
+        return real(block, path, where)
+
+    real = settings_module.validate
+    monkeypatch.setattr(settings_module, "validate", counted)
+    settings = Settings.parse(load([*DEMO_CONFIGS, {"segment": {"redetect": {"every": 2}}}]))
+    assert sorted(seen) == sorted(f"segment.{name}" for name in settings.as_config()["segment"])  # each block once
+
+    def no_more(*args, **kwargs):
+        raise AssertionError("the library validated a config block again")
+
+    for module in (vispipe.config, settings_module):
+        monkeypatch.setattr(module, "validate", no_more)
+    out = tmp_path / "t"
+    steps.propagate_video(settings, d / "frames", d / "meta.json", d / "rabbit/instances.json", out / "masks",
+                          out / "tracks.json", out / "rle.json", m["sam2"], m["clipseg"])  # fmt: skip
+    assert len(list((out / "masks").iterdir())) == 5
+    with pytest.raises(AttributeError, match="read-only"):
+        settings.frames = {}

@@ -1,5 +1,8 @@
 """One function per pipeline step; the scripts in ``scripts/`` parse arguments and call these.
 
+Each takes the step's settings parsed once at the script's entry (:class:`.settings.Settings`: the
+``segment`` blocks its rule passes, validated against the schema), never the raw config.
+
 Every output is written to a temporary name and renamed when complete, so a failed or killed step
 leaves nothing half-written behind.
 """
@@ -16,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import block
 from ..errors import UserError
 from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
@@ -42,6 +44,7 @@ from .propagate import STATES, propagate
 from .propagate import track as track_with
 from .sam2 import Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
+from .settings import Settings
 from .timing import Stopwatch, ahead
 from .video import kept_frames, write_h264
 
@@ -52,9 +55,9 @@ log = logging.getLogger(__name__)
 RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"
 
 
-def target_prompt(cfg: dict, target: str) -> str:
+def target_prompt(s: Settings, target: str) -> str:
     """The prompt of a key of ``segment.targets``; a clear error for an unknown key."""
-    targets = block(cfg, "segment.targets")
+    targets = s.targets
     if target not in targets:
         known = ", ".join(sorted(targets)) or "none"
         raise UserError(
@@ -64,42 +67,42 @@ def target_prompt(cfg: dict, target: str) -> str:
     return targets[target]["prompt"]
 
 
-def fetch_models(cfg: dict, clipseg_dir: Path | None, sam2_dir: Path | None) -> None:
+def fetch_models(s: Settings, clipseg_dir: Path | None, sam2_dir: Path | None) -> None:
     """Download (or build) both models into their folders (default: where the config puts them)."""
-    models_cfg = block(cfg, "segment.models")
+    models_cfg = s.models
     dirs = models.model_dirs(models_cfg)
     dirs = {"clipseg": clipseg_dir or dirs["clipseg"], "sam2": sam2_dir or dirs["sam2"]}
     models.fetch(models_cfg, dirs)
 
 
-def _provenance(cfg: dict, blocks: tuple[str, ...], loaded: dict[str, models.Loaded], dirs: dict) -> dict:
+def _provenance(s: Settings, blocks: tuple[str, ...], loaded: dict[str, models.Loaded], dirs: dict) -> dict:
     """The run's provenance; ``segment.models`` counts among the blocks read when it located a model."""
     if None in dirs.values():
         blocks = (*blocks, MODELS_BLOCK)
-    device = next(iter(loaded.values())).device if loaded else pick_device(block(cfg, "segment.device"))
-    return provenance(device, cfg, blocks)
+    device = next(iter(loaded.values())).device if loaded else pick_device(s.device)
+    return provenance(device, s.as_config(), blocks)
 
 
-def _model_folders(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, Path]:
+def _model_folders(s: Settings, dirs: dict[str, Path | None]) -> dict[str, Path]:
     """The folders of the models named in ``dirs``; one left ``None`` is where ``segment.models`` puts it."""
     if None in dirs.values():
-        default = models.model_dirs(block(cfg, "segment.models"))
+        default = models.model_dirs(s.models)
         dirs = {kind: folder or default[kind] for kind, folder in dirs.items()}
     return dirs
 
 
-def _load_models(cfg: dict, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
+def _load_models(s: Settings, dirs: dict[str, Path | None]) -> dict[str, models.Loaded]:
     """Load the models named in ``dirs`` (see :func:`_model_folders`)."""
-    device = pick_device(block(cfg, "segment.device"))
-    return {kind: models.load(kind, folder, device) for kind, folder in _model_folders(cfg, dirs).items()}
+    device = pick_device(s.device)
+    return {kind: models.load(kind, folder, device) for kind, folder in _model_folders(s, dirs).items()}
 
 
 # ------------------------------------------------------------------------------------------- frames
 
 
-def extract_frames(cfg: dict, video: Path, frames_dir: Path, meta_path: Path) -> dict:
+def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path) -> dict:
     """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``."""
-    frames_cfg = block(cfg, "segment.frames")
+    frames_cfg = s.frames
     info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
     kept: list[int] = []
     with atomic_dir(frames_dir) as tmp:
@@ -161,11 +164,11 @@ def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
 
 
 def _detect(
-    image: np.ndarray, target: str, cfg: dict, loaded: dict[str, models.Loaded], where: dict
+    image: np.ndarray, target: str, s: Settings, loaded: dict[str, models.Loaded], where: dict
 ) -> tuple[dict, np.ndarray, Detection]:
     """CLIPSeg -> instances -> SAM2 on one picture: the instances.json document, the heatmap and the detection."""
-    prompt = target_prompt(cfg, target)
-    heat, found, refined = Detector(cfg, target, loaded, block(cfg, "segment.seed")).run(image, 0)
+    prompt = target_prompt(s, target)
+    heat, found, refined = Detector(s, target, loaded, s.seed).run(image, 0)
 
     instances = []
     for i, (comp, ref) in enumerate(zip(found.components, refined), start=1):
@@ -202,26 +205,26 @@ def _detect(
     return doc, heat, found
 
 
-def _autocast(cfg: dict, device: torch.device) -> torch.dtype | None:
+def _autocast(s: Settings, device: torch.device) -> torch.dtype | None:
     """The dtype ``segment.sam2.autocast`` runs SAM2 under on ``device`` (None: float32)."""
-    return autocast_dtype(block(cfg, "segment.sam2").get("autocast", "auto"), device)
+    return autocast_dtype(s.sam2.get("autocast", "auto"), device)
 
 
-def _refiner(cfg: dict, sam2: models.Loaded, clock: Stopwatch | None = None) -> Sam2Refiner:
+def _refiner(s: Settings, sam2: models.Loaded, clock: Stopwatch | None = None) -> Sam2Refiner:
     """SAM2 image refinement with the ``segment.sam2`` prompts and autocast."""
-    c = block(cfg, "segment.sam2")
-    return Sam2Refiner(sam2, c["n_pos"], c["n_neg"], c["border"], clock, _autocast(cfg, sam2.device))
+    c = s.sam2
+    return Sam2Refiner(sam2, c["n_pos"], c["n_neg"], c["border"], clock, _autocast(s, sam2.device))
 
 
 class Detector:
     """CLIPSeg heatmap -> Otsu / components / fallback -> SAM2 refinement of each instance: the first
     frame's detection, and re-detection during propagation."""
 
-    def __init__(self, cfg: dict, target: str, loaded: dict[str, models.Loaded], seed: int,
+    def __init__(self, s: Settings, target: str, loaded: dict[str, models.Loaded], seed: int,
                  clock: Stopwatch | None = None):  # fmt: skip
-        self.prompt, self.knobs, self.seed = target_prompt(cfg, target), block(cfg, "segment.clipseg"), seed
+        self.prompt, self.knobs, self.seed = target_prompt(s, target), s.clipseg, seed
         self.clipseg, self.clock = loaded["clipseg"], clock or Stopwatch()
-        self.refiner = _refiner(cfg, loaded["sam2"], self.clock)
+        self.refiner = _refiner(s, loaded["sam2"], self.clock)
 
     def run(self, image: np.ndarray, k: int) -> tuple[np.ndarray, Detection, list]:
         """The heatmap, the CLIPSeg instances and SAM2's answer for each, on kept frame ``k``."""
@@ -255,7 +258,7 @@ def _instance_picture(image: np.ndarray, doc: dict, style: dict) -> np.ndarray:
 def _segment_picture(
     image: np.ndarray,
     target: str,
-    cfg: dict,
+    s: Settings,
     loaded: dict[str, models.Loaded],
     where: dict,
     pictures: Path,
@@ -265,7 +268,7 @@ def _segment_picture(
 ) -> dict:
     """Detect on one picture; write ``pictures/{heatmap,mask}.png`` (and ``overlay.png`` given a
     ``style``) and the instances.json document."""
-    doc, heat, found = _detect(image, target, cfg, loaded, where)
+    doc, heat, found = _detect(image, target, s, loaded, where)
     random_weights = doc["weights"]["random"]
     _save_picture(pictures / HEATMAP, overlay.heatmap_picture(image, heat), random_weights)
     _save_picture(pictures / MASK, overlay.mask_picture(found.mask), random_weights)
@@ -277,7 +280,7 @@ def _segment_picture(
 
 
 def segment_first(
-    cfg: dict,
+    s: Settings,
     target: str,
     frames_dir: Path,
     meta_path: Path,
@@ -289,18 +292,18 @@ def segment_first(
 
     ``first/overlay.png`` is drawn by :func:`render_overlay`, with the overlay style, so that a colour
     edit redraws pictures without rerunning detection and propagation."""
-    target_prompt(cfg, target)
+    target_prompt(s, target)
     meta = _read_meta(meta_path, frames_dir)
     dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
-    loaded = _load_models(cfg, dirs)
+    loaded = _load_models(s, dirs)
     image = read_image(frames_dir / meta["files"][0])
     where = {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
-    prov = _provenance(cfg, first_blocks(target), loaded, dirs)
-    return _segment_picture(image, target, cfg, loaded, where, out_dir / FIRST, out_dir / INSTANCES, prov)
+    prov = _provenance(s, first_blocks(target), loaded, dirs)
+    return _segment_picture(image, target, s, loaded, where, out_dir / FIRST, out_dir / INSTANCES, prov)
 
 
 def segment_image(
-    cfg: dict,
+    s: Settings,
     target: str,
     image_path: Path,
     out_dir: Path,
@@ -308,21 +311,21 @@ def segment_image(
     sam2_dir: Path | None = None,
 ) -> dict:
     """A still image: ``out_dir/{heatmap,mask,overlay}.png`` and ``out_dir/instances.json``."""
-    target_prompt(cfg, target)
-    style = block(cfg, "segment.overlay")
+    target_prompt(s, target)
+    style = s.overlay
     image = read_image(image_path)
     dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
-    loaded = _load_models(cfg, dirs)
+    loaded = _load_models(s, dirs)
     where = {"image": str(image_path)}
-    prov = _provenance(cfg, image_blocks(target), loaded, dirs)
-    return _segment_picture(image, target, cfg, loaded, where, out_dir, out_dir / INSTANCES, prov, style)
+    prov = _provenance(s, image_blocks(target), loaded, dirs)
+    return _segment_picture(image, target, s, loaded, where, out_dir, out_dir / INSTANCES, prov, style)
 
 
 # ------------------------------------------------------------------------------------- propagation
 
 
 def propagate_video(
-    cfg: dict,
+    s: Settings,
     frames_dir: Path,
     meta_path: Path,
     instances_path: Path,
@@ -340,7 +343,7 @@ def propagate_video(
     meta = _read_meta(meta_path, frames_dir)
     first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
     target = first["target"]
-    bounds, seed, redetect = block(cfg, "segment.propagate"), block(cfg, "segment.seed"), block(cfg, "segment.redetect")
+    bounds, seed, redetect = s.propagate, s.seed, s.redetect
     method = bounds.get("method", "flow")
     refine = method == "flow" and bounds.get("refine", True)
     dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, CLIPSeg to re-detect
@@ -348,14 +351,14 @@ def propagate_video(
         dirs["sam2"] = sam2_dir
     if redetect["every"]:
         dirs["clipseg"] = clipseg_dir
-    device = pick_device(block(cfg, "segment.device"))
-    folders = _model_folders(cfg, dirs)
+    device = pick_device(s.device)
+    folders = _model_folders(s, dirs)
     images_too = refine or redetect["every"]  # SAM2 as an image model, besides or instead of its tracker
     loaded = {
         kind: models.load(kind, folder, device) for kind, folder in folders.items() if kind != "sam2" or images_too
     }
     clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
-    detector = Detector(cfg, target, loaded, seed, clock) if redetect["every"] else None
+    detector = Detector(s, target, loaded, seed, clock) if redetect["every"] else None
     if detector:
         log.info("re-detecting %r every %d kept frames", detector.prompt, redetect["every"])
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
@@ -372,17 +375,17 @@ def propagate_video(
 
     prefetch = bounds.get("prefetch", True)
     if method == "sam2_video":
-        v = block(cfg, "segment.sam2_video")
+        v = s.sam2_video
         video_sam2 = models.load("sam2", folders["sam2"], device, video=True)
-        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], _autocast(cfg, device), clock)
+        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], _autocast(s, device), clock)
         log.info("SAM2's own tracker (segment.propagate.method: sam2_video), memory window %d frames", tracker.window)
         items = ((frame, None) for frame in (ahead(decoded()) if prefetch else decoded()))
         results = track_with(items, start, TrackerStepper(tracker, bounds), detector, redetect)
     else:
-        refiner = _refiner(cfg, loaded["sam2"], clock) if refine else None
+        refiner = _refiner(s, loaded["sam2"], clock) if refine else None
         if not refine:
             log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 does not refine them")
-        results = propagate(decoded(), start, refiner, block(cfg, "segment.flow"), bounds, seed, detector, redetect,
+        results = propagate(decoded(), start, refiner, s.flow, bounds, seed, detector, redetect,
                             clock, prefetch)  # fmt: skip
     track_frames, images, annotations, events = [], [], [], []
     summary: dict[str, dict] = {}
@@ -430,7 +433,7 @@ def propagate_video(
         "events": events,
         "frames": track_frames,
         "stage_times": {"device": device_name(device), "prefetch": prefetch, **clock.summary(len(track_frames))},
-        "provenance": _provenance(cfg, propagate_blocks(target, bool(redetect["every"]), method), loaded_all, dirs),
+        "provenance": _provenance(s, propagate_blocks(target, bool(redetect["every"]), method), loaded_all, dirs),
     }
     write_json(tracks_path, tracks)
     for i, counts in summary.items():
@@ -443,7 +446,7 @@ def propagate_video(
 
 
 def render_overlay(
-    cfg: dict,
+    s: Settings,
     frames_dir: Path,
     meta_path: Path,
     masks_dir: Path,
@@ -453,7 +456,7 @@ def render_overlay(
 ) -> int:
     """``overlay.mp4``: the kept frames with their instances drawn, H.264, at the source fps / stride;
     and the first of them as ``first_path`` (``first/overlay.png``) when given."""
-    style = block(cfg, "segment.overlay")
+    style = s.overlay
     meta = _read_meta(meta_path, frames_dir)
     tracks = read_json(tracks_path, "propagate", ("frames", "target", "weights"))
     if len(tracks["frames"]) != meta["count"]:
