@@ -13,10 +13,11 @@ from conftest import assert_nothing_to_do, job_counts, snakemake
 pytestmark = pytest.mark.slow
 
 CLS = "results/classify"
-# measured on the demo: teacher 96.9%, student 95.3%, no KD 92.5% (chance is 10%). The student's floor is
-# above what the same student reaches without distillation, so a distillation that does nothing fails.
-FLOOR = {"teacher": 0.95, "student": 0.94, "variants/no_kd": 0.9}
-KD_GAIN_FLOOR = 1.5  # points; measured +2.78 (10 of the 360 test digits)
+# Measured on the demo (chance is 10%): teacher 96.9 / 97.2%, student 95.3 / 92.5%, no KD 92.5 / 90.6% in two
+# sessions' runs. Top-1 on 360 test digits moves by a few points between machines (1 digit = 0.28 points),
+# so a student's top-1 cannot tell a working distillation from a broken one: that is checked directly
+# below (test_the_distilled_student_is_closer_to_its_teacher).
+FLOOR = {"teacher": 0.95, "student": 0.88, "variants/no_kd": 0.85}
 PICTURES = ["confusion_counts.png", "confusion_normalized.png", "per_class_accuracy.png", "pred_grid.png"]
 
 
@@ -52,8 +53,33 @@ def test_every_classification_artifact(demo_run):
     }
     gain = round(100 * (top1["student"] - top1["variants/no_kd"]), 2)
     assert f"KD gain (student with KD minus the same student without KD): {gain:+.2f} points." in md
-    assert gain >= KD_GAIN_FLOOR, f"the demo's student gains {gain:+.2f} points from its teacher (measured +2.78)"
     assert len(list(csv.DictReader(open(wf / CLS / "comparison.csv")))) == 3
+
+
+def test_the_distilled_student_is_closer_to_its_teacher(demo_run):
+    """What distillation does, measured where it acts: the KD student's softened predictions (T = 2,
+    the recipe's) sit much closer to the teacher's than those of the same student trained without KD.
+    Measured: KL(teacher || student) 0.27 with KD against 0.51 without on the test digits; a
+    distillation that did nothing would leave the two about equal."""
+    import torch.nn.functional as F
+
+    from vispipe.classify.augment import to_nchw
+    from vispipe.classify.data import load_split
+    from vispipe.classify.models import load_checkpoint
+    from vispipe.classify.train import predict
+
+    test = load_split(demo_run / "data/digits/test.npz")
+    logits = {}
+    for name, path in (("teacher", "teacher/model.pt"), ("kd", "student/best.pt"), ("no_kd", "variants/no_kd/best.pt")):
+        model, ckpt = load_checkpoint(demo_run / CLS / path)
+        mean, std = (torch.tensor(ckpt["normalize"][k]) for k in ("mean", "std"))
+        logits[name] = predict(model, to_nchw(test.images), mean, std, 256, torch.device("cpu"), None, False).float()
+    teacher = F.log_softmax(logits["teacher"] / 2, -1)
+    kl = {
+        name: F.kl_div(F.log_softmax(logits[name] / 2, -1), teacher, log_target=True, reduction="batchmean").item()
+        for name in ("kd", "no_kd")
+    }
+    assert kl["kd"] < 0.75 * kl["no_kd"], kl
 
 
 def test_the_ablation_table_and_chart(demo_run):
