@@ -34,7 +34,7 @@ $(BIN)/hadolint: | $(STAMP)
 
 IMAGE ?= vispipe/vispipe:0.1.0
 wheelhouse: $(STAMP)  ## every wheel the image needs, for offline builds (docker build --build-arg PIP_NO_INDEX=1)
-	$(BIN)/python -m pip download --quiet -d wheelhouse -c constraints.txt '.[slurm]' 'setuptools>=68'
+	$(BIN)/python -m pip download --quiet -d wheelhouse -c constraints.txt '.[slurm,tracking]' 'setuptools>=68'
 
 image:  ## the Docker image (CUDA PyTorch base; see Dockerfile)
 	docker build -t $(IMAGE) .
