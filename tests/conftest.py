@@ -223,3 +223,25 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+
+
+# The longest groups of tests first (measured: the demo and its checks, the real Slurm, the kill suite,
+# ...), so that under two workers neither waits alone for a long one at the end.
+LONGEST_FIRST = ["demo", "test_slurm", "test_kills", "test_concurrency", "test_classify_scripts", "test_real_cifar10",
+                 "test_recovery", "test_segment_scripts", "test_tracking", "test_gpu_check"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, as pyproject.toml sets): every test that uses the
+    demo run goes to one worker, so the demo runs once; every other module's tests stay together, so
+    each module-scoped fixture (a trained teacher, the kill suite's references) is built once. The
+    order within a group is the collection order (the demo's checks build on one another)."""
+    for item in items:
+        group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[GROUP] = group
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.stash[GROUP], len(rank)))  # stable: each group keeps its order
+
+
+GROUP = pytest.StashKey[str]()

@@ -18,6 +18,8 @@ from conftest import ROOT, copy_workflow, env_with_venv
 NOT_IN_STEP_ENV = {
     "pytest",
     "pytest-timeout",
+    "pytest-xdist",
+    "execnet",  # pytest-xdist's
     "ruff",
     "snakefmt",
     "timm",
