@@ -225,23 +225,33 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
             proc.wait(timeout=30)
 
 
-# The longest groups of tests first (measured: the demo and its checks, the real Slurm, the kill suite,
-# ...), so that under two workers neither waits alone for a long one at the end.
+# Two workers (pytest-xdist, ``-n 2`` in pyproject.toml), each taking whole groups of tests: the
+# modules that use the demo run share one group (one worker, so the demo runs once, and its checks,
+# which build on one another, run in order); every other module is a group of its own (its
+# module-scoped fixtures, a trained teacher or the kill suite's references, are built once). The
+# longest groups start first (measured), so that neither worker waits alone for one at the end.
+DEMO_MODULES = {"test_pipeline_classify", "test_segment_pipeline", "test_report"}
 LONGEST_FIRST = ["demo", "test_slurm", "test_kills", "test_concurrency", "test_classify_scripts", "test_real_cifar10",
                  "test_recovery", "test_segment_scripts", "test_tracking", "test_gpu_check"]  # fmt: skip
 
 
+def group_of(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return "demo" if module in DEMO_MODULES else module
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n 2 --dist loadgroup``, as pyproject.toml sets): every test that uses the
-    demo run goes to one worker, so the demo runs once; every other module's tests stay together, so
-    each module-scoped fixture (a trained teacher, the kill suite's references) is built once. The
-    order within a group is the collection order (the demo's checks build on one another)."""
-    for item in items:
-        group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[GROUP] = group
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.stash[GROUP], len(rank)))  # stable: each group keeps its order
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: each group keeps its order
 
 
-GROUP = pytest.StashKey[str]()
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduling with :func:`group_of` as the scope, in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST, not xdist's order by test count
+    return ByGroup(config, log)
