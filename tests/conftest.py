@@ -245,6 +245,20 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: each group keeps its order
 
 
+_NICED = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A worker leaves the CPU to the demo's group while that runs: the demo and its checks are the
+    longest chain of the suite, and two workers' steps on two cores would halve its speed. So a
+    worker running any other group lowers its own priority (and its steps', which inherit it) once;
+    it still takes every cycle the demo leaves idle. (Raising one's niceness needs no privilege.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER") and group_of(item.nodeid) != "demo" and not _NICED:
+        os.nice(10)
+        _NICED.append(True)
+
+
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's scope scheduling with :func:`group_of` as the scope, in collection order."""
     from xdist.scheduler import LoadScopeScheduling

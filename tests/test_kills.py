@@ -45,6 +45,7 @@ pytestmark = pytest.mark.slow
 CFG = [a for c in DEMO_CONFIGS for a in ("--config", str(c))]
 TINY = {
     "classify": {
+        "data": {"limit_train": 600},  # every step trains on the same 600 digits: quick, and enough to kill mid-epoch
         "device": "cpu",
         "teacher": {"train": {"epochs": 2}},
         "student": {"model": {"dim": 32, "depth": 2, "heads": 2, "class_attn_blocks": 1},
@@ -98,7 +99,7 @@ def inputs(tmp_path_factory) -> Path:
     """What the steps read: digits, a tiny teacher, tiny random models, 5 demo frames and their first
     instances and masks (each made once, by the scripts)."""
     d = tmp_path_factory.mktemp("inputs")
-    run_script("fetch_cifar10", *CFG, "--out-dir", d / "digits")
+    run_script("fetch_cifar10", *cfg(), "--out-dir", d / "digits")
     run_script("train_teacher", *cfg(), "--data", d / "digits", "--out-dir", d / "teacher")
     run_script("fetch_models", *CFG, "--clipseg", d / "models/clipseg", "--sam2", d / "models/sam2")
     run_script("extract_frames", *cfg(), "--video", DEMO_VIDEO, "--frames", d / "frames", "--meta", d / "meta.json")
