@@ -10,7 +10,7 @@ curves and provenance in TensorBoard and/or MLflow, live while it trains.
   (``uri: sqlite:///mlflow.db``, artifacts in ``./mlruns``) or on a tracking server. Each run's
   config block is its parameters, its provenance its tags (``vispipe.git_commit``, ...), the
   confusion matrix an artifact. MLflow rather than W&B: a local store needs no account, no server
-  and no network (compute nodes often have none), ``mlflow ui`` reads it as it is, and the same
+  and no network (compute nodes often have none), ``mlflow ui`` (the full mlflow package) reads it, and the same
   client talks to a team's server later. ``pip install -e '.[tracking]'`` installs both libraries
   (``make`` does).
 
