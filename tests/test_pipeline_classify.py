@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 CLS = "results/classify"
 # Measured on the demo (chance is 10%): teacher 96.9 / 97.2%, student 95.3 / 92.5%, no KD 92.5 / 90.6% in two
-# sessions' runs. Top-1 on 360 test digits moves by a few points between machines (1 digit = 0.28 points),
+# sessions' runs. Top-1 on 360 test digits moves by a few points between runs (1 digit = 0.28 points),
 # so a student's top-1 cannot tell a working distillation from a broken one: that is checked directly
 # below (test_the_distilled_student_is_closer_to_its_teacher).
 FLOOR = {"teacher": 0.95, "student": 0.88, "variants/no_kd": 0.85}
