@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -61,9 +62,7 @@ def replicates(runs: dict | list[dict]) -> list[dict]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """The mean and the sample standard deviation (ddof 1; NaN for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def by_seed(runs: list[dict]) -> dict:
@@ -125,11 +124,6 @@ def kd_gains(student: dict | list[dict], no_kd: dict | list[dict]) -> list[float
     for s, n in zip(student, no_kd):
         check_same_student(s, n)
     return paired(student, no_kd, "the student", "the run without KD")
-
-
-def kd_gain(student: dict | list[dict], no_kd: dict | list[dict]) -> float:
-    """The mean KD gain over the seeds (one seed: its gain)."""
-    return round(mean_std(kd_gains(student, no_kd))[0], 2)
 
 
 def spread(points: list[float], unit: str = "points") -> str:

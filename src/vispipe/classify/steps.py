@@ -163,7 +163,7 @@ def start_tracking(tracking: dict | None, out_dir: Path, name: str, prov: dict, 
     tracking = tracking or OFF
     saved = out_dir / layout.RESUME / "mlflow_run.json"
     prior = json.loads(saved.read_text())["run_id"] if tracking["mlflow"] and saved.is_file() else None
-    tracker = Tracker(tracking, out_dir, name, prov, json.loads(to_json(cfg["classify"][role])), prior)
+    tracker = Tracker(tracking, out_dir, name, prov, cfg["classify"][role], prior)
     if tracker.run_id is not None and prior is None:
         write_json(saved, {"run_id": tracker.run_id})
     return tracker
@@ -245,6 +245,7 @@ def evaluate_checkpoint(
         metrics["train_device"] = tm.get("device")
         metrics["train_provenance"] = tm.get("provenance")
         metrics["seed"] = tm.get("seed")  # the training run's: replicates pair by it
+    mlflow_run_id = tm.get("mlflow_run_id") if train_metrics is not None else None
     cfg = {"classify": {"eval": eval_cfg, "device": device_name}}  # the blocks this step reads
     metrics["provenance"] = provenance(device, cfg, EVAL_BLOCKS)
 
@@ -284,9 +285,8 @@ def evaluate_checkpoint(
     if tracking and (tracking["tensorboard"] or tracking["mlflow"]):
         from ..tracking import Tracker
 
-        run_id = json.loads(Path(train_metrics).read_text()).get("mlflow_run_id") if train_metrics else None
-        tracker = Tracker(dict(tracking, mlflow=tracking["mlflow"] if run_id else None), checkpoint.parent, label,
-                          metrics["provenance"], eval_cfg, run_id, step="eval")  # fmt: skip
+        tracker = Tracker(dict(tracking, mlflow=tracking["mlflow"] if mlflow_run_id else None), checkpoint.parent,
+                          label, metrics["provenance"], eval_cfg, mlflow_run_id, step="eval")  # fmt: skip
         tracker.image("eval/confusion_normalized", out_dir / layout.CONFUSION_NORMALIZED, ckpt["epoch"])
         tracker.close(finished=False)
     log.info("%s: top-1 %.4f, top-5 %.4f on %d test images", name, metrics["top1"], metrics["top5"], len(test))

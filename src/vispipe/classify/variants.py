@@ -50,10 +50,14 @@ def split_run(cfg: dict, run: str) -> tuple[int, str]:
     return (int(m[1]), m[2]) if m else (seeds(cfg)[0], run)
 
 
+def role_of(cfg: dict, run: str) -> str:
+    """``teacher`` for a teacher's run (of any seed), ``student`` for the student's and every variant's."""
+    return TEACHER if split_run(cfg, run)[1] == TEACHER else STUDENT
+
+
 def checkpoint(cfg: dict, run: str) -> str:
     """The checkpoint ``run`` (seed prefix included) is evaluated by: a teacher's model.pt, a student's best.pt."""
-    role = TEACHER if split_run(cfg, run)[1] == TEACHER else STUDENT
-    return f"{CLS}/{run}/{EVALUATED[role]}"
+    return f"{CLS}/{run}/{EVALUATED[role_of(cfg, run)]}"
 
 
 def teacher_of(cfg: dict, student_run: str) -> str:
@@ -79,7 +83,7 @@ def run_dir(name: str) -> str:
 def name_of(student_run: str) -> str:
     """The variant's name from its folder (``variants/no_kd``, ``seed1/variants/no_kd`` -> ``no_kd``); the
     student is itself."""
-    m = SEED_DIR.fullmatch(student_run)
+    m = SEED_DIR.fullmatch(student_run)  # the seed prefix aside (split_run without a config)
     student_run = m[2] if m else student_run
     return student_run.split("/", 1)[1] if student_run.startswith(f"{VARIANTS}/") else student_run
 
@@ -109,8 +113,7 @@ def config_for(cfg: dict, run: str) -> dict:
 
 def train_params(cfg: dict, run: str) -> str:
     """The config blocks ``run``'s training reads, as its rule's ``params`` JSON."""
-    role = TEACHER if split_run(cfg, run)[1] == TEACHER else STUDENT
-    return params_json(config_for(cfg, run), *train_blocks(role))
+    return params_json(config_for(cfg, run), *train_blocks(role_of(cfg, run)))
 
 
 def validate_variants(cfg: dict) -> None:
