@@ -51,7 +51,7 @@ def run_script(name: str, *args: str, cwd: Path | None = None, check: bool = Tru
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200):
     """Run Snakemake in ``workdir``; return the CompletedProcess."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *(["--max-threads", "1"] if one_thread() else []), *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env_with_venv(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -253,10 +253,20 @@ def pytest_runtest_setup(item):
     """A worker leaves the CPU to the demo's group while that runs: the demo and its checks are the
     longest chain of the suite, and two workers' steps on two cores would halve its speed. So a
     worker running any other group lowers its own priority (and its steps', which inherit it) once;
-    it still takes every cycle the demo leaves idle. (Raising one's niceness needs no privilege.)"""
+    it still takes every cycle the demo leaves idle. (Raising one's niceness needs no privilege.)
+    It also runs one thread per process: two workers' two-thread PyTorch steps on two cores spin
+    against each other (OpenMP waits actively), which slowed the demo's epochs fourfold, not twofold."""
     if os.environ.get("PYTEST_XDIST_WORKER") and group_of(item.nodeid) != "demo" and not _NICED:
         os.nice(10)
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # the steps it starts inherit these
+        if "torch" in sys.modules:  # and the tests that run models in the worker itself
+            sys.modules["torch"].set_num_threads(1)
         _NICED.append(True)
+
+
+def one_thread() -> bool:
+    """Whether this worker's steps run one thread each (see :func:`pytest_runtest_setup`)."""
+    return bool(_NICED)
 
 
 def pytest_xdist_make_scheduler(config, log):

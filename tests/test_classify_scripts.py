@@ -46,7 +46,7 @@ def digits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    run_script("train_teacher", *cfg_args(TINY), "--data", digits, "--out-dir", out, "--threads", "2")
+    run_script("train_teacher", *cfg_args(TINY), "--data", digits, "--out-dir", out)
     return out / "model.pt"
 
 
@@ -77,7 +77,7 @@ def student_cmd(digits, teacher, out, log, override: dict | None = None):
 
     cfg = deep_merge(TINY, override or {})
     return [sys.executable, str(ROOT / "scripts/train_student.py"), *cfg_args(cfg), "--data", str(digits),
-            "--teacher", str(teacher), "--out-dir", str(out), "--threads", "2", "--log", str(log)]  # fmt: skip
+            "--teacher", str(teacher), "--out-dir", str(out), "--log", str(log)]  # fmt: skip
 
 
 def kill_after(cmd: list[str], out, epochs: int = 2) -> int:

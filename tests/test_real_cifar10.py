@@ -49,7 +49,7 @@ def test_short_cpu_training_on_real_cifar10(tmp_path):
     ]
     data = tmp_path / "data"
     run_script("fetch_cifar10", *cfg, "--out-dir", data)
-    run_script("train_teacher", *cfg, "--data", data, "--out-dir", tmp_path / "teacher", "--threads", "2")
+    run_script("train_teacher", *cfg, "--data", data, "--out-dir", tmp_path / "teacher")
     run_script(
         "train_student",
         *cfg,
@@ -59,8 +59,6 @@ def test_short_cpu_training_on_real_cifar10(tmp_path):
         tmp_path / "teacher/model.pt",
         "--out-dir",
         tmp_path / "student",
-        "--threads",
-        "2",
     )
     run_script(
         "evaluate",
