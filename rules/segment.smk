@@ -1,5 +1,6 @@
 # Text-guided segmentation: models -> frames -> first frame -> propagation -> overlay; still images.
-# Videos, images and targets are keys of config["segment"]; each rule passes only the config
+# Videos, images and targets are keys of config["segment"] (videos and images also rows of sample
+# sheets and matches of folder patterns: vispipe.segment.samples); each rule passes only the config
 # blocks it reads, so editing a knob reruns exactly the steps that read it. File names come from
 # vispipe.segment.layout; outputs named from a file name take vispipe.layout.output_key's key.
 
@@ -27,15 +28,17 @@ from vispipe.segment.layout import (
     one_of,
     propagate_blocks,
 )
+from vispipe.segment.samples import with_samples
 
-SEGCFG = config["segment"]
-VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
-MODEL_DIRS = {kind: str(path) for kind, path in model_dirs(SEGCFG["models"]).items()}
-
+# segment.videos and segment.images with the rows of the sample sheets and the files of the folder
+# patterns merged in (segment.samples, segment.globs): from here on, one dict per kind, by id.
 try:
+    SEGCFG = with_samples(config["segment"])
     check_target_keys(SEGCFG)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
+MODEL_DIRS = {kind: str(path) for kind, path in model_dirs(SEGCFG["models"]).items()}
 
 SEGMENT_TARGETS = final_outputs(SEGCFG)
 SEG_IN_REPORT = in_report("Segmentation", "videos: {video} / {target}", "segmentation")
