@@ -163,7 +163,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--size", default="360x640", help="HEIGHTxWIDTH")
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--dag", type=int, nargs="*", default=[1000], help="dry-run sizes (videos) to time")
+    p.add_argument("--dag", type=int, nargs="*", default=[1000, 10000], help="dry-run sizes (videos) to time")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     p.add_argument("--out", type=Path, default=Path("bench/out/dataset.json"))
     args = p.parse_args()

@@ -15,12 +15,15 @@ from vispipe.segment.layout import (
     FIRST_PICTURES,
     INSTANCES,
     J_PLOT,
+    KEY,
     OVERLAY,
     OVERLAY_VIDEO,
     PICTURES,
     SEG,
     TRACKS,
+    VIDEO_KEY,
     check_target_keys,
+    entry,
     final_outputs,
     first_blocks,
     image_blocks,
@@ -45,8 +48,8 @@ SEG_IN_REPORT = in_report("Segmentation", "videos: {video} / {target}", "segment
 
 
 wildcard_constraints:
-    video=one_of(VIDEOS),
-    image=one_of(IMAGES),
+    video=VIDEO_KEY,
+    image=KEY,
     target=one_of(SEGCFG["targets"]),
 
 
@@ -72,7 +75,7 @@ rule fetch_models:
 
 rule extract_frames:
     input:
-        video=lambda wc: VIDEOS[wc.video]["path"],
+        video=lambda wc: entry(VIDEOS, wc.video, "videos")["path"],
     output:
         frames=directory(f"{SEG}/{{video}}/frames"),
         meta=f"{SEG}/{{video}}/meta.json",
@@ -176,7 +179,7 @@ rule render_overlay:
 
 rule segment_image:
     input:
-        image=lambda wc: IMAGES[wc.image]["path"],
+        image=lambda wc: entry(IMAGES, wc.image, "images")["path"],
         clipseg=MODEL_DIRS["clipseg"],
         sam2=MODEL_DIRS["sam2"],
     output:
@@ -211,7 +214,7 @@ rule evaluate_segmentation:
     input:
         masks=f"{SEG}/{{video}}/{{target}}/masks",
         meta=f"{SEG}/{{video}}/meta.json",
-        ground_truth=lambda wc: VIDEOS[wc.video]["ground_truth"],
+        ground_truth=lambda wc: entry(VIDEOS, wc.video, "videos")["ground_truth"],
     output:
         **outputs(
             f"{SEG}/{{video}}/{{target}}/{EVAL}",

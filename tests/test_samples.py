@@ -14,6 +14,7 @@ import yaml
 
 from conftest import DEMO_VIDEO, assert_nothing_to_do, job_counts, snakemake
 from vispipe.config import ConfigError, load, validate
+from vispipe.segment.layout import VIDEO_KEY
 from vispipe.segment.samples import key_of, with_samples
 
 TARGETS = {"rabbit": {"prompt": "rabbit"}, "bird": {"prompt": "a bird"}}
@@ -185,3 +186,14 @@ def test_a_bad_sheet_stops_the_dry_run_naming_the_line_and_writes_nothing(workfl
     assert "videos.tsv, line 2, column path: the file clips/none.mp4 does not exist" in out, out[-3000:]
     assert "Traceback" not in out
     assert not (wf / "results").exists()
+
+
+def test_outputs_of_an_unknown_key_are_an_error_naming_it(workflow_dir):
+    """The video and image wildcards take any key (a list of 10,000 made dry runs quadratic); asking
+    for a key that no entry, row or match has fails in the input function, naming it."""
+    proc = snakemake(workflow_dir, "-n", "--configfile", "config/demo.yaml", "--",
+                     "results/segment/nokey/rabbit/overlay.mp4", check=False)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "outputs of 'nokey' were asked for, but it is not one of segment.videos" in out, out[-3000:]
+    assert re.fullmatch(VIDEO_KEY, "cam1__a") and not re.fullmatch(VIDEO_KEY + "/x", "images/x")
