@@ -26,6 +26,7 @@ from vispipe.segment.layout import (
     entry,
     final_outputs,
     first_blocks,
+    fps_option,
     image_blocks,
     model_dirs,
     one_of,
@@ -86,9 +87,10 @@ rule extract_frames:
     params:
         code=code("extract_frames.py"),
         cfg=params_json("segment.frames"),
+        fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos")),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
-        " --frames {output.frames} --meta {output.meta} --log {log}"
+        " {params.fps} --frames {output.frames} --meta {output.meta} --log {log}"
 
 
 rule segment_first:

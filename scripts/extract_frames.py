@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Decode the kept frames of a video (every stride-th frame of the first max_seconds) into
 --frames/NNNNN.jpg and describe them in --meta (source fps, size, frame count, stride, kept indices).
+--video may also be a folder of frames (DAVIS / YouTube-VOS layout: 00000.jpg, 00001.jpg, ...), at
+--fps: its kept frames are copied as they are, not re-encoded.
 
 Reads the segment.frames config key."""
 
@@ -9,18 +11,20 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.settings import Settings
 from vispipe.segment.steps import extract_frames
+from vispipe.segment.video import FOLDER_FPS
 
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument("--video", type=Path, required=True, help="any video FFmpeg decodes")
+    p.add_argument("--video", type=Path, required=True, help="any video FFmpeg decodes, or a folder of frames")
+    p.add_argument("--fps", type=float, help=f"frame rate of a folder of frames (default {float(FOLDER_FPS):g})")
     p.add_argument("--frames", type=Path, required=True, help="output folder of the kept frames")
     p.add_argument("--meta", type=Path, required=True, help="output meta.json")
     return p
 
 
 def main(args):
-    extract_frames(Settings.parse(cli.load_config(args)), args.video, args.frames, args.meta)
+    extract_frames(Settings.parse(cli.load_config(args)), args.video, args.frames, args.meta, args.fps)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_extract_frames_honours_max_seconds_and_stride(run):
     d, _ = run
     meta = json.loads((d / "meta.json").read_text())
     assert meta["source"] == {"fps": 25.0, "fps_fraction": "25", "width": 1280, "height": 720, "frame_count": 132,
-                              "duration_s": pytest.approx(5.28), "codec": "h264"}  # fmt: skip
+                              "duration_s": pytest.approx(5.28), "codec": "h264", "frame_folder": False}  # fmt: skip
     assert (meta["stride"], meta["max_seconds"], meta["output_fps"], meta["count"]) == (5, 1.0, "5", 5)
     assert meta["kept"] == [0, 5, 10, 15, 20]
     assert sorted(p.name for p in (d / "frames").iterdir()) == meta["files"] == [f"{k:05d}.jpg" for k in range(5)]

@@ -119,6 +119,11 @@ def entry(entries: dict, key: str, kind: str) -> dict:
         ) from None
 
 
+def fps_option(video: dict) -> str:
+    """extract_frames' ``--fps`` for a video entry that names one (a folder of frames), else nothing."""
+    return f"--fps {float(video['fps']):g}" if video.get("fps") else ""
+
+
 def one_of(names: Iterable[str]) -> str:
     """A wildcard constraint matching exactly these config keys (nothing when there are none)."""
     return "|".join(map(re.escape, names)) or "(?!)"

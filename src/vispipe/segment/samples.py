@@ -1,7 +1,7 @@
 """Videos and images from sample sheets and folder patterns, beside the config's own keys.
 
 A dataset is rarely typed into YAML one key per file. ``segment.samples`` names a sheet (TSV or CSV,
-one row per file: id, path, targets, and for videos an optional ground_truth) and ``segment.globs``
+one row per file: id, path, targets, and for videos an optional ground_truth and fps) and ``segment.globs``
 lists folder patterns, each with its targets. :func:`with_samples` merges both into
 ``segment.videos`` and ``segment.images`` before the workflow plans anything, so every rule sees one
 dict per kind, keyed by id, exactly as if the entries had been written in the config. No rule takes a
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import csv
 import glob
+import math
 import re
 from pathlib import Path
 
 from ..config import ConfigError
 
 KINDS = ("videos", "images")
-COLUMNS = {"videos": ("id", "path", "targets", "ground_truth"), "images": ("id", "path", "targets")}
+COLUMNS = {"videos": ("id", "path", "targets", "ground_truth", "fps"), "images": ("id", "path", "targets")}
 REQUIRED = ("id", "path", "targets")
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 RESERVED = {"videos": {"images"}, "images": set()}  # results/segment/images/ holds the still images
@@ -128,13 +129,23 @@ def read_sheet(sheet: Path, kind: str, targets: dict) -> list[tuple[str, dict, s
         seen[key] = n
         if not row["path"]:
             raise ConfigError(f"{place}, column path: empty; give the file's path")
-        _check_exists(row["path"], f"{place}, column path", "file")
+        _check_exists(
+            row["path"], f"{place}, column path", "file", folder=kind == "videos" and Path(row["path"]).is_dir()
+        )
         names = _targets(row["targets"])
         _check_targets(names, targets, f"{place}, column targets")
         entry: dict = {"path": row["path"], "targets": names}
         if row.get("ground_truth"):
             _check_exists(row["ground_truth"], f"{place}, column ground_truth", "ground-truth folder", folder=True)
             entry["ground_truth"] = row["ground_truth"]
+        if row.get("fps"):
+            try:
+                fps = float(row["fps"])
+            except ValueError:
+                fps = 0.0
+            if not (fps > 0 and math.isfinite(fps)):
+                raise ConfigError(f"{place}, column fps: {row['fps']!r} is not a positive number (frames per second)")
+            entry["fps"] = fps
         rows.append((key, entry, place))
     return rows
 

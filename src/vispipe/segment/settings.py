@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import SCHEMA_HINT, ConfigError, validate
 
-BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "frames", "clipseg", "sam2", "flow",
-          "propagate", "redetect", "overlay", "sam2_video")  # fmt: skip
+BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "clipseg", "sam2",
+          "flow", "propagate", "redetect", "overlay", "sam2_video")  # fmt: skip
 
 
 class Settings:
@@ -28,6 +28,8 @@ class Settings:
     targets: dict
     videos: dict
     images: dict
+    samples: dict
+    globs: dict
     frames: dict
     clipseg: dict
     sam2: dict

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +47,7 @@ from .sam2 import Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
 from .settings import Settings
 from .timing import Stopwatch, ahead
-from .video import kept_frames, write_h264
+from .video import frame_folder, kept_frames, write_h264
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,15 +101,29 @@ def _load_models(s: Settings, dirs: dict[str, Path | None]) -> dict[str, models.
 # ------------------------------------------------------------------------------------------- frames
 
 
-def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path) -> dict:
-    """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``."""
+def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, fps: float | None = None) -> dict:
+    """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``.
+
+    ``video`` may be a folder of frames (:func:`video.frame_folder`, at ``fps``): its kept frames are
+    copied as they are, not re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``)."""
     frames_cfg = s.frames
-    info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
     kept: list[int] = []
+    files: list[str] = []
     with atomic_dir(frames_dir) as tmp:
-        for index, frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
-            write_image(tmp / f"{len(kept):05d}.jpg", frame, jpeg_quality=frames_cfg["jpeg_quality"])
-            kept.append(index)
+        if video.is_dir():
+            info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
+            for index, source in tqdm(sources, desc=f"copy {video.name}", unit="frame"):
+                files.append(f"{len(kept):05d}{'.jpg' if source.suffix.lower() == '.jpeg' else source.suffix.lower()}")
+                shutil.copyfile(source, tmp / files[-1])
+                kept.append(index)
+        else:
+            if fps:
+                log.warning("%s: a video file plays at its container's rate; the fps given (%s) is ignored", video, fps)
+            info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
+            for index, frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
+                files.append(f"{len(kept):05d}.jpg")
+                write_image(tmp / files[-1], frame, jpeg_quality=frames_cfg["jpeg_quality"])
+                kept.append(index)
         if not kept:
             raise UserError(f"{video} holds no decodable frame; replace the file")
     meta = {
@@ -121,13 +136,14 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path) 
             "frame_count": info.frame_count,
             "duration_s": info.duration_s,
             "codec": info.codec,
+            "frame_folder": video.is_dir(),
         },
         "max_seconds": frames_cfg["max_seconds"],
         "stride": frames_cfg["stride"],
         "output_fps": str(info.fps / frames_cfg["stride"]),
         "count": len(kept),
         "kept": kept,
-        "files": [f"{k:05d}.jpg" for k in range(len(kept))],
+        "files": files,
     }
     write_json(meta_path, meta)
     log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d, %s fps",

@@ -81,6 +81,58 @@ def kept_frames(
     return info, frames()
 
 
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+FOLDER_FPS = Fraction(24)  # a frame folder's rate when its entry names none: DAVIS's
+
+
+def frame_folder(
+    path: str | Path, max_seconds: float | None, stride: int, fps: float | None = None
+) -> tuple[SourceInfo, list[tuple[int, Path]]]:
+    """A folder of frames (the DAVIS / YouTube-VOS layout, ``JPEGImages/<sequence>/00000.jpg``) as a
+    video: its info and the ``(source frame index, file)`` pairs to keep, chosen as
+    :func:`kept_frames` chooses them, at ``fps`` (:data:`FOLDER_FPS` when ``None``). Frames are in
+    number order when every name is a number (then a missing number is an error), else in name
+    order; they must share one format and one size."""
+    from PIL import Image
+
+    path = Path(path)
+    files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
+    if not files:
+        raise UserError(f"{path} holds no frame ({', '.join(FRAME_SUFFIXES)}); point segment.videos at a video"
+                        " file or a folder of frames")  # fmt: skip
+    formats = sorted({".jpg" if p.suffix.lower() == ".jpeg" else p.suffix.lower() for p in files})
+    if len(formats) > 1:
+        raise UserError(f"{path} mixes frame formats ({', '.join(formats)}); keep one format per folder")
+    if all(p.stem.isdigit() for p in files):
+        files.sort(key=lambda p: (int(p.stem), p.name))
+        for a, b in zip(files, files[1:]):
+            if int(b.stem) != int(a.stem) + 1:
+                what = f"frame {int(a.stem) + 1} is missing" if int(b.stem) > int(a.stem) else "a frame number repeats"
+                raise UserError(f"{path}: {what} ({a.name}, then {b.name}); a frame folder is gapless: renumber"
+                                " its frames or fill the gap")  # fmt: skip
+    else:
+        files.sort(key=lambda p: p.name)
+    sizes = {}
+    for p in files:
+        try:
+            with Image.open(p) as im:  # reads the header only
+                sizes[p] = im.size
+        except OSError as e:
+            raise UserError(f"cannot read frame {p}: {e}; replace the file") from e
+    first = files[0]
+    for p in files:
+        if sizes[p] != sizes[first]:
+            (w, h), (w0, h0) = sizes[p], sizes[first]
+            raise UserError(f"{p} is {w}x{h}, {first.name} {w0}x{h0}: the frames of a folder share one size;"
+                            " resize them to one")  # fmt: skip
+    rate = Fraction(fps).limit_denominator(1001) if fps else FOLDER_FPS
+    width, height = sizes[first]
+    info = SourceInfo(rate, width, height, len(files), float(len(files) / rate), f"{formats[0][1:]} frames")
+    limit = math.ceil(max_seconds * rate) if max_seconds is not None else None
+    kept = [(i, p) for i, p in enumerate(files) if (limit is None or i < limit) and i % stride == 0]
+    return info, kept
+
+
 def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: Fraction, crf: int = 20) -> int:
     """Encode RGB frames as H.264 (yuv420p) MP4 at ``fps``; return the number of frames written.
 
