@@ -43,6 +43,32 @@ def test_overlay_mp4_decodes_as_h264_at_source_fps_over_stride(seg_run):
     )
 
 
+def test_the_rle_file_is_coco_with_video_and_track_ids_read_by_pycocotools(seg_run):
+    """masks.rle.json as TAO-style COCO: pycocotools' own reader decodes every annotation to exactly
+    its track's pixels in the id PNG, every (frame, track) of the PNGs has one, and the track ids
+    are those of tracks.json."""
+    import numpy as np
+    from pycocotools.coco import COCO
+
+    from vispipe.segment.masks import read_id_mask
+
+    run = seg_run / SEG / "rabbit"
+    coco = COCO(str(run / "masks.rle.json"))
+    tracks = json.loads((run / "tracks.json").read_text())
+    assert [v["id"] for v in coco.dataset["videos"]] == [1] and coco.dataset["videos"][0]["length"] == len(coco.imgs)
+    seen = set()
+    for k, image in sorted(coco.imgs.items()):
+        assert (image["video_id"], image["frame_index"]) == (1, k)
+        ids = read_id_mask(run / "masks" / f"{k:05d}.png")
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[k]))
+        assert sorted(a["track_id"] for a in anns) == sorted(int(i) for i in np.unique(ids) if i), k
+        for a in anns:
+            assert np.array_equal(coco.annToMask(a).astype(bool), ids == a["track_id"]), (k, a["track_id"])
+            seen.add(a["track_id"])
+    tracked = {int(i) for f in tracks["frames"] for i in f["instances"]}
+    assert seen and {t["id"] for t in coco.dataset["tracks"]} == seen <= tracked
+
+
 def test_every_output_log_and_benchmark(seg_run):
     for name in ("first/heatmap.png", "first/mask.png", "first/overlay.png", "instances.json", "masks.rle.json"):
         assert (seg_run / SEG / "rabbit" / name).stat().st_size > 0, name

@@ -410,7 +410,8 @@ def propagate_video(
         for k, res in enumerate(tqdm(results, total=meta["count"], desc=f"propagate {target}", unit="frame")):
             with clock("write"):
                 name = f"{k:05d}.png"
-                write_image(tmp / name, id_mask(res.masks, (h, w)), rgb=False)
+                ids = id_mask(res.masks, (h, w))
+                write_image(tmp / name, ids, rgb=False)
                 track_frames.append(
                     {
                         "frame": k,
@@ -419,23 +420,32 @@ def propagate_video(
                         "instances": {str(i): v for i, v in res.info.items()},
                     }
                 )
-                images.append(
-                    {"id": k, "file_name": meta["files"][k], "width": w, "height": h, "source_index": meta["kept"][k]}
-                )
-                for i, mask in res.masks.items():
+                images.append({"id": k, "file_name": meta["files"][k], "width": w, "height": h,
+                               "source_index": meta["kept"][k], "video_id": 1, "frame_index": k})  # fmt: skip
+                for i in sorted(res.masks):  # each instance as the PNG shows it (where masks overlap, the lower id)
+                    mask = ids == i
+                    if not mask.any():
+                        continue  # wholly behind a lower id on this frame
                     x0, y0, x1, y1 = box_xyxy(mask)
                     annotations.append({
-                        "id": len(annotations) + 1, "image_id": k, "category_id": 1, "instance_id": i,
-                        "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "iscrowd": 0, "state": res.info[i]["state"],
+                        "id": len(annotations) + 1, "image_id": k, "category_id": 1, "instance_id": i, "track_id": i,
+                        "video_id": 1, "segmentation": encode_rle(mask), "area": int(mask.sum()),
+                        "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0, "state": res.info[i]["state"],
                     })  # fmt: skip
             for i, info in res.info.items():
                 summary.setdefault(str(i), dict.fromkeys(STATES, 0))[info["state"]] += 1
             events += [{"frame": k, **e} for e in res.events]
     weights = first["weights"]
+    # COCO with video and track ids, as TAO writes it: pycocotools reads it as plain COCO, video tools
+    # (TAO's, MOTS-style evaluations) group the annotations by video_id and track_id (= the instance id).
+    track_ids = sorted({a["track_id"] for a in annotations})
     write_json(rle_path, {
-        "info": {"description": f"{target} masks of {meta['video']} (COCO RLE, pycocotools)", "weights": weights},
+        "info": {"description": f"{target} masks of {meta['video']} (COCO RLE, pycocotools; video and track ids as TAO;"
+                        " each mask as the id PNGs show it)",
+                 "weights": weights},
+        "videos": [{"id": 1, "name": meta["video"], "width": w, "height": h, "length": len(images)}],
         "images": images, "annotations": annotations, "categories": [{"id": 1, "name": target}],
+        "tracks": [{"id": t, "category_id": 1, "video_id": 1} for t in track_ids],
     })  # fmt: skip
     loaded_all = {**loaded, **({"sam2": video_sam2} if method == "sam2_video" else {})}
     tracks = {
