@@ -24,11 +24,11 @@ import re
 from pathlib import Path
 
 from ..config import ConfigError
+from .layout import KEY
 
 KINDS = ("videos", "images")
 COLUMNS = {"videos": ("id", "path", "targets", "ground_truth", "fps"), "images": ("id", "path", "targets")}
 REQUIRED = ("id", "path", "targets")
-KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 RESERVED = {"videos": {"images"}, "images": set()}  # results/segment/images/ holds the still images
 
 
@@ -75,7 +75,7 @@ def _check_targets(names: list[str], known: dict, place: str) -> None:
 
 
 def _check_key(key: str, kind: str, place: str) -> None:
-    if not KEY.match(key) or key in RESERVED[kind]:
+    if not re.fullmatch(KEY, key) or key in RESERVED[kind]:
         raise ConfigError(
             f"{place}: id {key!r} cannot name an output folder; use letters, digits, _ and - only"
             + (f" (and not {', '.join(sorted(RESERVED[kind]))})" if RESERVED[kind] else "")

@@ -47,7 +47,7 @@ from .sam2 import Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
 from .settings import Settings
 from .timing import Stopwatch, ahead
-from .video import frame_folder, kept_frames, write_h264
+from .video import frame_folder, frame_suffix, kept_frames, write_h264
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +113,7 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         if video.is_dir():
             info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
             for index, source in tqdm(sources, desc=f"copy {video.name}", unit="frame"):
-                files.append(f"{len(kept):05d}{'.jpg' if source.suffix.lower() == '.jpeg' else source.suffix.lower()}")
+                files.append(f"{len(kept):05d}{frame_suffix(source)}")
                 shutil.copyfile(source, tmp / files[-1])
                 kept.append(index)
         else:

@@ -85,6 +85,12 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_FPS = Fraction(24)  # a frame folder's rate when its entry names none: DAVIS's
 
 
+def frame_suffix(path: Path) -> str:
+    """A frame file's format as its suffix: ``.jpg`` (for .jpg and .jpeg, any case) or ``.png``."""
+    suffix = path.suffix.lower()
+    return ".jpg" if suffix == ".jpeg" else suffix
+
+
 def frame_folder(
     path: str | Path, max_seconds: float | None, stride: int, fps: float | None = None
 ) -> tuple[SourceInfo, list[tuple[int, Path]]]:
@@ -100,7 +106,7 @@ def frame_folder(
     if not files:
         raise UserError(f"{path} holds no frame ({', '.join(FRAME_SUFFIXES)}); point segment.videos at a video"
                         " file or a folder of frames")  # fmt: skip
-    formats = sorted({".jpg" if p.suffix.lower() == ".jpeg" else p.suffix.lower() for p in files})
+    formats = sorted({frame_suffix(p) for p in files})
     if len(formats) > 1:
         raise UserError(f"{path} mixes frame formats ({', '.join(formats)}); keep one format per folder")
     if all(p.stem.isdigit() for p in files):
