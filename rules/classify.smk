@@ -87,9 +87,11 @@ rule train_teacher:
         "logs/classify/train_{teacher}.log",
     benchmark:
         "benchmarks/classify/train_{teacher}.tsv"
+    # the longest chain (teacher, then the student it teaches) starts first when cores are short
+    priority: 1
     conda:
         "../envs/vispipe.yaml"
-    threads: 8
+    threads: config["threads"]["train"]
     params:
         code=code("train_teacher.py"),
         cfg=lambda wc: variants.train_params(config, wc.teacher),
@@ -119,7 +121,7 @@ rule train_student:
         "benchmarks/classify/train_{student}.tsv"
     conda:
         "../envs/vispipe.yaml"
-    threads: 8
+    threads: config["threads"]["train"]
     params:
         code=code("train_student.py"),
         cfg=lambda wc: variants.train_params(config, wc.student),

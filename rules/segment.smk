@@ -108,7 +108,7 @@ rule segment_first:
         "benchmarks/segment/{video}/{target}/segment_first.tsv"
     conda:
         "../envs/vispipe.yaml"
-    threads: 4
+    threads: config["threads"]["segment"]
     params:
         code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target)),
@@ -136,7 +136,7 @@ rule propagate:
         "benchmarks/segment/{video}/{target}/propagate.tsv"
     conda:
         "../envs/vispipe.yaml"
-    threads: 4
+    threads: config["threads"]["segment"]
     params:
         code=code("propagate.py"),
         cfg=lambda wc: params_json(
@@ -201,7 +201,7 @@ rule segment_image:
         "benchmarks/segment/images/{image}/{target}.tsv"
     conda:
         "../envs/vispipe.yaml"
-    threads: 4
+    threads: config["threads"]["segment"]
     params:
         code=code("segment_image.py"),
         cfg=lambda wc: params_json(*image_blocks(wc.target)),

@@ -2,10 +2,10 @@
 
 Runs only where the JPEG copy of CIFAR-10 sits at ../shared/data/cifar10-jpeg.tar.gz.
 Measured on a 2-core CPU (3,000 training / 1,000 test images, seed 0, the recipe's augmentation;
-two minutes): teacher (ResNet [1,1,1,1], width 16, 4 epochs) 35.4% top-1, student (the demo's
-ViT, 8x8 patches, 64/4/4, distilled, 6 epochs) 23.7%. The thresholds sit about 5 points below
-those and far above chance (10%). (With 5,000 images and 5 / 8 epochs: 39.9% and 32.4%, in
-three minutes and a half.)
+two minutes): teacher (ResNet [1,1,1,1], width 8, 4 epochs) 31.8% top-1, student (the demo's
+ViT, 8x8 patches, 64/4/4, distilled, 6 epochs) 25.2%. The thresholds sit about 5 points below
+those and far above chance (10%). (With the earlier width-16 teacher: 35.4% and 23.7%; with
+5,000 images and 5 / 8 epochs: 39.9% and 32.4%, in three minutes and a half.)
 """
 
 import json
@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.skipif(not CIFAR_JPEG.exists(), reason=f"real CIFAR-10 not found at ../shared/data/{CIFAR_JPEG.name}"),
 ]
 
-TEACHER_MIN, STUDENT_MIN = 0.30, 0.19
+TEACHER_MIN, STUDENT_MIN = 0.27, 0.20
 
 
 def test_short_cpu_training_on_real_cifar10(tmp_path):

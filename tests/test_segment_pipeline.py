@@ -220,8 +220,13 @@ def test_steps_run_in_the_warm_worker_give_what_cold_scripts_give(seg_run, tmp_p
     models = ["--clipseg", seg_run / "resources/models/random-tiny--clipseg",
               "--sam2", seg_run / "resources/models/random-tiny--sam2"]  # fmt: skip
     frames = ["--frames", seg_run / SEG / "frames", "--meta", seg_run / SEG / "meta.json"]
-    run_script("segment_first", *cfg, *frames, "--target", "rabbit", *models, "--out-dir", tmp_path)
-    run_script("propagate", *cfg, *frames, "--instances", tmp_path / "instances.json", *models, "--masks",
+    # the rules' thread count (the demo's threads.segment): another count sums floats in another order
+    threads = [
+        "--threads",
+        str(load([seg_run / "config/config.yaml", seg_run / "config/demo.yaml"])["threads"]["segment"]),
+    ]
+    run_script("segment_first", *cfg, *frames, *threads, "--target", "rabbit", *models, "--out-dir", tmp_path)
+    run_script("propagate", *cfg, *frames, *threads, "--instances", tmp_path / "instances.json", *models, "--masks",
                tmp_path / "masks", "--tracks", tmp_path / "tracks.json", "--rle", tmp_path / "masks.rle.json")  # fmt: skip
     warm = seg_run / SEG / "rabbit"
     for name in ("instances.json", "tracks.json", "masks.rle.json"):

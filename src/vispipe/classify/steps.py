@@ -218,7 +218,7 @@ def evaluate_checkpoint(
         raise UserError(f"{checkpoint} predicts {ckpt['classes']} but {test_path} holds {test.classes}")
     mean = torch.tensor(ckpt["normalize"]["mean"], device=device)
     std = torch.tensor(ckpt["normalize"]["std"], device=device)
-    channels_last = wants_channels_last(model, device)
+    channels_last = wants_channels_last(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     logits = predict(

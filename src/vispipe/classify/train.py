@@ -149,11 +149,10 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def wants_channels_last(model: nn.Module, device: torch.device) -> bool:
-    """Convolutional nets run faster in NHWC on a GPU (tensor-core convolutions)."""
-    return device.type == "cuda" and any(
-        isinstance(m, nn.Conv2d) and m.kernel_size != m.stride for m in model.modules()
-    )
+def wants_channels_last(model: nn.Module) -> bool:
+    """Convolutional nets run faster in NHWC: on a GPU (tensor-core convolutions) and on the CPU
+    (oneDNN): the demo's ResNet trains 1.3x faster on 2 cores (docs/measurements.md)."""
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size != m.stride for m in model.modules())
 
 
 def use_compile(mode: str | bool, device: torch.device) -> bool:
@@ -452,7 +451,7 @@ def fit(
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(cfg["warmup_frac"] * total_steps)
 
-    channels_last = wants_channels_last(model, device)
+    channels_last = wants_channels_last(model)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, cfg["optimizer"], device)
     amp_dtype = autocast_dtype(device, cfg["amp"])
@@ -469,7 +468,7 @@ def fit(
     )  # fmt: skip
     if teacher is not None:
         t_model = teacher.model.eval()
-        run.teacher_channels_last = wants_channels_last(t_model, device)
+        run.teacher_channels_last = wants_channels_last(t_model)
         t_model.to(device, memory_format=torch.channels_last if run.teacher_channels_last else torch.preserve_format)
         run.teacher, run.teacher_fn = teacher, MaybeCompiled(t_model, compiled, "the teacher")
     log.info(
