@@ -31,7 +31,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def frames():
     info, it = kept_frames(DEMO_VIDEO, max_seconds=1.0, stride=5)
-    return info, [f for _, f in it]
+    return info, [f.image for f in it]
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,7 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
     frames_cfg = s.frames
     kept: list[int] = []
     files: list[str] = []
+    times: list[Fraction] = []  # presentation times of the kept frames, after the first's
     with atomic_dir(frames_dir) as tmp:
         if video.is_dir():
             info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
@@ -116,16 +117,21 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
                 files.append(f"{len(kept):05d}{frame_suffix(source)}")
                 shutil.copyfile(source, tmp / files[-1])
                 kept.append(index)
+                times.append(index / info.fps)
         else:
             if fps:
                 log.warning("%s: a video file plays at its container's rate; the fps given (%s) is ignored", video, fps)
             info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
-            for index, frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
+            for frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}.jpg")
-                write_image(tmp / files[-1], frame, jpeg_quality=frames_cfg["jpeg_quality"])
-                kept.append(index)
+                write_image(tmp / files[-1], frame.image, jpeg_quality=frames_cfg["jpeg_quality"])
+                kept.append(frame.index)
+                times.append(frame.time_s)
         if not kept:
             raise UserError(f"{video} holds no decodable frame; replace the file")
+    steps = [b - a for a, b in zip(times, times[1:])]
+    # variable: the kept frames' spacing varies by more than 1% (a phone's), so the overlay keeps their times
+    variable = bool(steps) and max(steps) - min(steps) > Fraction(1, 100) * (sum(steps) / len(steps))
     meta = {
         "video": str(video),
         "source": {
@@ -137,6 +143,8 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
             "duration_s": info.duration_s,
             "codec": info.codec,
             "frame_folder": video.is_dir(),
+            "rotation": info.rotation,  # the display matrix's turn, applied: frames and sizes are upright
+            "variable_frame_rate": variable,
         },
         "max_seconds": frames_cfg["max_seconds"],
         "stride": frames_cfg["stride"],
@@ -144,10 +152,13 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         "count": len(kept),
         "kept": kept,
         "files": files,
+        "times_s": [round(float(t), 6) for t in times],
     }
     write_json(meta_path, meta)
-    log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d, %s fps",
-             video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], info.width, info.height, info.fps)  # fmt: skip
+    log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d, %s fps%s%s",
+             video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], info.width, info.height, info.fps,
+             f", turned {info.rotation} degrees upright" if info.rotation else "",
+             ", variable rate (the overlay keeps each frame's time)" if variable else "")  # fmt: skip
     return meta
 
 
@@ -514,8 +525,9 @@ def render_overlay(
             yield picture
 
     fps = Fraction(meta["output_fps"])
+    times = meta["times_s"] if meta["source"].get("variable_frame_rate") else None  # a phone's: their own times
     with atomic_path(out_path) as tmp:
-        n = write_h264(tmp, tqdm(drawn(), total=meta["count"], desc=f"render {target}", unit="frame"), fps)
+        n = write_h264(tmp, tqdm(drawn(), total=meta["count"], desc=f"render {target}", unit="frame"), fps, times=times)
     log.info("%s: %d frames, H.264, %s fps, %dx%d", out_path, n, fps, meta["source"]["width"], meta["source"]["height"])
     return n
 

@@ -6,11 +6,13 @@ wheels carry libx264, so the overlay is H.264 in yuv420p, the combination every 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -20,14 +22,21 @@ from ..errors import UserError
 
 @dataclass
 class SourceInfo:
-    """What the container says about the first video stream."""
+    """What the container says about the first video stream; sizes as players show the frames."""
 
-    fps: Fraction
+    fps: Fraction  # the average rate (a phone's variable-rate video has no other)
     width: int
     height: int
     frame_count: int | None  # from the container; None when it does not say
     duration_s: float | None
     codec: str
+    rotation: int = 0  # degrees counterclockwise the decoded frames are turned to stand upright
+
+
+class KeptFrame(NamedTuple):
+    index: int  # in the source, counted from 0 in presentation order
+    image: np.ndarray  # RGB, upright
+    time_s: Fraction  # presentation time after the first frame's
 
 
 def _open(path: Path):
@@ -43,11 +52,14 @@ def _open(path: Path):
     return container
 
 
-def kept_frames(
-    path: str | Path, max_seconds: float | None, stride: int
-) -> tuple[SourceInfo, Iterator[tuple[int, np.ndarray]]]:
-    """The source's stream info and an iterator of ``(source frame index, RGB frame)``: every
-    ``stride``-th frame of the first ``max_seconds`` seconds (all of them when ``None``)."""
+def kept_frames(path: str | Path, max_seconds: float | None, stride: int) -> tuple[SourceInfo, Iterator[KeptFrame]]:
+    """The source's stream info and an iterator of its kept frames: every ``stride``-th frame of the
+    first ``max_seconds`` seconds (all of them when ``None``), turned upright.
+
+    Phones record as players do not show: the sensor's landscape frames plus a display matrix that
+    says how to turn them (portrait video), and a variable frame rate. So a frame's time is its
+    presentation timestamp, not its index over the rate, and each frame is rotated by the display
+    matrix's angle (multiples of 90 degrees), as ffmpeg and players do."""
     path = Path(path)
     container = _open(path)
     stream = container.streams.video[0]
@@ -55,24 +67,40 @@ def kept_frames(
     if not fps:
         container.close()
         raise UserError(f"{path}: the video stream has no frame rate; re-encode it (ffmpeg -i in -r 25 out.mp4)")
+    decoded = container.decode(stream)
+    try:
+        first = next(decoded, None)  # its display matrix says how every frame stands
+    except av.FFmpegError as e:
+        container.close()
+        raise UserError(f"cannot decode video {path}: {e}. The file is damaged; replace it.") from e
+    quarter_turns = round((first.rotation if first is not None else 0) / 90) % 4
+    width, height = stream.codec_context.width, stream.codec_context.height
     duration = float(stream.duration * stream.time_base) if stream.duration else None
     info = SourceInfo(
         Fraction(fps),
-        stream.codec_context.width,
-        stream.codec_context.height,
+        *((height, width) if quarter_turns % 2 else (width, height)),
         stream.frames or None,
         duration,
         stream.codec_context.name,
+        quarter_turns * 90,
     )
-    limit = math.ceil(max_seconds * info.fps) if max_seconds is not None else None
+    limit = Fraction(max_seconds) if max_seconds is not None else None
 
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
+    def frames() -> Iterator[KeptFrame]:
         try:
-            for index, frame in enumerate(container.decode(stream)):
-                if limit is not None and index >= limit:
+            if first is None:
+                return
+            t0 = first.pts
+            for index, frame in enumerate(itertools.chain([first], decoded)):
+                if frame.pts is None or t0 is None:  # a stream without timestamps: its rate
+                    time_s = Fraction(index) / info.fps
+                else:
+                    time_s = (frame.pts - t0) * frame.time_base
+                if limit is not None and time_s >= limit:
                     break
                 if index % stride == 0:
-                    yield index, frame.to_ndarray(format="rgb24")
+                    image = frame.to_ndarray(format="rgb24")
+                    yield KeptFrame(index, np.ascontiguousarray(np.rot90(image, quarter_turns)), time_s)
         except av.FFmpegError as e:
             raise UserError(f"cannot decode video {path}: {e}. The file is damaged; replace it.") from e
         finally:
@@ -139,11 +167,22 @@ def frame_folder(
     return info, kept
 
 
-def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: Fraction, crf: int = 20) -> int:
+TIME_BASE = Fraction(1, 90_000)  # the overlay's timestamps at a variable rate: MPEG's 90 kHz clock
+
+
+def write_h264(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: Fraction,
+    crf: int = 20,
+    times: list[float] | None = None,
+) -> int:
     """Encode RGB frames as H.264 (yuv420p) MP4 at ``fps``; return the number of frames written.
 
-    yuv420p needs even sides: an odd width or height is padded by one black pixel."""
-    n = 0
+    ``times`` (seconds, one per frame): each frame is shown at its time instead (a variable rate;
+    ``fps`` is then the average). yuv420p needs even sides: an odd width or height is padded by one
+    black pixel."""
+    n, last_pts = 0, -1
     with av.open(str(path), mode="w", format="mp4") as out:
         stream = None
         for frame in frames:
@@ -153,9 +192,15 @@ def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: Fraction, cr
                 stream.width, stream.height = w + w % 2, h + h % 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": str(crf)}
+                if times is not None:
+                    stream.codec_context.time_base = TIME_BASE
             if frame.shape[0] % 2 or frame.shape[1] % 2:
                 frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if times is not None:
+                last_pts = max(round(Fraction(times[n]) / TIME_BASE), last_pts + 1)  # strictly increasing
+                picture.pts, picture.time_base = last_pts, TIME_BASE
+            for packet in stream.encode(picture):
                 out.mux(packet)
             n += 1
         if stream is not None:
