@@ -11,6 +11,7 @@ from vispipe.layout import outputs
 from vispipe.segment.layout import (
     EVAL,
     EVAL_OUTPUTS,
+    EXPORT,
     FIRST,
     FIRST_PICTURES,
     INSTANCES,
@@ -177,6 +178,27 @@ rule render_overlay:
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}'
         " --masks {input.masks} --tracks {input.tracks} --out {output.video} --first {output.first} --log {log}"
+
+
+rule export_annotations:
+    """The tracks for annotation and training tools (segment.export.formats): YOLO, CVAT, Label Studio."""
+    input:
+        frames=f"{SEG}/{{video}}/frames",
+        meta=f"{SEG}/{{video}}/meta.json",
+        masks=f"{SEG}/{{video}}/{{target}}/masks",
+        tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
+    output:
+        directory(f"{SEG}/{{video}}/{{target}}/{EXPORT}"),
+    log:
+        "logs/segment/{video}/{target}/export_annotations.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        code=code("export_annotations.py"),
+        cfg=params_json("segment.export"),
+    shell:
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/export_annotations.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}'
+        " --masks {input.masks} --tracks {input.tracks} --out-dir {output} --log {log}"
 
 
 rule segment_image:

@@ -14,7 +14,8 @@ from vispipe.segment.layout import final_outputs
 pytestmark = pytest.mark.slow
 
 SEG = "results/segment/bigbuckbunny"
-SEG_RULES = {"fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image"}
+SEG_RULES = {"fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image",
+             "export_annotations"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,8 @@ def test_nothing_to_do_after_the_run(seg_run):
         ("segment: {redetect: {every: 5}}", {"propagate"}, {"render_overlay"}),
         ("segment: {overlay: {alpha: 0.3}}", {"segment_image", "render_overlay"}, set()),
         ("segment: {frames: {stride: 3}}", {"extract_frames"}, {"segment_first", "propagate", "render_overlay"}),
+        # exports switched on: the export step alone (its outputs are new), nothing it reads
+        ("segment: {export: {formats: [yolo, cvat]}}", set(), {"export_annotations"}),
     ],
 )
 def test_a_segmentation_knob_reruns_exactly_the_affected_steps(seg_run, override, changed, downstream):
@@ -150,6 +153,7 @@ def test_videos_and_targets_fan_out_through_wildcards(seg_run):
     # deep-merged config: bigbuckbunny/rabbit exists; bunny2 x {rabbit, white_rabbit} and the still's new target are new
     assert {r: counts.get(r, 0) for r in SEG_RULES} == {
         "fetch_models": 0, "extract_frames": 1, "segment_first": 2, "propagate": 2, "render_overlay": 2, "segment_image": 1,
+        "export_annotations": 0,
     }  # fmt: skip
     outputs = [line for line in out.splitlines() if line.strip().startswith("output:")]
     assert any("results/segment/bunny2/white_rabbit/overlay.mp4" in line for line in outputs)
@@ -237,3 +241,33 @@ def test_steps_run_in_the_warm_worker_give_what_cold_scripts_give(seg_run, tmp_p
     masks = sorted(p.name for p in (warm / "masks").glob("*.png"))
     assert masks and masks == sorted(p.name for p in (tmp_path / "masks").glob("*.png"))
     assert all((tmp_path / "masks" / m).read_bytes() == (warm / "masks" / m).read_bytes() for m in masks)
+
+
+def test_the_demo_tracks_export_through_the_rule(seg_run):
+    """segment.export.formats on the demo: export_annotations alone runs, and
+    each format holds every kept frame and every track of tracks.json; editing the formats reruns it."""
+    from defusedxml import ElementTree
+
+    (seg_run / "export.yaml").write_text("segment: {export: {formats: [yolo, cvat, label_studio]}}\n")
+    configs = ["--configfile", "config/demo.yaml", "export.yaml"]
+    assert job_counts(snakemake(seg_run, "-n", *configs).stdout) == {"export_annotations": 1, "all": 1}
+    snakemake(seg_run, *configs)
+    out = seg_run / SEG / "rabbit/export"
+    meta = json.loads((seg_run / SEG / "meta.json").read_text())
+    tracks = json.loads((seg_run / SEG / "rabbit/tracks.json").read_text())
+    assert sorted(p.name for p in (out / "yolo/labels").iterdir()) == [f"{k:05d}.txt" for k in range(meta["count"])]
+    assert all((out / "yolo/images" / f).resolve() == (seg_run / SEG / "frames" / f).resolve() for f in meta["files"])
+    import numpy as np
+
+    from vispipe.segment.masks import read_id_mask
+
+    shown = set()  # the ids the PNGs show on some frame
+    for f in tracks["frames"]:
+        shown |= {int(i) for i in np.unique(read_id_mask(seg_run / SEG / "rabbit/masks" / f["file"])) if i}
+    assert shown and shown <= set(tracks["instances"])
+    cvat = ElementTree.parse(out / "cvat.xml").getroot()
+    assert {int(t.get("id")) + 1 for t in cvat.findall("track")} == shown
+    (task,) = json.loads((out / "label_studio.json").read_text())
+    assert {r["meta"]["track_id"] for r in task["predictions"][0]["result"]} == shown
+    (seg_run / "export.yaml").write_text("segment: {export: {formats: [cvat]}}\n")
+    assert job_counts(snakemake(seg_run, "-n", *configs).stdout) == {"export_annotations": 1, "all": 1}

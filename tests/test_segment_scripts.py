@@ -11,7 +11,7 @@ from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, assert_overlay_shows_masks,
 from vispipe.config import load
 
 SCRIPTS = ["fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image",
-           "evaluate_segmentation", "make_synthetic"]  # fmt: skip
+           "evaluate_segmentation", "make_synthetic", "export_annotations"]  # fmt: skip
 SHORT = {"segment": {"frames": {"max_seconds": 1.0, "stride": 5}}}  # 5 frames: 0, 5, 10, 15, 20
 
 

@@ -24,6 +24,7 @@ FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/
 EVAL = "eval"
 JF_MD, JF_CSV, J_PLOT = "jf.md", "jf.csv", "j_per_frame.png"
 EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT]
+EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
 KINDS = ("clipseg", "sam2")
 RANDOM_TINY = "random-tiny"
 
@@ -87,6 +88,7 @@ def final_outputs(seg: dict) -> list[str]:
             TRACKS,
             OVERLAY_VIDEO,
             *((f"{EVAL}/{e}" for e in EVAL_OUTPUTS) if entry.get("ground_truth") else ()),
+            *([EXPORT] if seg.get("export", {}).get("formats") else []),
         ]
     ]
     images = [

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import SCHEMA_HINT, ConfigError, validate
 
 BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "clipseg", "sam2",
-          "flow", "propagate", "redetect", "overlay", "sam2_video")  # fmt: skip
+          "flow", "propagate", "redetect", "overlay", "sam2_video", "export")  # fmt: skip
 
 
 class Settings:
@@ -38,6 +38,7 @@ class Settings:
     redetect: dict
     overlay: dict
     sam2_video: dict
+    export: dict
 
     __slots__ = ("_blocks",)
 

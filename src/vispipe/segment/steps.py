@@ -532,6 +532,41 @@ def render_overlay(
     return n
 
 
+# ----------------------------------------------------------------------------------------- exports
+
+
+def export_annotations(
+    s: Settings,
+    frames_dir: Path,
+    meta_path: Path,
+    masks_dir: Path,
+    tracks_path: Path,
+    out_dir: Path,
+    formats: list[str] | None = None,
+    video_url: str | None = None,
+) -> list[str]:
+    """``out_dir``: the tracks in each of ``formats`` (``segment.export.formats`` when None)."""
+    from .export import export
+
+    formats = list(formats if formats is not None else s.export["formats"])
+    if not formats:
+        raise UserError("no export format chosen: set segment.export.formats (yolo, cvat, label_studio) or --formats")
+    meta = _read_meta(meta_path, frames_dir)
+    tracks = read_json(tracks_path, "propagate", ("frames", "target"))
+    if len(tracks["frames"]) != meta["count"]:
+        raise UserError(
+            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
+        )
+    missing = [f["file"] for f in tracks["frames"] if not (masks_dir / f["file"]).is_file()]
+    if missing:
+        raise UserError(
+            f"{masks_dir} lacks {len(missing)} mask(s) listed in {tracks_path} ({missing[0]}, ...); rerun propagate"
+        )
+    written = export(formats, masks_dir, meta, tracks, frames_dir, out_dir, video_url)
+    log.info("%s: %s", out_dir, ", ".join(written))
+    return written
+
+
 # -------------------------------------------------------------------------------------- evaluation
 
 

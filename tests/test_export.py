@@ -1,0 +1,170 @@
+"""Exports for annotation and training tools, on a clip with exact masks: two objects, the second
+out of view on frames 3 and 4. Each format is read back by a reader other than its writer and
+compared with the id PNGs: YOLO by supervision's importer (IoU >= 0.95 per instance), CVAT's XML
+and Label Studio's JSON by the standard library's parsers against their documented layouts (same
+track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where the object left)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from defusedxml import ElementTree
+
+from conftest import DEMO_CONFIGS, run_script
+from vispipe.errors import UserError
+from vispipe.segment.masks import write_image
+from vispipe.segment.settings import Settings
+from vispipe.segment.steps import export_annotations
+
+H, W, N = 96, 128, 8
+GONE = {2: (3, 4)}  # instance 2 is out of view on these frames
+
+
+def exact_clip(root: Path) -> tuple[Path, Path, Path, Path, list[np.ndarray]]:
+    """Frames, meta.json, id PNGs and tracks.json of a clip whose masks are known exactly: a disk
+    moving right (id 1) and a rotated rectangle moving down (id 2)."""
+    frames, masks = root / "frames", root / "masks"
+    frames.mkdir(parents=True)
+    masks.mkdir()
+    ids, files = [], []
+    for k in range(N):
+        m = np.zeros((H, W), np.uint8)
+        cv2.circle(m, (20 + 8 * k, 30), 14, 1, -1)
+        if k not in GONE[2]:
+            box = cv2.boxPoints(((90, 40 + 4 * k), (30, 16), 20)).astype(np.int32)
+            cv2.fillPoly(m, [box], 2)
+        ids.append(m)
+        files.append(f"{k:05d}.jpg")
+        write_image(frames / files[-1], np.full((H, W, 3), 60 + 10 * k, np.uint8))
+        write_image(masks / f"{k:05d}.png", m, rgb=False)
+    meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 24.0}, "count": N,
+            "kept": list(range(0, 2 * N, 2)), "files": files, "output_fps": "12",
+            "times_s": [k / 12 for k in range(N)]}  # fmt: skip
+    tracks = {"target": "rabbit", "frames": [{"frame": k, "file": f"{k:05d}.png"} for k in range(N)]}
+    (root / "meta.json").write_text(json.dumps(meta))
+    (root / "tracks.json").write_text(json.dumps(tracks))
+    return frames, root / "meta.json", masks, root / "tracks.json", ids
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def fill(points: np.ndarray) -> np.ndarray:
+    m = np.zeros((H, W), np.uint8)
+    cv2.fillPoly(m, [np.round(points).astype(np.int32)], 1)
+    return m.astype(bool)
+
+
+SETTINGS = Settings.parse({"segment": {"export": {"formats": ["yolo", "cvat", "label_studio"]}}})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    frames, meta, masks, tracks, ids = exact_clip(root)
+    written = export_annotations(SETTINGS, frames, meta, masks, tracks, root / "export")
+    assert written == ["yolo/", "cvat.xml", "label_studio.json"]
+    return root / "export", ids
+
+
+def test_yolo_reads_back_through_supervision(exported):
+    import supervision as sv
+
+    out, ids = exported
+    ds = sv.DetectionDataset.from_yolo(
+        str(out / "yolo/images"), str(out / "yolo/labels"), str(out / "yolo/data.yaml"), force_masks=True
+    )
+    assert ds.classes == ["rabbit"] and len(ds) == N
+    for path, image, det in ds:
+        k = int(Path(path).stem)
+        assert image.shape[:2] == (H, W)  # the link reaches the kept frame
+        truth = [ids[k] == i for i in np.unique(ids[k]) if i]
+        assert len(det) == len(truth) and set(det.class_id) == {0}
+        for t in truth:  # YOLO has no ids: each true mask has its polygon among the lines
+            assert max(iou(t, m) for m in det.mask) >= 0.95
+
+
+def test_cvat_video_tracks_with_outside_flags(exported):
+    out, ids = exported
+    root = ElementTree.parse(out / "cvat.xml").getroot()
+    assert root.tag == "annotations" and root.findtext("version") == "1.1"
+    task = root.find("meta/task")
+    assert (task.findtext("size"), task.findtext("mode"), task.findtext("stop_frame")) == (
+        str(N),
+        "interpolation",
+        str(N - 1),
+    )
+    assert [lab.findtext("name") for lab in task.find("labels")] == ["rabbit"]
+    assert (task.findtext("original_size/width"), task.findtext("original_size/height")) == (str(W), str(H))
+    tracks = {int(t.get("id")): t for t in root.findall("track")}
+    assert sorted(tracks) == [0, 1] and {t.get("label") for t in tracks.values()} == {"rabbit"}
+    for track_id, track in tracks.items():
+        instance = track_id + 1
+        shapes = {int(p.get("frame")): p for p in track.findall("polygon")}
+        for k in range(N):
+            seen = (ids[k] == instance).any()
+            if seen:
+                p = shapes[k]
+                assert p.get("outside") == "0" and p.get("keyframe") == "1"
+                points = np.array([[float(v) for v in xy.split(",")] for xy in p.get("points").split(";")])
+                assert iou(fill(points), ids[k] == instance) >= 0.95, (instance, k)
+            elif k == GONE[2][0]:
+                assert shapes[k].get("outside") == "1"  # it left here
+            else:
+                assert k not in shapes  # still out of view: nothing until it is back
+    assert [int(p.get("frame")) for p in tracks[1].findall("polygon") if p.get("outside") == "1"] == [3]
+
+
+def test_label_studio_video_boxes_and_gaps(exported):
+    out, ids = exported
+    (task,) = json.loads((out / "label_studio.json").read_text())
+    assert task["data"]["video"].endswith("clip.mp4")
+    regions = {r["meta"]["track_id"]: r for r in task["predictions"][0]["result"]}
+    assert sorted(regions) == [1, 2]
+    for instance, r in regions.items():
+        assert (r["type"], r["from_name"], r["to_name"], r["value"]["labels"]) == (
+            "videorectangle",
+            "box",
+            "video",
+            ["rabbit"],
+        )
+        assert r["value"]["framesCount"] == N
+        by_frame = {s["frame"]: s for s in r["value"]["sequence"]}
+        for k in range(N):
+            mask = ids[k] == instance
+            if not mask.any():
+                assert k + 1 not in by_frame
+                continue
+            s = by_frame[k + 1]  # Label Studio counts frames from 1
+            x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+            assert np.allclose(
+                [s["x"], s["y"], s["width"], s["height"]], [100 * x / W, 100 * y / H, 100 * w / W, 100 * h / H]
+            )
+            assert s["time"] == pytest.approx(k / 12, abs=1e-6)
+    enabled = {s["frame"]: s["enabled"] for s in regions[2]["value"]["sequence"]}
+    assert enabled[GONE[2][0]] is False  # the last frame before the gap: no interpolation across it
+    assert all(enabled[f] for f in enabled if f != GONE[2][0])
+
+
+def test_no_format_or_a_broken_input_writes_nothing(tmp_path):
+    frames, meta, masks, tracks, _ = exact_clip(tmp_path)
+    none = Settings.parse({"segment": {"export": {"formats": []}}})
+    with pytest.raises(UserError, match="segment.export.formats"):
+        export_annotations(none, frames, meta, masks, tracks, tmp_path / "export")
+    (masks / "00004.png").unlink()
+    with pytest.raises(UserError, match="00004.png.*rerun propagate"):
+        export_annotations(SETTINGS, frames, meta, masks, tracks, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_the_script_runs_alone(tmp_path):
+    frames, meta, masks, tracks, _ = exact_clip(tmp_path)
+    cfg = [a for c in DEMO_CONFIGS for a in ("--config", str(c))]
+    run_script("export_annotations", *cfg, "--frames", frames, "--meta", meta, "--masks", masks, "--tracks", tracks,
+               "--out-dir", tmp_path / "export", "--formats", "cvat")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["cvat.xml"]
