@@ -8,7 +8,7 @@ Reads the segment.export config key."""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_frames
+from vispipe.segment.args import add_frames, add_tracks
 from vispipe.segment.export import FORMATS
 from vispipe.segment.settings import Settings
 from vispipe.segment.steps import export_annotations
@@ -17,8 +17,7 @@ from vispipe.segment.steps import export_annotations
 def build_parser():
     p = cli.parser(__doc__)
     add_frames(p)
-    p.add_argument("--masks", type=Path, required=True, help="masks folder written by propagate")
-    p.add_argument("--tracks", type=Path, required=True, help="tracks.json written by propagate")
+    add_tracks(p)
     p.add_argument("--out-dir", type=Path, required=True, help="the export folder (replaced as a whole)")
     p.add_argument("--formats", nargs="+", choices=FORMATS, help="instead of segment.export.formats")
     p.add_argument("--video-url", help="the video as Label Studio will load it (default: the source video's path)")

@@ -8,7 +8,7 @@ Reads the segment.overlay config key."""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.args import add_frames
+from vispipe.segment.args import add_frames, add_tracks
 from vispipe.segment.settings import Settings
 from vispipe.segment.steps import render_overlay
 
@@ -16,8 +16,7 @@ from vispipe.segment.steps import render_overlay
 def build_parser():
     p = cli.parser(__doc__)
     add_frames(p)
-    p.add_argument("--masks", type=Path, required=True, help="masks folder written by propagate")
-    p.add_argument("--tracks", type=Path, required=True, help="tracks.json written by propagate")
+    add_tracks(p)
     p.add_argument("--out", type=Path, required=True, help="output .mp4")
     p.add_argument("--first", type=Path, help="also save the first drawn frame here (.png)")
     return p

@@ -12,6 +12,12 @@ def add_frames(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", type=Path, required=True, help="meta.json written by extract_frames")
 
 
+def add_tracks(p: argparse.ArgumentParser) -> None:
+    """``--masks`` and ``--tracks``: what propagate wrote."""
+    p.add_argument("--masks", type=Path, required=True, help="masks folder written by propagate")
+    p.add_argument("--tracks", type=Path, required=True, help="tracks.json written by propagate")
+
+
 def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("clipseg", "sam2")) -> None:
     """``--clipseg`` / ``--sam2``: model folders written by fetch_models."""
     for kind in kinds:
