@@ -31,6 +31,7 @@ from vispipe.segment.layout import (
     image_blocks,
     model_dirs,
     one_of,
+    prompt_file,
     propagate_blocks,
 )
 from vispipe.segment.samples import with_samples
@@ -100,6 +101,8 @@ rule segment_first:
         meta=f"{SEG}/{{video}}/meta.json",
         clipseg=MODEL_DIRS["clipseg"],
         sam2=MODEL_DIRS["sam2"],
+        # a mask, boxes or points instead of CLIPSeg (segment.videos.<key>.prompts)
+        prompt=lambda wc: prompt_file(entry(VIDEOS, wc.video, "videos"), wc.target),
     output:
         **outputs(f"{SEG}/{{video}}/{{target}}/{FIRST}", FIRST_PICTURES),
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
@@ -113,10 +116,11 @@ rule segment_first:
     params:
         code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target)),
+        prompt=lambda wc, input: f"--prompt '{input.prompt}'" if input.prompt else "",
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_first.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
-        " --clipseg {input.clipseg} --sam2 {input.sam2}"
+        " --clipseg {input.clipseg} --sam2 {input.sam2} {params.prompt}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Segment a target on the first kept frame: CLIPSeg heatmap -> Otsu -> connected components
 (percentile fallback) -> SAM2 refinement of each instance. Writes --out-dir/first/{heatmap,mask}.png
-and --out-dir/instances.json (render_overlay draws first/overlay.png).
+and --out-dir/instances.json (render_overlay draws first/overlay.png). With --prompt (a mask, or
+boxes and points: vispipe/segment/prompts.py) CLIPSeg is skipped and the instances come from it.
 
 Reads the segment.targets, clipseg, sam2, seed, device and models config keys."""
 
@@ -18,6 +19,11 @@ def build_parser():
     add_frames(p)
     p.add_argument("--target", required=True, help="a key of segment.targets")
     p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument(
+        "--prompt",
+        type=Path,
+        help="instead of CLIPSeg: a mask (.png) or boxes and points (.json) of the first kept frame",
+    )
     add_models(p)
     return p
 
@@ -31,6 +37,7 @@ def main(args):
         args.out_dir,
         args.clipseg,
         args.sam2,
+        args.prompt,
     )
 
 

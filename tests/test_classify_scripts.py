@@ -9,7 +9,8 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, env_with_venv, run_script
+from conftest import DEMO_CONFIGS, ROOT, env_with_venv, run_script
+from vispipe.config import load
 
 SCRIPTS = ["fetch_cifar10", "train_teacher", "train_student", "evaluate", "compare_models", "ablation"]
 DEMO = [str(ROOT / "config/config.yaml"), str(ROOT / "config/demo.yaml")]
@@ -66,7 +67,8 @@ def test_teacher_outputs_and_checkpoint_contents(teacher):
     ckpt = torch.load(teacher, weights_only=True)
     assert ckpt["role"] == "teacher" and ckpt["arch"]["arch"] == "resnet"
     assert ckpt["classes"] == [str(i) for i in range(10)] and set(ckpt["metrics"]) >= {"test_acc", "test_top5"}
-    assert json.loads(ckpt["config"])["model"]["width"] == 16
+    demo_width = load(DEMO_CONFIGS)["classify"]["teacher"]["model"]["width"]
+    assert json.loads(ckpt["config"])["model"]["width"] == demo_width  # the config it was trained with
     assert not (teacher.parent / "resume").exists()  # the resume state goes once outputs exist
     for f in ("history.csv", "metrics.json", "curves.png"):
         assert (teacher.parent / f).stat().st_size > 0

@@ -64,9 +64,17 @@ def model_dirs(models_cfg: dict) -> dict[str, Path]:
 
 
 def check_target_keys(seg: dict) -> None:
-    """Every target a video or image lists must be a key of ``segment.targets``."""
+    """Every target a video or image lists must be a key of ``segment.targets``; a video's prompt
+    files must be for targets it lists; a target without text needs a prompt file wherever it is
+    used, and cannot be used by a still image (segmented from text)."""
     for kind in ("videos", "images"):
         for name, entry in seg[kind].items():
+            where = entry.get("where", f"config key segment.{kind}.{name}")
+            prompts = entry.get("prompts") or {}
+            for target in prompts:
+                if target not in entry["targets"]:
+                    raise ConfigError(f"{where}: a prompt file for {target!r}, which its targets "
+                                      f"({', '.join(entry['targets'])}) do not list; add it to targets or drop the file")  # fmt: skip
             for target in entry["targets"]:
                 if target not in seg["targets"]:
                     known = ", ".join(seg["targets"]) or "none"
@@ -74,6 +82,15 @@ def check_target_keys(seg: dict) -> None:
                         f"config key segment.{kind}.{name}.targets names {target!r}, which is not a key of "
                         f"segment.targets (known: {known}); add it there or fix the name"
                     )
+                if seg["targets"][target].get("prompt") is None and target not in prompts:
+                    fix = "give it a prompt file (prompts)" if kind == "videos" else "stills are segmented from text"
+                    raise ConfigError(f"{where}: target {target!r} has no text prompt (segment.targets.{target}.prompt)"
+                                      f" and no prompt file here; {fix}, or give the target a text prompt")  # fmt: skip
+
+
+def prompt_file(entry: dict, target: str) -> str | list:
+    """The prompt file of ``target`` in a video's entry, or ``[]`` (no input) when CLIPSeg finds it."""
+    return (entry.get("prompts") or {}).get(target) or []
 
 
 def final_outputs(seg: dict) -> list[str]:

@@ -86,6 +86,21 @@ class Sam2Refiner:
         if self.n_pos + self.n_neg > 0:
             kwargs["input_points"] = [[p.tolist() for p, _ in prompts]]
             kwargs["input_labels"] = [[lab.tolist() for _, lab in prompts]]
+        return self._decode(image, kwargs, len(masks))
+
+    @torch.inference_mode()
+    def prompted(self, image: np.ndarray, prompts: Sequence) -> list[Refined]:
+        """SAM2's mask for each user prompt (:class:`vispipe.segment.prompts.Prompt`: a box and/or
+        points), one call each: instances may differ in what they give."""
+        out = []
+        for p in prompts:
+            kwargs = {"input_boxes": [[p.box]]} if p.box is not None else {}
+            if p.points is not None:
+                kwargs.update(input_points=[[p.points]], input_labels=[[p.labels]])
+            out += self._decode(image, kwargs, 1)
+        return out
+
+    def _decode(self, image: np.ndarray, kwargs: dict, n: int) -> list[Refined]:
         processor, device, clock = self.sam2.processor, self.sam2.device, self.clock
         with clock("sam2 preprocess"):
             inputs = processor(images=image, return_tensors="pt", **kwargs)
@@ -100,4 +115,4 @@ class Sam2Refiner:
             full = processor.post_process_masks(out.pred_masks.float().cpu(), original_sizes)[0][:, 0].numpy()
             iou = out.iou_scores[0, :, 0].float().cpu().numpy()
             obj = out.object_score_logits[0, :, 0].float().cpu().numpy()
-        return [Refined(full[i], float(iou[i]), float(obj[i])) for i in range(len(masks))]
+        return [Refined(full[i], float(iou[i]), float(obj[i])) for i in range(n)]

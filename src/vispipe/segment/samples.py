@@ -1,7 +1,7 @@
 """Videos and images from sample sheets and folder patterns, beside the config's own keys.
 
 A dataset is rarely typed into YAML one key per file. ``segment.samples`` names a sheet (TSV or CSV,
-one row per file: id, path, targets, and for videos an optional ground_truth and fps) and ``segment.globs``
+one row per file: id, path, targets, and for videos an optional ground_truth, fps and prompts) and ``segment.globs``
 lists folder patterns, each with its targets. :func:`with_samples` merges both into
 ``segment.videos`` and ``segment.images`` before the workflow plans anything, so every rule sees one
 dict per kind, keyed by id, exactly as if the entries had been written in the config. No rule takes a
@@ -27,7 +27,7 @@ from ..config import ConfigError
 from .layout import KEY
 
 KINDS = ("videos", "images")
-COLUMNS = {"videos": ("id", "path", "targets", "ground_truth", "fps"), "images": ("id", "path", "targets")}
+COLUMNS = {"videos": ("id", "path", "targets", "ground_truth", "fps", "prompts"), "images": ("id", "path", "targets")}
 REQUIRED = ("id", "path", "targets")
 RESERVED = {"videos": {"images"}, "images": set()}  # results/segment/images/ holds the still images
 
@@ -59,6 +59,29 @@ def _add(entries: dict, where: dict, key: str, entry: dict, place: str) -> None:
 
 def _targets(text: str) -> list[str]:
     return [t for t in re.split(r"[,\s]+", text.strip()) if t]
+
+
+def _prompts(text: str, targets: list[str], place: str) -> dict[str, str]:
+    """A sheet's prompts cell: ``target=file`` pairs (commas or spaces between them), or one file for
+    a row with one target; each file must exist and each target be the row's."""
+    items = _targets(text)
+    if len(items) == 1 and "=" not in items[0]:
+        if len(targets) != 1:
+            raise ConfigError(f"{place}: the row has {len(targets)} targets; name each file's: target=file, ...")
+        items = [f"{targets[0]}={items[0]}"]
+    prompts = {}
+    for item in items:
+        target, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"{place}: {item!r} is not target=file")
+        if target not in targets:
+            raise ConfigError(f"{place}: a prompt file for {target!r}, which the row's targets ({', '.join(targets)})"
+                              " do not list")  # fmt: skip
+        if Path(path).suffix.lower() not in (".png", ".json"):
+            raise ConfigError(f"{place}: {path}: a prompt file is a .png mask or a .json of boxes and points")
+        _check_exists(path, place, "prompt file")
+        prompts[target] = path
+    return prompts
 
 
 def _check_targets(names: list[str], known: dict, place: str) -> None:
@@ -138,6 +161,8 @@ def read_sheet(sheet: Path, kind: str, targets: dict) -> list[tuple[str, dict, s
         if row.get("ground_truth"):
             _check_exists(row["ground_truth"], f"{place}, column ground_truth", "ground-truth folder", folder=True)
             entry["ground_truth"] = row["ground_truth"]
+        if row.get("prompts"):
+            entry["prompts"] = _prompts(row["prompts"], names, f"{place}, column prompts")
         if row.get("fps"):
             try:
                 fps = float(row["fps"])

@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -41,6 +42,7 @@ from .layout import (
     propagate_blocks,
 )
 from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
+from .prompts import Prompt, read_prompts
 from .propagate import STATES, propagate
 from .propagate import track as track_with
 from .sam2 import Sam2Refiner, autocast_dtype
@@ -56,8 +58,9 @@ log = logging.getLogger(__name__)
 RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"
 
 
-def target_prompt(s: Settings, target: str) -> str:
-    """The prompt of a key of ``segment.targets``; a clear error for an unknown key."""
+def target_prompt(s: Settings, target: str) -> str | None:
+    """The text prompt of a key of ``segment.targets`` (None: prompted by files only); a clear error
+    for an unknown key."""
     targets = s.targets
     if target not in targets:
         known = ", ".join(sorted(targets)) or "none"
@@ -65,7 +68,7 @@ def target_prompt(s: Settings, target: str) -> str:
             f"unknown target {target!r}: it is not a key of segment.targets (known: {known}); "
             f'add it there, e.g. {target}: {{prompt: "..."}}'
         )
-    return targets[target]["prompt"]
+    return targets[target].get("prompt")
 
 
 def fetch_models(s: Settings, clipseg_dir: Path | None, sam2_dir: Path | None) -> None:
@@ -306,6 +309,67 @@ def _segment_picture(
     return doc
 
 
+def _prompt_picture(image: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
+    """What the user gave, drawn over the frame: masks tinted, boxes, points (green on, red off)."""
+    picture = image.copy()
+    for p in prompts:
+        if p.mask is not None:
+            picture[p.mask] = (0.5 * picture[p.mask] + 0.5 * np.array([255, 200, 0])).astype(np.uint8)
+        if p.box is not None:
+            x0, y0, x1, y1 = (round(v) for v in p.box)
+            cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), (255, 200, 0), 2)
+        for (x, y), label in zip(p.points or [], p.labels or []):
+            cv2.circle(picture, (round(x), round(y)), 5, (0, 220, 0) if label else (230, 0, 0), -1)
+    return picture
+
+
+def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, prompt_path: Path, out_dir: Path,
+                      sam2_dir: Path | None) -> dict:  # fmt: skip
+    """The first frame from a prompt file (:mod:`vispipe.segment.prompts`): CLIPSeg is skipped; SAM2
+    draws the boxes' and points' masks; a mask prompt is taken as it is."""
+    image = read_image(frames_dir / meta["files"][0])
+    prompts = read_prompts(prompt_path, meta["source"]["width"], meta["source"]["height"])
+    dirs = {"sam2": sam2_dir}
+    loaded = _load_models(s, dirs)  # also for a mask prompt: propagation refines with it, outputs name it
+    drawn = [p for p in prompts if p.mask is None]
+    answers = iter(_refiner(s, loaded["sam2"]).prompted(image, drawn) if drawn else [])
+    instances = []
+    for p in prompts:
+        ref = None if p.mask is not None else next(answers)
+        mask = p.mask if ref is None else ref.mask
+        if not mask.any():
+            log.warning("%s, instance %d: SAM2 drew an empty mask for its %s", prompt_path, p.id, p.kind)
+            continue
+        instances.append({
+            "id": p.id, "box": box_xyxy(mask), "area": int(mask.sum()), "prompted_by": p.kind,
+            **({"prompt_box": p.box} if p.box is not None else {}),
+            **({"prompt_points": p.points, "prompt_labels": p.labels} if p.points is not None else {}),
+            **({"sam2_iou": round(ref.iou_score, 4), "sam2_object_score": round(ref.object_score, 4)} if ref else {}),
+            "mask_from": "prompt" if ref is None else "sam2", "segmentation": encode_rle(mask),
+        })  # fmt: skip
+    doc = {
+        "target": target,
+        "prompt": target_prompt(s, target),
+        "prompt_file": str(prompt_path),
+        "video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0],
+        "size": [int(image.shape[0]), int(image.shape[1])],
+        "weights": models.weights_note(*loaded.values()),
+        "threshold": {"method": "none (prompt file)", "value": None},
+        "found": len(instances),
+        "instances": instances,
+        "provenance": _provenance(s, first_blocks(target), loaded, dirs),
+    }  # fmt: skip
+    random_weights = doc["weights"]["random"]
+    union = np.zeros(image.shape[:2], bool)
+    for inst in instances:
+        union |= decode_rle(inst["segmentation"])
+    _save_picture(out_dir / FIRST / HEATMAP, _prompt_picture(image, prompts), random_weights)
+    _save_picture(out_dir / FIRST / MASK, overlay.mask_picture(union), random_weights)
+    write_json(out_dir / INSTANCES, doc)
+    log.info("%s: %d instance(s) from %s (CLIPSeg skipped)", target, len(instances), prompt_path)
+    return doc
+
+
 def segment_first(
     s: Settings,
     target: str,
@@ -314,13 +378,21 @@ def segment_first(
     out_dir: Path,
     clipseg_dir: Path | None = None,
     sam2_dir: Path | None = None,
+    prompt_path: Path | None = None,
 ) -> dict:
     """The first kept frame of a video: ``out_dir/first/{heatmap,mask}.png`` and ``out_dir/instances.json``.
 
+    With ``prompt_path`` (a mask, boxes or points: :mod:`vispipe.segment.prompts`) the instances
+    come from it and ``first/heatmap.png`` shows the prompts instead of a heatmap.
     ``first/overlay.png`` is drawn by :func:`render_overlay`, with the overlay style, so that a colour
     edit redraws pictures without rerunning detection and propagation."""
-    target_prompt(s, target)
+    text = target_prompt(s, target)
     meta = _read_meta(meta_path, frames_dir)
+    if prompt_path is not None:
+        return _segment_prompted(s, target, meta, frames_dir, Path(prompt_path), out_dir, sam2_dir)
+    if text is None:
+        raise UserError(f"target {target!r} has no text prompt (segment.targets.{target}.prompt) and no prompt file"
+                        " was given (--prompt; segment.videos.<key>.prompts); give one of them")  # fmt: skip
     dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
     loaded = _load_models(s, dirs)
     image = read_image(frames_dir / meta["files"][0])
@@ -338,7 +410,9 @@ def segment_image(
     sam2_dir: Path | None = None,
 ) -> dict:
     """A still image: ``out_dir/{heatmap,mask,overlay}.png`` and ``out_dir/instances.json``."""
-    target_prompt(s, target)
+    if target_prompt(s, target) is None:
+        raise UserError(f"target {target!r} has no text prompt (segment.targets.{target}.prompt): a still image is"
+                        " segmented from text; give the target one")  # fmt: skip
     style = s.overlay
     image = read_image(image_path)
     dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
@@ -373,19 +447,24 @@ def propagate_video(
     bounds, seed, redetect = s.propagate, s.seed, s.redetect
     method = bounds.get("method", "flow")
     refine = method == "flow" and bounds.get("refine", True)
+    redetects = bool(redetect["every"])
+    if redetects and target_prompt(s, target) is None:
+        log.warning("segment.redetect.every is %d, but target %r has no text prompt: re-detection needs text"
+                    " (CLIPSeg finds the instances), so it is off for this target", redetect["every"], target)  # fmt: skip
+        redetects = False
     dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, CLIPSeg to re-detect
-    if method == "sam2_video" or refine or redetect["every"]:
+    if method == "sam2_video" or refine or redetects:
         dirs["sam2"] = sam2_dir
-    if redetect["every"]:
+    if redetects:
         dirs["clipseg"] = clipseg_dir
     device = pick_device(s.device)
     folders = _model_folders(s, dirs)
-    images_too = refine or redetect["every"]  # SAM2 as an image model, besides or instead of its tracker
+    images_too = refine or redetects  # SAM2 as an image model, besides or instead of its tracker
     loaded = {
         kind: models.load(kind, folder, device) for kind, folder in folders.items() if kind != "sam2" or images_too
     }
     clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
-    detector = Detector(s, target, loaded, seed, clock) if redetect["every"] else None
+    detector = Detector(s, target, loaded, seed, clock) if redetects else None
     if detector:
         log.info("re-detecting %r every %d kept frames", detector.prompt, redetect["every"])
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
