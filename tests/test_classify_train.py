@@ -209,6 +209,18 @@ def test_a_damaged_or_untrusted_resume_state_is_set_aside_and_training_restarts(
     assert "cannot read the resume state" in caplog.text and (tmp_path / "resume" / "state.pt.damaged").exists()
 
 
+def test_a_run_resumed_from_its_last_epoch_writes_its_history_again(tmp_path):
+    """Killed after the last epoch's state but before the outputs (or those deleted as incomplete by
+    the rerun): the resumed run trains no epoch, and still writes history.csv (found by the
+    recovery test once the demo's teacher got fast enough for the kill to land there)."""
+    first = _tiny_fit(tmp_path)
+    (tmp_path / "history.csv").unlink()
+    again = _tiny_fit(tmp_path)  # the state of epoch 2 of 2 is still there: nothing left to train
+    assert [r["epoch"] for r in again.history] == [1, 2] and again.history == first.history
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch")
+
+
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     from vispipe.classify.models import load_checkpoint
     from vispipe.errors import UserError

@@ -522,6 +522,9 @@ def fit(
         if on_epoch is not None:
             on_epoch(row)
 
+    # again after the loop: a run resumed from its last epoch's state (killed before the CSV was
+    # written, or its outputs deleted as incomplete by the rerun) trains no epoch, yet needs the CSV
+    write_history(run.history, history_path)
     last = checkpoint(run.eval_model, epochs, dict(run.history[-1]))
     result = FitResult(history=run.history, best=run.best_state, last=last)
     result.metrics = {
