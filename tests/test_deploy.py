@@ -25,6 +25,9 @@ NOT_IN_STEP_ENV = {
     "timm",
     "scikit-image",  # the reference J&F scorer's, for the tests
     "vos-benchmark",
+    "supervision",  # the YOLO importer the export tests read with
+    "defusedxml",  # supervision's, and the CVAT test's XML parser
+    "pyDeprecate",  # supervision's
     "snakemake",
     "snakemake-executor-plugin-slurm",
 }

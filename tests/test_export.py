@@ -41,9 +41,9 @@ def exact_clip(root: Path) -> tuple[Path, Path, Path, Path, list[np.ndarray]]:
         files.append(f"{k:05d}.jpg")
         write_image(frames / files[-1], np.full((H, W, 3), 60 + 10 * k, np.uint8))
         write_image(masks / f"{k:05d}.png", m, rgb=False)
-    meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 24.0}, "count": N,
-            "kept": list(range(0, 2 * N, 2)), "files": files, "output_fps": "12",
-            "times_s": [k / 12 for k in range(N)]}  # fmt: skip
+    meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 25.0}, "count": N,
+            "kept": list(range(0, 2 * N, 2)), "files": files, "output_fps": "25/2",  # as extract_frames writes it
+            "times_s": [round(k / 12.5, 6) for k in range(N)]}  # fmt: skip
     tracks = {"target": "rabbit", "frames": [{"frame": k, "file": f"{k:05d}.png"} for k in range(N)]}
     (root / "meta.json").write_text(json.dumps(meta))
     (root / "tracks.json").write_text(json.dumps(tracks))
@@ -145,7 +145,7 @@ def test_label_studio_video_boxes_and_gaps(exported):
             assert np.allclose(
                 [s["x"], s["y"], s["width"], s["height"]], [100 * x / W, 100 * y / H, 100 * w / W, 100 * h / H]
             )
-            assert s["time"] == pytest.approx(k / 12, abs=1e-6)
+            assert s["time"] == pytest.approx(k / 12.5, abs=1e-6)
     enabled = {s["frame"]: s["enabled"] for s in regions[2]["value"]["sequence"]}
     assert enabled[GONE[2][0]] is False  # the last frame before the gap: no interpolation across it
     assert all(enabled[f] for f in enabled if f != GONE[2][0])

@@ -5,8 +5,9 @@ From the id PNGs (one per kept frame, 0 = background, instance ``i`` = track ``i
 
 - ``yolo``: the Ultralytics segmentation layout, ``yolo/images/<frame>`` (links to the kept frames),
   ``yolo/labels/<frame>.txt`` (``class x1 y1 x2 y2 ...``, normalised polygons, one line per part of
-  a mask) and ``yolo/data.yaml``. The lines come from supervision's converter, the library its
-  readers and Roboflow's tools share; YOLO has no track ids.
+  a mask, OpenCV's outer contours) and ``yolo/data.yaml``; YOLO has no track ids. (supervision's
+  converter, tried first, fails on masks with holes: "No foreground-contained seam found for a
+  mask hole" on the demo's; its importer is the test's reader.)
 - ``cvat``: ``cvat.xml``, CVAT for video 1.1: one ``<track>`` per instance, a polygon keyframe on
   every frame it is seen (its largest part), and ``outside="1"`` on the frame after it leaves.
 - ``label_studio``: ``label_studio.json``, a Label Studio task for its video object tracking
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -47,25 +49,26 @@ def largest_polygon(mask: np.ndarray) -> np.ndarray | None:
     return max(contours, key=cv2.contourArea)[:, 0, :]
 
 
+def yolo_lines(frame_ids: np.ndarray) -> list[str]:
+    """One ``0 x1 y1 x2 y2 ...`` line (normalised) per part of each instance on one frame: its outer
+    contour as OpenCV traces it (holes filled: a YOLO polygon has none)."""
+    h, w = frame_ids.shape
+    lines = []
+    for i in (i for i in np.unique(frame_ids) if i):
+        contours, _ = cv2.findContours((frame_ids == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for c in contours:
+            if len(c) >= 3:
+                lines.append("0 " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in c[:, 0, :]))
+    return lines
+
+
 def yolo(out: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str) -> None:
     """``out/images``, ``out/labels``, ``out/data.yaml`` (one class: the target)."""
-    import supervision as sv
-    from supervision.dataset.formats.yolo import detections_to_yolo_annotations
-
     (out / "images").mkdir(parents=True)
     (out / "labels").mkdir()
     for name, frame_ids in zip(meta["files"], ids):
         os.symlink(os.path.relpath(frames_dir.resolve() / name, out / "images"), out / "images" / name)
-        present = [i for i in np.unique(frame_ids) if i]
-        if present:
-            masks = np.stack([frame_ids == i for i in present])
-            detections = sv.Detections(
-                xyxy=sv.mask_to_xyxy(masks).astype(np.float32), mask=masks, class_id=np.zeros(len(present), int)
-            )
-            lines = detections_to_yolo_annotations(detections, frame_ids.shape, approximation_percentage=0.0)
-        else:
-            lines = []
-        (out / "labels" / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+        (out / "labels" / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in yolo_lines(frame_ids)))
     data = {"path": ".", "train": "images", "val": "images", "names": {0: target}}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -109,8 +112,9 @@ def cvat_video(path: Path, ids: list[np.ndarray], meta: dict, target: str) -> No
 def label_studio_video(path: Path, ids: list[np.ndarray], meta: dict, target: str, video_url: str) -> None:
     """One Label Studio task: the video and a ``videorectangle`` region per instance."""
     height, width = ids[0].shape if ids else (meta["source"]["height"], meta["source"]["width"])
-    times = meta.get("times_s") or [k / float(meta["output_fps"]) for k in range(len(ids))]
-    duration = times[-1] + 1 / float(meta["output_fps"]) if times else 0.0
+    fps = float(Fraction(meta["output_fps"]))  # "25/2" for 25 fps at stride 2
+    times = meta.get("times_s") or [k / fps for k in range(len(ids))]
+    duration = times[-1] + 1 / fps if times else 0.0
     regions = []
     for track_id in sorted({int(i) for frame_ids in ids for i in np.unique(frame_ids) if i}):
         sequence = []
