@@ -9,6 +9,8 @@ from snakemake.exceptions import WorkflowError
 from vispipe.config import ConfigError
 from vispipe.layout import outputs
 from vispipe.segment.layout import (
+    DAVIS_DIR,
+    DAVIS_OUTPUTS,
     EVAL,
     EVAL_OUTPUTS,
     EXPORT,
@@ -24,6 +26,7 @@ from vispipe.segment.layout import (
     TRACKS,
     VIDEO_KEY,
     check_target_keys,
+    davis_evals,
     entry,
     final_outputs,
     first_blocks,
@@ -44,6 +47,9 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
+DAVIS_EVALS = davis_evals(
+    SEGCFG
+)  # sequence -> jf.csv, for a DAVIS dataset (segment.davis)
 MODEL_DIRS = {kind: str(path) for kind, path in model_dirs(SEGCFG["models"]).items()}
 
 SEGMENT_TARGETS = final_outputs(SEGCFG)
@@ -259,6 +265,30 @@ rule evaluate_segmentation:
         "../envs/vispipe.yaml"
     params:
         code=code("evaluate_segmentation.py"),
+        # ids as given when a first-frame mask gave them (segment.davis; match_ids: false)
+        match=lambda wc: (
+            ""
+            if entry(VIDEOS, wc.video, "videos").get("match_ids", True)
+            else "--no-match"
+        ),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/evaluate_segmentation.py --masks {input.masks} --meta {input.meta}'
-        " --ground-truth {input.ground_truth:q} --out-dir $(dirname {output.jf_md}) --log {log}"
+        " --ground-truth {input.ground_truth:q} --out-dir $(dirname {output.jf_md}) {params.match} --log {log}"
+
+
+rule davis_table:
+    """A DAVIS-layout dataset's tables (segment.davis), in the DAVIS 2017 evaluation's layout."""
+    input:
+        list(DAVIS_EVALS.values()),
+    output:
+        **outputs(DAVIS_DIR, DAVIS_OUTPUTS),
+    log:
+        "logs/segment/davis_table.log",
+    conda:
+        "../envs/vispipe.yaml"
+    params:
+        code=code("davis_table.py"),
+        evals=" ".join(f"{seq}={path}" for seq, path in DAVIS_EVALS.items()),
+    shell:
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/davis_table.py --eval {params.evals}'
+        " --out-dir $(dirname {output.results_md}) --log {log}"

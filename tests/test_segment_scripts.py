@@ -11,7 +11,7 @@ from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, assert_overlay_shows_masks,
 from vispipe.config import load
 
 SCRIPTS = ["fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image",
-           "evaluate_segmentation", "make_synthetic", "export_annotations"]  # fmt: skip
+           "evaluate_segmentation", "make_synthetic", "export_annotations", "davis_table"]  # fmt: skip
 SHORT = {"segment": {"frames": {"max_seconds": 1.0, "stride": 5}}}  # 5 frames: 0, 5, 10, 15, 20
 
 
@@ -56,7 +56,7 @@ def run(tmp_path_factory):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help(name):
     proc = run_script(name, "-h")
-    reads_config = name not in ("evaluate_segmentation", "make_synthetic")  # these read no config key
+    reads_config = name not in ("evaluate_segmentation", "make_synthetic", "davis_table")  # these read no config key
     assert "usage:" in proc.stdout and ("--config" in proc.stdout) == reads_config and "--log" in proc.stdout
 
 
@@ -71,7 +71,8 @@ def test_extract_frames_honours_max_seconds_and_stride(run):
     d, _ = run
     meta = json.loads((d / "meta.json").read_text())
     assert meta["source"] == {"fps": 25.0, "fps_fraction": "25", "width": 1280, "height": 720, "frame_count": 132,
-                              "duration_s": pytest.approx(5.28), "codec": "h264", "frame_folder": False}  # fmt: skip
+                              "duration_s": pytest.approx(5.28), "codec": "h264", "frame_folder": False,
+                              "rotation": 0, "variable_frame_rate": False}  # fmt: skip
     assert (meta["stride"], meta["max_seconds"], meta["output_fps"], meta["count"]) == (5, 1.0, "5", 5)
     assert meta["kept"] == [0, 5, 10, 15, 20]
     assert sorted(p.name for p in (d / "frames").iterdir()) == meta["files"] == [f"{k:05d}.jpg" for k in range(5)]

@@ -24,6 +24,10 @@ FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/
 EVAL = "eval"
 JF_MD, JF_CSV, J_PLOT = "jf.md", "jf.csv", "j_per_frame.png"
 EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT]
+# a DAVIS-layout dataset (segment.davis): results/segment/davis/, the DAVIS 2017 evaluation's tables
+DAVIS_DIR = f"{SEG}/davis"
+DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"
+DAVIS_OUTPUTS = [DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD]
 EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
 KINDS = ("clipseg", "sam2")
 RANDOM_TINY = "random-tiny"
@@ -114,7 +118,19 @@ def final_outputs(seg: dict) -> list[str]:
         for target in entry["targets"]
         for name in [*PICTURES, INSTANCES]
     ]
-    return videos + images
+    davis = [f"{DAVIS_DIR}/{name}" for name in DAVIS_OUTPUTS] if (seg.get("davis") or {}).get("root") else []
+    return videos + images + davis
+
+
+def davis_evals(seg: dict) -> dict[str, str]:
+    """Sequence -> its ``jf.csv``, for every video a DAVIS dataset added (``segment.davis``)."""
+    target = (seg.get("davis") or {}).get("target", "objects")
+    root = str(Path(seg["davis"]["root"]) / "JPEGImages") if (seg.get("davis") or {}).get("root") else None
+    return {
+        key: f"{SEG}/{key}/{target}/{EVAL}/{JF_CSV}"
+        for key, entry in seg["videos"].items()
+        if root and entry["path"].startswith(root) and entry.get("match_ids") is False
+    }
 
 
 # Wildcard constraints of the video and image keys: the schema's key pattern, not the list of keys.

@@ -47,8 +47,41 @@ def with_samples(seg: dict) -> dict:
         for i, spec in enumerate((seg.get("globs") or {}).get(kind) or []):
             for key, entry, place in expand_glob(spec, f"segment.globs.{kind}[{i}]", kind, targets):
                 _add(entries, where, key, entry, place)
+        if kind == "videos" and (seg.get("davis") or {}).get("root"):
+            for key, entry, place in davis_sequences(seg["davis"], targets):
+                _add(entries, where, key, entry, place)
         out[kind] = entries
     return out
+
+
+def davis_sequences(davis: dict, targets: dict) -> list[tuple[str, dict, str]]:
+    """The sequences of a DAVIS-layout dataset (``segment.davis``) as video entries: the frame folder,
+    the first annotation as the target's prompt, the annotations as ground truth, ids as given."""
+    root, res, target = Path(davis["root"]), davis.get("resolution", "480p"), davis.get("target", "objects")
+    place = "config key segment.davis"
+    frames, notes = root / "JPEGImages" / res, root / "Annotations" / res
+    for folder in (frames, notes):
+        if not folder.is_dir():
+            raise ConfigError(
+                f"{place}: {folder} is not a folder; root must hold JPEGImages/{res}/ and Annotations/{res}/"
+            )
+    if target not in targets:
+        raise ConfigError(f"{place}: target {target!r} is not a key of segment.targets; add {target}: {{prompt: null}}"
+                          " (the sequences are prompted by their first annotation)")  # fmt: skip
+    names = davis.get("sequences") or sorted(p.name for p in frames.iterdir() if p.is_dir())
+    if not names:
+        raise ConfigError(f"{place}: {frames} holds no sequence folder")
+    rows = []
+    for name in names:
+        _check_key(name, "videos", f"{place}, sequence {name}")
+        _check_exists(str(frames / name), f"{place}, sequence {name}", "frame folder", folder=True)
+        pngs = sorted(p for p in (notes / name).glob("*.png")) if (notes / name).is_dir() else []
+        if not pngs:
+            raise ConfigError(f"{place}, sequence {name}: {notes / name} holds no annotation PNG")
+        entry = {"path": str(frames / name), "targets": [target], "prompts": {target: str(pngs[0])},
+                 "ground_truth": str(notes / name), "match_ids": False}  # fmt: skip
+        rows.append((name, entry, f"{place}, sequence {name}"))
+    return rows
 
 
 def _add(entries: dict, where: dict, key: str, entry: dict, place: str) -> None:

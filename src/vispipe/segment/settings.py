@@ -16,7 +16,8 @@ from typing import Any
 from ..config import SCHEMA_HINT, ConfigError, validate
 
 BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "clipseg", "sam2",
-          "flow", "propagate", "redetect", "overlay", "sam2_video", "export")  # fmt: skip
+          "flow", "propagate", "redetect", "overlay", "sam2_video", "export",
+          "davis")  # fmt: skip
 
 
 class Settings:
@@ -39,6 +40,7 @@ class Settings:
     overlay: dict
     sam2_video: dict
     export: dict
+    davis: dict
 
     __slots__ = ("_blocks",)
 

@@ -28,6 +28,9 @@ from ..runtime import device_name, pick_device
 from . import models, overlay
 from .clipseg import Detection, find_instances, heatmap
 from .layout import (
+    DAVIS_GLOBAL,
+    DAVIS_MD,
+    DAVIS_PER_SEQUENCE,
     FIRST,
     HEATMAP,
     INSTANCES,
@@ -611,6 +614,35 @@ def render_overlay(
     return n
 
 
+def davis_table(evals: dict[str, Path], out_dir: Path) -> pd.DataFrame:
+    """The dataset's tables from each sequence's ``jf.csv`` (``evals``: sequence -> file), in the
+    DAVIS 2017 evaluation's layout: ``global_results.csv``, ``per-sequence_results.csv`` and
+    ``results.md`` in ``out_dir``; returns the global row."""
+    import pandas as pd
+
+    from . import vos_eval
+
+    per_frame = {}
+    for seq, path in evals.items():
+        try:
+            per_frame[seq] = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"cannot read {path} ({e}); rerun evaluate_segmentation for {seq}") from None
+    global_df, per_seq = vos_eval.davis_tables(per_frame)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / DAVIS_GLOBAL, global_df.to_csv(index=False, float_format="%.6f"))
+    write_text(out_dir / DAVIS_PER_SEQUENCE, per_seq.to_csv(index=False, float_format="%.6f"))
+    md = [
+        f"Semi-supervised results on {len(per_frame)} sequences ({len(per_seq)} objects), in the layout of the"
+        " DAVIS 2017 evaluation (first and last frames not scored; means over objects).",
+        "", "Global results:", "", global_df.to_markdown(index=False, floatfmt=".3f"),
+        "", "Per sequence results:", "", per_seq.to_markdown(index=False, floatfmt=".3f"),
+    ]  # fmt: skip
+    write_text(out_dir / DAVIS_MD, "\n".join(md) + "\n")
+    log.info("J&F-Mean %.3f over %d objects of %d sequences", global_df["J&F-Mean"][0], len(per_seq), len(per_frame))
+    return global_df
+
+
 # ----------------------------------------------------------------------------------------- exports
 
 
@@ -649,9 +681,13 @@ def export_annotations(
 # -------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_segmentation(masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path) -> pd.DataFrame:
+def evaluate_segmentation(
+    masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path, match: bool = True
+) -> pd.DataFrame:
     """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
-    mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``."""
+    mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``. ``match``:
+    predicted ids are matched to the ground truth's once per video; False compares them as they are
+    (the semi-supervised protocol, whose first-frame mask gave the ids)."""
     import pandas as pd
 
     from . import vos_eval  # here: scipy's optimizer and pandas load only for the evaluation
@@ -679,12 +715,13 @@ def evaluate_segmentation(masks_dir: Path, meta_path: Path, gt_dir: Path, out_di
                 f"{gt_files[source_index]} is {gt[-1].shape[1]}x{gt[-1].shape[0]} but the video's frames are "
                 f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
             )
-    per_frame = vos_eval.evaluate(pred, gt, frames=meta["kept"])
+    per_frame = vos_eval.evaluate(pred, gt, frames=meta["kept"], match=match)
     table = vos_eval.summary(per_frame)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [
         f"J&F of {masks_dir} against {gt_dir} ({len(pred)} kept frames; means skip the first and the last).",
-        "Predicted ids are matched to ground-truth objects once per video (largest total IoU).",
+        "Predicted ids are matched to ground-truth objects once per video (largest total IoU)." if match
+        else "Predicted ids are the ground truth's (semi-supervised: the first-frame mask gave them).",
         "",
         table.to_markdown(index=False, floatfmt=".3f"),
         "",

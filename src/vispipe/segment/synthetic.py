@@ -159,3 +159,20 @@ def save_clip(clip: Clip, video: str | Path, gt_dir: str | Path) -> None:
     with atomic_dir(gt_dir) as tmp_dir:
         for k, ids in enumerate(clip.masks):
             write_palette_png(tmp_dir / f"{k:05d}.png", ids)
+
+
+def save_davis(root: str | Path, sequences: int, n_frames: int, size: tuple[int, int], seed: int = 0,
+               resolution: str = "480p") -> list[str]:  # fmt: skip
+    """``sequences`` synthetic clips in the DAVIS layout under ``root``: ``JPEGImages/<resolution>/
+    <seq>/NNNNN.jpg`` and ``Annotations/<resolution>/<seq>/NNNNN.png`` (palette ids); their names."""
+    root = Path(root)
+    names = [f"synth{k:02d}" for k in range(sequences)]
+    for k, name in enumerate(names):
+        clip = make_clip(n_frames, size, seed + k)
+        with atomic_dir(root / "JPEGImages" / resolution / name) as tmp:
+            for i, frame in enumerate(clip.frames):
+                Image.fromarray(frame).save(tmp / f"{i:05d}.jpg", quality=95)
+        with atomic_dir(root / "Annotations" / resolution / name) as tmp:
+            for i, ids in enumerate(clip.masks):
+                write_palette_png(tmp / f"{i:05d}.png", ids)
+    return names

@@ -121,6 +121,35 @@ def summary(per_frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([objects, mean]).rename_axis("object").reset_index()
 
 
+def db_statistics(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean, recall (share above 0.5) and decay (first quarter's mean minus the last's) of one
+    object's per-frame J or F, as the DAVIS 2017 evaluation computes them (its db_statistics)."""
+    values = np.asarray(values, float)
+    mean, recall = float(np.nanmean(values)), float(np.nanmean(values > 0.5))
+    ids = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(int)
+    bins = [values[ids[i] : ids[i + 1] + 1] for i in range(4)]
+    return mean, recall, float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
+
+
+def davis_tables(per_frame: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A dataset's results in the layout of the DAVIS 2017 evaluation: the global row (J&F-Mean,
+    J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay: means over every object of every sequence)
+    and one row per sequence and object (``<sequence>_<object>``, J-Mean, F-Mean), from each
+    sequence's :func:`evaluate` table (its scored frames: the first and the last skipped)."""
+    stats, rows = {"J": [], "F": []}, []
+    for seq, table in sorted(per_frame.items()):
+        scored = table[table["scored"]] if table["scored"].any() else table
+        for obj, frames in scored.groupby("object"):
+            js, fs = db_statistics(frames["J"].to_numpy()), db_statistics(frames["F"].to_numpy())
+            stats["J"].append(js)
+            stats["F"].append(fs)
+            rows.append({"Sequence": f"{seq}_{obj}", "J-Mean": js[0], "F-Mean": fs[0]})
+    j, f = np.array(stats["J"]).mean(axis=0), np.array(stats["F"]).mean(axis=0)
+    global_row = {"J&F-Mean": (j[0] + f[0]) / 2, "J-Mean": j[0], "J-Recall": j[1], "J-Decay": j[2],
+                  "F-Mean": f[0], "F-Recall": f[1], "F-Decay": f[2]}  # fmt: skip
+    return pd.DataFrame([global_row]), pd.DataFrame(rows, columns=["Sequence", "J-Mean", "F-Mean"])
+
+
 def j_plot(per_frame: pd.DataFrame, path, title: str) -> None:
     """J of each object over the frames (one line per object; a gap where it is not in view yet)."""
     import matplotlib
