@@ -36,30 +36,31 @@ from .masks import atomic_dir, read_id_mask
 FORMATS = ("yolo", "cvat", "label_studio")
 
 
-def _frames(masks_dir: Path, meta: dict, tracks: dict) -> list[np.ndarray]:
-    return [read_id_mask(masks_dir / f["file"]) for f in tracks["frames"]]
+def _track_ids(ids: list[np.ndarray]) -> list[int]:
+    """Every instance id the PNGs show on some frame."""
+    return sorted({int(i) for frame_ids in ids for i in np.unique(frame_ids) if i})
+
+
+def polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """The outer outline (N, 2) of each part of a boolean mask, as OpenCV traces it (holes filled)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c[:, 0, :] for c in contours if len(c) >= 3]
 
 
 def largest_polygon(mask: np.ndarray) -> np.ndarray | None:
-    """The outline (N, 2) of the largest part of a boolean mask, as OpenCV traces it; None if empty."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    contours = [c for c in contours if len(c) >= 3]
-    if not contours:
-        return None
-    return max(contours, key=cv2.contourArea)[:, 0, :]
+    """The outline of the largest part of a boolean mask; None if empty."""
+    return max(polygons(mask), key=cv2.contourArea, default=None)
 
 
 def yolo_lines(frame_ids: np.ndarray) -> list[str]:
-    """One ``0 x1 y1 x2 y2 ...`` line (normalised) per part of each instance on one frame: its outer
-    contour as OpenCV traces it (holes filled: a YOLO polygon has none)."""
+    """One ``0 x1 y1 x2 y2 ...`` line (normalised) per part of each instance on one frame (a YOLO
+    polygon has no holes)."""
     h, w = frame_ids.shape
-    lines = []
-    for i in (i for i in np.unique(frame_ids) if i):
-        contours, _ = cv2.findContours((frame_ids == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        for c in contours:
-            if len(c) >= 3:
-                lines.append("0 " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in c[:, 0, :]))
-    return lines
+    return [
+        "0 " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in poly)
+        for i in np.unique(frame_ids) if i
+        for poly in polygons(frame_ids == i)
+    ]  # fmt: skip
 
 
 def yolo(out: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str) -> None:
@@ -79,7 +80,7 @@ def _points(polygon: np.ndarray) -> str:
 
 def cvat_video(path: Path, ids: list[np.ndarray], meta: dict, target: str) -> None:
     """CVAT for video 1.1: a track per instance, keyframes where it is seen, outside where it is not."""
-    height, width = ids[0].shape if ids else (meta["source"]["height"], meta["source"]["width"])
+    height, width = meta["source"]["height"], meta["source"]["width"]
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     task = ET.SubElement(ET.SubElement(root, "meta"), "task")
@@ -91,7 +92,7 @@ def cvat_video(path: Path, ids: list[np.ndarray], meta: dict, target: str) -> No
     ET.SubElement(label, "type").text = "polygon"
     size = ET.SubElement(task, "original_size")
     ET.SubElement(size, "width").text, ET.SubElement(size, "height").text = str(width), str(height)
-    for track_id in sorted({int(i) for frame_ids in ids for i in np.unique(frame_ids) if i}):
+    for track_id in _track_ids(ids):
         track = ET.SubElement(root, "track", id=str(track_id - 1), label=target, source="auto")
         last = None  # the last polygon written, repeated with outside="1" where the instance is not seen
         for k, frame_ids in enumerate(ids):
@@ -111,12 +112,12 @@ def cvat_video(path: Path, ids: list[np.ndarray], meta: dict, target: str) -> No
 
 def label_studio_video(path: Path, ids: list[np.ndarray], meta: dict, target: str, video_url: str) -> None:
     """One Label Studio task: the video and a ``videorectangle`` region per instance."""
-    height, width = ids[0].shape if ids else (meta["source"]["height"], meta["source"]["width"])
+    height, width = meta["source"]["height"], meta["source"]["width"]
     fps = float(Fraction(meta["output_fps"]))  # "25/2" for 25 fps at stride 2
     times = meta.get("times_s") or [k / fps for k in range(len(ids))]
     duration = times[-1] + 1 / fps if times else 0.0
     regions = []
-    for track_id in sorted({int(i) for frame_ids in ids for i in np.unique(frame_ids) if i}):
+    for track_id in _track_ids(ids):
         sequence = []
         for k, frame_ids in enumerate(ids):
             mask = frame_ids == track_id
@@ -142,7 +143,7 @@ def export(formats: list[str], masks_dir: Path, meta: dict, tracks: dict, frames
            video_url: str | None = None) -> list[str]:  # fmt: skip
     """Write each of ``formats`` into ``out_dir`` (all or nothing); return what was written."""
     target = tracks["target"]
-    ids = _frames(masks_dir, meta, tracks)
+    ids = [read_id_mask(masks_dir / f["file"]) for f in tracks["frames"]]
     written = []
     with atomic_dir(out_dir) as tmp:
         if "yolo" in formats:

@@ -183,6 +183,16 @@ def read_json(path: Path, rule: str, keys: tuple[str, ...] = ()) -> dict:
     return doc
 
 
+def _read_tracks(tracks_path: Path, meta: dict, meta_path: Path, keys: tuple[str, ...]) -> dict:
+    """propagate's tracks.json, which must hold one entry per kept frame of ``meta``."""
+    tracks = read_json(tracks_path, "propagate", keys)
+    if len(tracks["frames"]) != meta["count"]:
+        raise UserError(
+            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
+        )
+    return tracks
+
+
 def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
     meta = read_json(meta_path, "extract_frames", ("files", "kept", "count", "source"))
     missing = [f for f in meta["files"] if not (frames_dir / f).is_file()]
@@ -337,9 +347,11 @@ def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, pr
     drawn = [p for p in prompts if p.mask is None]
     answers = iter(_refiner(s, loaded["sam2"]).prompted(image, drawn) if drawn else [])
     instances = []
+    union = np.zeros(image.shape[:2], bool)
     for p in prompts:
         ref = None if p.mask is not None else next(answers)
         mask = p.mask if ref is None else ref.mask
+        union |= mask
         if not mask.any():
             log.warning("%s, instance %d: SAM2 drew an empty mask for its %s", prompt_path, p.id, p.kind)
             continue
@@ -363,9 +375,6 @@ def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, pr
         "provenance": _provenance(s, first_blocks(target), loaded, dirs),
     }  # fmt: skip
     random_weights = doc["weights"]["random"]
-    union = np.zeros(image.shape[:2], bool)
-    for inst in instances:
-        union |= decode_rle(inst["segmentation"])
     _save_picture(out_dir / FIRST / HEATMAP, _prompt_picture(image, prompts), random_weights)
     _save_picture(out_dir / FIRST / MASK, overlay.mask_picture(union), random_weights)
     write_json(out_dir / INSTANCES, doc)
@@ -577,11 +586,7 @@ def render_overlay(
     and the first of them as ``first_path`` (``first/overlay.png``) when given."""
     style = s.overlay
     meta = _read_meta(meta_path, frames_dir)
-    tracks = read_json(tracks_path, "propagate", ("frames", "target", "weights"))
-    if len(tracks["frames"]) != meta["count"]:
-        raise UserError(
-            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
-        )
+    tracks = _read_tracks(tracks_path, meta, meta_path, ("frames", "target", "weights"))
     target, random_weights = tracks["target"], tracks["weights"]["random"]
     if random_weights:
         log.warning("%s", models.RANDOM_WARNING)
@@ -663,11 +668,7 @@ def export_annotations(
     if not formats:
         raise UserError("no export format chosen: set segment.export.formats (yolo, cvat, label_studio) or --formats")
     meta = _read_meta(meta_path, frames_dir)
-    tracks = read_json(tracks_path, "propagate", ("frames", "target"))
-    if len(tracks["frames"]) != meta["count"]:
-        raise UserError(
-            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
-        )
+    tracks = _read_tracks(tracks_path, meta, meta_path, ("frames", "target"))
     missing = [f["file"] for f in tracks["frames"] if not (masks_dir / f["file"]).is_file()]
     if missing:
         raise UserError(
