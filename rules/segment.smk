@@ -26,6 +26,7 @@ from vispipe.segment.layout import (
     TRACKS,
     VIDEO_KEY,
     check_target_keys,
+    detector_of,
     davis_evals,
     entry,
     final_outputs,
@@ -50,7 +51,15 @@ VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
 DAVIS_EVALS = davis_evals(
     SEGCFG
 )  # sequence -> jf.csv, for a DAVIS dataset (segment.davis)
-MODEL_DIRS = {kind: str(path) for kind, path in model_dirs(SEGCFG["models"]).items()}
+# segment.detector: the model that turns text into instances
+DETECTOR = detector_of(SEGCFG)
+try:
+    MODEL_DIRS = {
+        kind: str(path)
+        for kind, path in model_dirs(SEGCFG["models"], (DETECTOR, "sam2")).items()
+    }
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 SEGMENT_TARGETS = final_outputs(SEGCFG)
 SEG_IN_REPORT = in_report("Segmentation", "videos: {video} / {target}", "segmentation")
@@ -67,19 +76,22 @@ localrules:
 
 
 rule fetch_models:
-    """Download CLIPSeg and SAM2 (or build the tiny random demo models); later rules run offline."""
+    """Download the detector (segment.detector) and SAM2 (or build tiny random ones for the demo);
+    later rules run offline."""
     output:
-        clipseg=directory(MODEL_DIRS["clipseg"]),
+        detector=directory(MODEL_DIRS[DETECTOR]),
         sam2=directory(MODEL_DIRS["sam2"]),
     log:
         "logs/segment/fetch_models.log",
     conda:
         "../envs/vispipe.yaml"
     params:
-        cfg=params_json("segment.models"),
+        cfg=params_json(
+            "segment.models", *(("segment.detector",) if DETECTOR != "clipseg" else ())
+        ),
     shell:
         '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
-        " --clipseg {output.clipseg} --sam2 {output.sam2} --log {log}"
+        " --detector {output.detector} --sam2 {output.sam2} --log {log}"
 
 
 rule extract_frames:
@@ -105,9 +117,9 @@ rule segment_first:
     input:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
-        clipseg=MODEL_DIRS["clipseg"],
+        detector=MODEL_DIRS[DETECTOR],
         sam2=MODEL_DIRS["sam2"],
-        # a mask, boxes or points instead of CLIPSeg (segment.videos.<key>.prompts)
+        # a mask, boxes or points instead of the detector (segment.videos.<key>.prompts)
         prompt=lambda wc: prompt_file(entry(VIDEOS, wc.video, "videos"), wc.target),
     output:
         **outputs(f"{SEG}/{{video}}/{{target}}/{FIRST}", FIRST_PICTURES),
@@ -121,12 +133,12 @@ rule segment_first:
     threads: config["threads"]["segment"]
     params:
         code=code("segment_first.py"),
-        cfg=lambda wc: params_json(*first_blocks(wc.target)),
+        cfg=lambda wc: params_json(*first_blocks(wc.target, DETECTOR)),
         prompt=lambda wc, input: f"--prompt '{input.prompt}'" if input.prompt else "",
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_first.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
-        " --clipseg {input.clipseg} --sam2 {input.sam2} {params.prompt}"
+        " --detector {input.detector} --sam2 {input.sam2} {params.prompt}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 
 
@@ -136,7 +148,7 @@ rule propagate:
         meta=f"{SEG}/{{video}}/meta.json",
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
         sam2=MODEL_DIRS["sam2"],
-        clipseg=MODEL_DIRS["clipseg"],  # for re-detection (segment.redetect)
+        detector=MODEL_DIRS[DETECTOR],  # for re-detection (segment.redetect)
     output:
         masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
@@ -155,12 +167,13 @@ rule propagate:
                 wc.target,
                 SEGCFG["redetect"]["every"] > 0,
                 SEGCFG["propagate"]["method"],
+                DETECTOR,
             )
         ),
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/propagate.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
-        " --sam2 {input.sam2} --clipseg {input.clipseg}"
+        " --sam2 {input.sam2} --detector {input.detector}"
         " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
 
 
@@ -214,7 +227,7 @@ rule export_annotations:
 rule segment_image:
     input:
         image=lambda wc: entry(IMAGES, wc.image, "images")["path"],
-        clipseg=MODEL_DIRS["clipseg"],
+        detector=MODEL_DIRS[DETECTOR],
         sam2=MODEL_DIRS["sam2"],
     output:
         **outputs(
@@ -236,10 +249,10 @@ rule segment_image:
     threads: config["threads"]["segment"]
     params:
         code=code("segment_image.py"),
-        cfg=lambda wc: params_json(*image_blocks(wc.target)),
+        cfg=lambda wc: params_json(*image_blocks(wc.target, DETECTOR)),
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
-        " --target {wildcards.target} --clipseg {input.clipseg} --sam2 {input.sam2}"
+        " --target {wildcards.target} --detector {input.detector} --sam2 {input.sam2}"
         " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
 
 

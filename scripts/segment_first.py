@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Segment a target on the first kept frame: CLIPSeg heatmap -> Otsu -> connected components
-(percentile fallback) -> SAM2 refinement of each instance. Writes --out-dir/first/{heatmap,mask}.png
+"""Segment a target on the first kept frame: the detector (segment.detector: CLIPSeg heatmap -> Otsu ->
+connected components with a percentile fallback, or Grounding DINO / OWLv2 boxes) -> SAM2 refinement of
+each instance. Writes --out-dir/first/{heatmap,mask}.png (heatmap.png: CLIPSeg's heatmap or the boxes)
 and --out-dir/instances.json (render_overlay draws first/overlay.png). With --prompt (a mask, or
-boxes and points: vispipe/segment/prompts.py) CLIPSeg is skipped and the instances come from it.
+boxes and points: vispipe/segment/prompts.py) the detector is skipped and the instances come from it.
 
-Reads the segment.targets, clipseg, sam2, seed, device and models config keys."""
+Reads the segment.targets, detector, <detector> (clipseg, grounding_dino or owlv2), sam2, seed, device
+and models config keys."""
 
 from pathlib import Path
 
@@ -22,7 +24,7 @@ def build_parser():
     p.add_argument(
         "--prompt",
         type=Path,
-        help="instead of CLIPSeg: a mask (.png) or boxes and points (.json) of the first kept frame",
+        help="instead of the detector: a mask (.png) or boxes and points (.json) of the first kept frame",
     )
     add_models(p)
     return p
@@ -35,7 +37,7 @@ def main(args):
         args.frames,
         args.meta,
         args.out_dir,
-        args.clipseg,
+        args.detector,
         args.sam2,
         args.prompt,
     )

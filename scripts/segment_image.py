@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Segment a target in a still image: CLIPSeg heatmap -> Otsu -> connected components (percentile
-fallback) -> SAM2 refinement. Writes --out-dir/{heatmap,mask,overlay}.png and --out-dir/instances.json.
+"""Segment a target in a still image: the detector (segment.detector: CLIPSeg heatmap -> Otsu ->
+connected components with a percentile fallback, or Grounding DINO / OWLv2 boxes) -> SAM2 refinement.
+Writes --out-dir/{heatmap,mask,overlay}.png and --out-dir/instances.json.
 
-Reads the segment.targets, clipseg, sam2, overlay, seed, device and models config keys."""
+Reads the segment.targets, detector, <detector> (clipseg, grounding_dino or owlv2), sam2, overlay, seed,
+device and models config keys."""
 
 from pathlib import Path
 
@@ -22,7 +24,9 @@ def build_parser():
 
 
 def main(args):
-    segment_image(Settings.parse(cli.load_config(args)), args.target, args.image, args.out_dir, args.clipseg, args.sam2)
+    segment_image(
+        Settings.parse(cli.load_config(args)), args.target, args.image, args.out_dir, args.detector, args.sam2
+    )
 
 
 if __name__ == "__main__":

@@ -146,6 +146,19 @@ def reordered(node):
         (propagate_blocks("rabbit", False, "sam2_video"), "segment.sam2_video.offload_state", "segment.flow.scale"),
         (propagate_blocks("rabbit", True), "segment.clipseg.min_score", "segment.overlay.alpha"),
         (image_blocks("rabbit"), "segment.overlay.alpha", "segment.flow.scale"),
+        # a box detector reads its own block and the choice, not CLIPSeg's nor the other detector's
+        (first_blocks("rabbit", "owlv2"), "segment.owlv2.score_threshold", "segment.clipseg.min_score"),
+        (first_blocks("rabbit", "owlv2"), "segment.detector", "segment.grounding_dino.box_threshold"),
+        (
+            propagate_blocks("rabbit", True, "flow", "grounding_dino"),
+            "segment.grounding_dino.text_threshold",
+            "segment.owlv2.nms_iou",
+        ),
+        (
+            propagate_blocks("rabbit", False, "flow", "grounding_dino"),
+            "segment.flow.scale",
+            "segment.grounding_dino.box_threshold",
+        ),
     ],
 )
 def test_the_hash_follows_exactly_the_blocks_read(blocks, read, unrelated):

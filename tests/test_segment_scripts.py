@@ -83,11 +83,14 @@ def test_segment_first_outputs(run):
     d, _ = run
     doc = json.loads((d / "rabbit/instances.json").read_text())
     assert doc["target"] == "rabbit" and doc["prompt"] == "rabbit" and doc["source_index"] == 0
+    assert doc["detector"] == "clipseg" and {i["phrase"] for i in doc["instances"]} == {"rabbit"}
     assert doc["weights"]["random"] and "RANDOM WEIGHTS" in doc["weights"]["warning"]
     assert doc["found"] == len(doc["instances"]) >= 1 and doc["found"] <= 3  # demo: max_instances 3
     for k, inst in enumerate(doc["instances"], start=1):
         assert inst["id"] == k and inst["area"] > 0 and len(inst["box"]) == 4
-        assert {"clipseg_score", "sam2_iou", "segmentation"} <= set(inst) and 0 <= inst["clipseg_score"] <= 1
+        assert {"detector_score", "phrase", "sam2_iou", "segmentation"} <= set(inst) and 0 <= inst[
+            "detector_score"
+        ] <= 1
     for name in ("heatmap.png", "overlay.png"):
         img = cv2.imread(str(d / "rabbit/first" / name))
         assert img.shape == (720, 1280, 3) and tuple(img[-2, 2]) == (0, 0, 200)  # the red RANDOM WEIGHTS strip (BGR)

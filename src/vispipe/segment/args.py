@@ -18,11 +18,14 @@ def add_tracks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracks", type=Path, required=True, help="tracks.json written by propagate")
 
 
-def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("clipseg", "sam2")) -> None:
-    """``--clipseg`` / ``--sam2``: model folders written by fetch_models."""
+def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("detector", "sam2")) -> None:
+    """``--detector`` (also spelt ``--clipseg``) / ``--sam2``: model folders written by fetch_models."""
     for kind in kinds:
+        flags = ("--detector", "--clipseg") if kind == "detector" else (f"--{kind}",)
+        what = "the detector's (segment.detector: CLIPSeg, Grounding DINO or OWLv2)" if kind == "detector" else kind
         p.add_argument(
-            f"--{kind}",
+            *flags,
+            dest=kind,
             type=Path,
-            help=f"{kind} folder written by fetch_models (default: where segment.models puts it)",
+            help=f"{what} folder written by fetch_models (default: where segment.models puts it)",
         )

@@ -20,12 +20,19 @@ from .models import Loaded
 
 
 @torch.inference_mode()
-def heatmap(clipseg: Loaded, image: np.ndarray, prompt: str) -> np.ndarray:
-    """CLIPSeg's per-pixel probability (sigmoid of its logits) for ``prompt``, float32 at the image's size."""
-    inputs = clipseg.processor(text=[prompt], images=[image], padding="max_length", return_tensors="pt")
+def heatmaps(clipseg: Loaded, image: np.ndarray, phrases: list[str]) -> np.ndarray:
+    """CLIPSeg's per-pixel probability (sigmoid of its logits) for each phrase, ``(len(phrases), H, W)``
+    float32 at the image's size, in one batch."""
+    inputs = clipseg.processor(text=phrases, images=[image] * len(phrases), padding="max_length", return_tensors="pt")
     logits = clipseg.model(**inputs.to(clipseg.device)).logits
-    prob = torch.sigmoid(logits.reshape(-1, *logits.shape[-2:])[0]).float().cpu().numpy()
-    return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    probs = torch.sigmoid(logits.reshape(-1, *logits.shape[-2:])).float().cpu().numpy()
+    size = (image.shape[1], image.shape[0])
+    return np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in probs])
+
+
+def heatmap(clipseg: Loaded, image: np.ndarray, prompt: str | list[str]) -> np.ndarray:
+    """CLIPSeg's probability map for ``prompt``; for several phrases, their pixelwise maximum."""
+    return heatmaps(clipseg, image, [prompt] if isinstance(prompt, str) else list(prompt)).max(axis=0)
 
 
 @dataclass

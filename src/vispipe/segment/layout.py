@@ -29,7 +29,8 @@ DAVIS_DIR = f"{SEG}/davis"
 DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"
 DAVIS_OUTPUTS = [DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD]
 EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
-KINDS = ("clipseg", "sam2")
+DETECTORS = ("clipseg", "grounding_dino", "owlv2")  # segment.detector: text -> instances
+KINDS = (*DETECTORS, "sam2")  # every model fetch_models can fetch
 RANDOM_TINY = "random-tiny"
 
 # The config blocks each step reads: what its rule passes and what its provenance hashes. A step run
@@ -40,31 +41,56 @@ METHOD_BLOCKS = {"flow": ("segment.flow",), "sam2_video": ("segment.sam2_video",
 MODELS_BLOCK = "segment.models"
 
 
-def first_blocks(target: str) -> tuple[str, ...]:
+def detector_of(seg: dict) -> str:
+    """``segment.detector``; a config without the key keeps the seed's CLIPSeg."""
+    return seg.get("detector", "clipseg")
+
+
+def detect_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
+    """The blocks that turn ``target``'s text into instances: its prompt and the detector's knobs
+    (``segment.clipseg``, ``segment.grounding_dino`` or ``segment.owlv2``). ``segment.detector``
+    itself only when it is not the default, so configs from before the key rerun nothing."""
+    choice = () if detector == "clipseg" else ("segment.detector",)
+    return (f"segment.targets.{target}", *choice, f"segment.{detector}")
+
+
+def first_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
     """The blocks segment_first reads for ``target``."""
-    return (f"segment.targets.{target}", "segment.clipseg", "segment.sam2", "segment.seed", "segment.device")
+    return (*detect_blocks(target, detector), "segment.sam2", "segment.seed", "segment.device")
 
 
-def propagate_blocks(target: str, redetect: bool, method: str = "flow") -> tuple[str, ...]:
+def propagate_blocks(target: str, redetect: bool, method: str = "flow", detector: str = "clipseg") -> tuple[str, ...]:
     """The blocks propagate reads for ``target``: the propagator's (``segment.flow`` or
     ``segment.sam2_video``, so editing the other reruns nothing), ``segment.redetect``, and, when it
-    re-detects, what segment_first reads to detect (so a CLIPSeg edit reruns propagate only then)."""
-    detect = (f"segment.targets.{target}", "segment.clipseg") if redetect else ()
+    re-detects, what segment_first reads to detect (so a detector edit reruns propagate only then)."""
+    detect = detect_blocks(target, detector) if redetect else ()
     return (*METHOD_BLOCKS[method], *PROPAGATE_BLOCKS, "segment.redetect", *detect)
 
 
-def image_blocks(target: str) -> tuple[str, ...]:
+def image_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
     """The blocks segment_image reads for ``target``: segment_first's and the overlay style."""
-    *detect, seed, device = first_blocks(target)
+    *detect, seed, device = first_blocks(target, detector)
     return (*detect, "segment.overlay", seed, device)
 
 
-def model_dirs(models_cfg: dict) -> dict[str, Path]:
-    """The folder of each model: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""
+def model_dirs(models_cfg: dict, kinds: Iterable[str] = ("clipseg", "sam2")) -> dict[str, Path]:
+    """The folder of each model of ``kinds``: ``<dir>/random-tiny--<kind>`` or ``<dir>/<owner>--<name>``."""
     root = Path(models_cfg["dir"])
     if models_cfg["source"] == RANDOM_TINY:
-        return {kind: root / f"{RANDOM_TINY}--{kind}" for kind in KINDS}
-    return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in KINDS}
+        return {kind: root / f"{RANDOM_TINY}--{kind}" for kind in kinds}
+    missing = [kind for kind in kinds if kind not in models_cfg]
+    if missing:
+        raise ConfigError(f"config key segment.models.{missing[0]} is missing: give its repo and revision, "
+                          f"e.g. {missing[0]}: {{repo: {DEFAULT_REPOS.get(missing[0], '<owner>/<name>')}, revision: main}}")  # fmt: skip
+    return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in kinds}
+
+
+DEFAULT_REPOS = {
+    "clipseg": "CIDAS/clipseg-rd64-refined",
+    "grounding_dino": "IDEA-Research/grounding-dino-tiny",
+    "owlv2": "google/owlv2-base-patch16-ensemble",
+    "sam2": "facebook/sam2.1-hiera-small",
+}
 
 
 def check_target_keys(seg: dict) -> None:

@@ -45,9 +45,12 @@ def _classes(kind: str, video: bool = False) -> tuple[Any, Any]:
 
     if video:
         return t.Sam2VideoModel, t.Sam2VideoProcessor
-    return {"clipseg": (t.CLIPSegForImageSegmentation, t.CLIPSegProcessor), "sam2": (t.Sam2Model, t.Sam2Processor)}[
-        kind
-    ]
+    return {
+        "clipseg": (t.CLIPSegForImageSegmentation, t.CLIPSegProcessor),
+        "grounding_dino": (t.GroundingDinoForObjectDetection, t.GroundingDinoProcessor),
+        "owlv2": (t.Owlv2ForObjectDetection, t.Owlv2Processor),
+        "sam2": (t.Sam2Model, t.Sam2Processor),
+    }[kind]
 
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -55,7 +58,9 @@ def _classes(kind: str, video: bool = False) -> tuple[Any, Any]:
 
 def fetch(models_cfg: dict, out: dict[str, Path]) -> None:
     """Fill each ``out[kind]`` folder (written whole or not at all) from the configured source."""
-    for kind in KINDS:
+    for kind in out:
+        if kind not in KINDS:
+            raise UserError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
         with atomic_dir(out[kind]) as tmp:
             if models_cfg["source"] == RANDOM_TINY:
                 log.warning(RANDOM_WARNING)
@@ -173,10 +178,86 @@ def _tiny_sam2():
     return Sam2VideoModel(config), Sam2VideoProcessor(image_processor=images, video_processor=frames)
 
 
+def tiny_bert_tokenizer():
+    """A BERT WordPiece tokenizer over letters and digits (each word splits into its characters) plus
+    the special tokens and the full stop Grounding DINO ends each phrase with."""
+    import string
+
+    from transformers import BertTokenizer
+
+    chars = string.ascii_lowercase + string.digits
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *chars, *(f"##{c}" for c in chars)]
+    return BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+
+
+TINY_DETECTOR_SIZE = 224
+
+
+def _tiny_grounding_dino():
+    """Grounding DINO with a one-block-per-stage Swin, a one-layer BERT, one encoder and two decoder
+    layers (the box heads of decoder layers after the first are tied to its own: two is the least)."""
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    tokenizer = tiny_bert_tokenizer()
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7, image_size=TINY_DETECTOR_SIZE,
+            out_features=["stage2", "stage3", "stage4"],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=128, max_position_embeddings=256,
+        ),
+        d_model=64, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, encoder_n_points=2,
+        decoder_n_points=2, max_text_len=64,
+    )  # fmt: skip
+    images = GroundingDinoImageProcessor(
+        size={"shortest_edge": TINY_DETECTOR_SIZE, "longest_edge": 2 * TINY_DETECTOR_SIZE}
+    )
+    return GroundingDinoForObjectDetection(config), GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def _tiny_owlv2():
+    """OWLv2 with a 2-layer ViT at 224 px (patch 16) and a 1-layer text tower over the tiny CLIP tokenizer."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    tokenizer = tiny_clip_tokenizer()
+    config = Owlv2Config(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            image_size=TINY_DETECTOR_SIZE, patch_size=16,
+        ),
+        projection_dim=64,
+    )  # fmt: skip
+    images = Owlv2ImageProcessor(size={"height": TINY_DETECTOR_SIZE, "width": TINY_DETECTOR_SIZE})
+    return Owlv2ForObjectDetection(config), Owlv2Processor(image_processor=images, tokenizer=tokenizer)
+
+
+TINY_BUILDERS = {
+    "clipseg": _tiny_clipseg,
+    "grounding_dino": _tiny_grounding_dino,
+    "owlv2": _tiny_owlv2,
+    "sam2": _tiny_sam2,
+}
+
+
 def build_random_tiny(kind: str, out: Path, seed: int = 0) -> dict:
     """Save a tiny randomly initialised ``kind`` model and its processor into ``out``."""
     torch.manual_seed(seed)
-    model, processor = (_tiny_clipseg if kind == "clipseg" else _tiny_sam2)()
+    model, processor = TINY_BUILDERS[kind]()
     model.save_pretrained(out)
     processor.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())

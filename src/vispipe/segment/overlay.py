@@ -31,6 +31,20 @@ def heatmap_picture(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> 
     return cv2.addWeighted(colored, alpha, image, 1 - alpha, 0)
 
 
+def boxes_picture(image: np.ndarray, boxes: list, colors: list[str] | None = None) -> np.ndarray:
+    """A box detector's answer over the RGB image: each box (:class:`vispipe.segment.boxes.Box`) outlined
+    in its instance's colour, labelled with its phrase and score."""
+    colors = colors or ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    out = image.copy()
+    scale = max(0.4, image.shape[1] / 1600)
+    for i, b in enumerate(boxes, start=1):
+        color = color_of(i, colors)
+        x0, y0, x1, y1 = (round(v) for v in b.xyxy)
+        cv2.rectangle(out, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), color, max(1, round(scale * 3)))
+        _label(out, f"{b.phrase} {b.score:.2f}", (x0, y0), color, scale)
+    return out
+
+
 def mask_picture(mask: np.ndarray) -> np.ndarray:
     """A boolean mask as a black-and-white uint8 picture."""
     return mask.astype(np.uint8) * 255

@@ -89,6 +89,13 @@ class Sam2Refiner:
         return self._decode(image, kwargs, len(masks))
 
     @torch.inference_mode()
+    def boxes(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[Refined]:
+        """One :class:`Refined` per detector box (xyxy), the box alone as the prompt, in one batch."""
+        if not boxes:
+            return []
+        return self._decode(image, {"input_boxes": [[list(b) for b in boxes]]}, len(boxes))
+
+    @torch.inference_mode()
     def prompted(self, image: np.ndarray, prompts: Sequence) -> list[Refined]:
         """SAM2's mask for each user prompt (:class:`vispipe.segment.prompts.Prompt`: a box and/or
         points), one call each: instances may differ in what they give."""

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import SCHEMA_HINT, ConfigError, validate
 
-BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "clipseg", "sam2",
-          "flow", "propagate", "redetect", "overlay", "sam2_video", "export",
+BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "detector",
+          "clipseg", "grounding_dino", "owlv2", "sam2", "flow", "propagate", "redetect", "overlay", "sam2_video", "export",
           "davis")  # fmt: skip
 
 
@@ -32,7 +32,10 @@ class Settings:
     samples: dict
     globs: dict
     frames: dict
+    detector: str
     clipseg: dict
+    grounding_dino: dict
+    owlv2: dict
     sam2: dict
     flow: dict
     propagate: dict

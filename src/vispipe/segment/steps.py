@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,8 @@ from ..io import atomic_path, write_json, write_text
 from ..provenance import provenance
 from ..runtime import device_name, pick_device
 from . import models, overlay
-from .clipseg import Detection, find_instances, heatmap
+from .boxes import DETECT as BOX_DETECTORS
+from .clipseg import find_instances, heatmaps
 from .layout import (
     DAVIS_GLOBAL,
     DAVIS_MD,
@@ -48,7 +50,7 @@ from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_i
 from .prompts import Prompt, read_prompts
 from .propagate import STATES, propagate
 from .propagate import track as track_with
-from .sam2 import Sam2Refiner, autocast_dtype
+from .sam2 import Refined, Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
 from .settings import Settings
 from .timing import Stopwatch, ahead
@@ -74,12 +76,23 @@ def target_prompt(s: Settings, target: str) -> str | None:
     return targets[target].get("prompt")
 
 
-def fetch_models(s: Settings, clipseg_dir: Path | None, sam2_dir: Path | None) -> None:
-    """Download (or build) both models into their folders (default: where the config puts them)."""
-    models_cfg = s.models
-    dirs = models.model_dirs(models_cfg)
-    dirs = {"clipseg": clipseg_dir or dirs["clipseg"], "sam2": sam2_dir or dirs["sam2"]}
-    models.fetch(models_cfg, dirs)
+def target_phrases(s: Settings, target: str) -> list[str]:
+    """The target's text as a list of phrases (one for a plain prompt); empty without text."""
+    prompt = target_prompt(s, target)
+    return [] if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
+
+
+def detector_kind(s: Settings) -> str:
+    """``segment.detector`` (clipseg when the step was not given the key)."""
+    return s.detector if s.has("detector") else "clipseg"
+
+
+def fetch_models(s: Settings, detector_dir: Path | None, sam2_dir: Path | None) -> None:
+    """Download (or build) the detector (``segment.detector``) and SAM2 into their folders (default:
+    where the config puts them)."""
+    models_cfg, kind = s.models, detector_kind(s)
+    dirs = models.model_dirs(models_cfg, (kind, "sam2"))
+    models.fetch(models_cfg, {kind: detector_dir or dirs[kind], "sam2": sam2_dir or dirs["sam2"]})
 
 
 def _provenance(s: Settings, blocks: tuple[str, ...], loaded: dict[str, models.Loaded], dirs: dict) -> dict:
@@ -93,7 +106,7 @@ def _provenance(s: Settings, blocks: tuple[str, ...], loaded: dict[str, models.L
 def _model_folders(s: Settings, dirs: dict[str, Path | None]) -> dict[str, Path]:
     """The folders of the models named in ``dirs``; one left ``None`` is where ``segment.models`` puts it."""
     if None in dirs.values():
-        default = models.model_dirs(s.models)
+        default = models.model_dirs(s.models, tuple(dirs))
         dirs = {kind: folder or default[kind] for kind, folder in dirs.items()}
     return dirs
 
@@ -206,46 +219,69 @@ def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
 # ------------------------------------------------------------------------------ first frame / stills
 
 
+@dataclass
+class Found:
+    """A detector's instances on one picture: SAM2's answer for each, what the detector said about
+    each (``info``: its score, box, area and phrase), its threshold and a picture of how it found them."""
+
+    coarse: list[np.ndarray]  # the detector's own masks: CLIPSeg's components, or the boxes filled
+    refined: list[Refined]
+    info: list[dict]
+    threshold: dict
+    picture: np.ndarray  # CLIPSeg's heatmap, or the boxes, over the image
+    union: np.ndarray  # what mask.png shows: CLIPSeg's components, or a box detector's final masks
+
+    @property
+    def masks(self) -> list[np.ndarray]:
+        """SAM2's mask of each instance, or the detector's own where SAM2 gave nothing."""
+        return [r.mask if r.mask.any() else c for c, r in zip(self.coarse, self.refined)]
+
+
+NOTHING_FOUND_HINT = {
+    "clipseg": "lower segment.clipseg.min_cc_area / min_score",
+    "grounding_dino": "lower segment.grounding_dino.box_threshold",
+    "owlv2": "lower segment.owlv2.score_threshold",
+}
+
+
 def _detect(
     image: np.ndarray, target: str, s: Settings, loaded: dict[str, models.Loaded], where: dict
-) -> tuple[dict, np.ndarray, Detection]:
-    """CLIPSeg -> instances -> SAM2 on one picture: the instances.json document, the heatmap and the detection."""
+) -> tuple[dict, Found]:
+    """The detector -> instances -> SAM2 on one picture: the instances.json document and what was found."""
     prompt = target_prompt(s, target)
-    heat, found, refined = Detector(s, target, loaded, s.seed).run(image, 0)
-
+    detector = Detector(s, target, loaded, s.seed)
+    found = detector.run(image, 0)
     instances = []
-    for i, (comp, ref) in enumerate(zip(found.components, refined), start=1):
-        mask = ref.mask if ref.mask.any() else comp.mask  # SAM2 returned nothing: keep CLIPSeg's region
+    for i, (mask, info, ref) in enumerate(zip(found.masks, found.info, found.refined), start=1):
         instances.append({
             "id": i,
             "box": box_xyxy(mask),
             "area": int(mask.sum()),
-            "clipseg_score": round(comp.score, 4),
-            "clipseg_box": comp.box,
-            "clipseg_area": comp.area,
+            **info,
             "sam2_iou": round(ref.iou_score, 4),
             "sam2_object_score": round(ref.object_score, 4),
-            "mask_from": "sam2" if ref.mask.any() else "clipseg",
+            "mask_from": "sam2" if ref.mask.any() else detector.kind,  # SAM2 gave nothing: the detector's region
             "segmentation": encode_rle(mask),
         })  # fmt: skip
     doc = {
         "target": target,
         "prompt": prompt,
+        "detector": detector.kind,
         **where,
         "size": [int(image.shape[0]), int(image.shape[1])],
-        "weights": models.weights_note(loaded["clipseg"], loaded["sam2"]),
-        "threshold": {"method": found.method, "value": None if found.method == "none" else round(found.threshold, 4)},
+        "weights": models.weights_note(loaded[detector.kind], loaded["sam2"]),
+        "threshold": found.threshold,
         "found": len(instances),
         "instances": instances,
     }
     if not instances:
         doc["warning"] = (
             f"no foreground found for {target!r} (prompt {prompt!r}): empty masks follow. "
-            "Try another prompt, or lower segment.clipseg.min_cc_area / min_score."
+            f"Try another prompt, or {NOTHING_FOUND_HINT[detector.kind]}."
         )
         log.warning("%s", doc["warning"])
-    log.info("%s: %d instance(s) via %s threshold", target, len(instances), found.method)
-    return doc, heat, found
+    log.info("%s: %d instance(s) via %s (%s)", target, len(instances), detector.kind, found.threshold["method"])
+    return doc, found
 
 
 def _autocast(s: Settings, device: torch.device) -> torch.dtype | None:
@@ -260,31 +296,62 @@ def _refiner(s: Settings, sam2: models.Loaded, clock: Stopwatch | None = None) -
 
 
 class Detector:
-    """CLIPSeg heatmap -> Otsu / components / fallback -> SAM2 refinement of each instance: the first
-    frame's detection, and re-detection during propagation."""
+    """The target's text -> instances -> SAM2's mask of each: the first frame's detection, and
+    re-detection during propagation. ``segment.detector`` picks how: ``clipseg`` (heatmap -> Otsu /
+    components / fallback, each refined from its box and sampled points) or a box detector
+    (``grounding_dino``, ``owlv2``: :mod:`.boxes`, each box refined from the box alone)."""
 
     def __init__(self, s: Settings, target: str, loaded: dict[str, models.Loaded], seed: int,
                  clock: Stopwatch | None = None):  # fmt: skip
-        self.prompt, self.knobs, self.seed = target_prompt(s, target), s.clipseg, seed
-        self.clipseg, self.clock = loaded["clipseg"], clock or Stopwatch()
+        self.kind, self.phrases, self.seed = detector_kind(s), target_phrases(s, target), seed
+        self.knobs, self.model = getattr(s, self.kind), loaded[self.kind]
+        self.clock = clock or Stopwatch()
         self.refiner = _refiner(s, loaded["sam2"], self.clock)
 
-    def run(self, image: np.ndarray, k: int) -> tuple[np.ndarray, Detection, list]:
-        """The heatmap, the CLIPSeg instances and SAM2's answer for each, on kept frame ``k``."""
-        heat = heatmap(self.clipseg, image, self.prompt)
-        knobs = self.knobs
+    def run(self, image: np.ndarray, k: int) -> Found:
+        """The instances on kept frame ``k``."""
+        return self._clipseg(image, k) if self.kind == "clipseg" else self._boxes(image)
+
+    def _clipseg(self, image: np.ndarray, k: int) -> Found:
+        heats = heatmaps(self.model, image, self.phrases)
+        heat, knobs = heats.max(axis=0), self.knobs
         found = find_instances(
             heat, knobs["min_cc_area"], knobs["top_pct_fallback"], knobs["min_score"], knobs["max_instances"]
         )
         rng = np.random.default_rng([self.seed, 0] if k == 0 else [self.seed, k, 1])
-        return heat, found, self.refiner.refine(image, [c.mask for c in found.components], rng)
+        coarse = [c.mask for c in found.components]
+        info = [
+            {"detector_score": round(c.score, 4), "detector_box": c.box, "detector_area": c.area,
+             "phrase": self.phrases[int(np.argmax([h[c.mask].mean() for h in heats]))]}
+            for c in found.components
+        ]  # fmt: skip
+        value = None if found.method == "none" else round(found.threshold, 4)
+        picture = overlay.heatmap_picture(image, heat)
+        return Found(coarse, self.refiner.refine(image, coarse, rng), info, {"method": found.method, "value": value},
+                     picture, found.mask)  # fmt: skip
+
+    def _boxes(self, image: np.ndarray) -> Found:
+        boxes = BOX_DETECTORS[self.kind](self.model, image, self.phrases, self.knobs)
+        refined = self.refiner.boxes(image, [b.xyxy for b in boxes])
+        coarse = []
+        for b in boxes:
+            region = np.zeros(image.shape[:2], bool)
+            x0, y0, x1, y1 = (round(v) for v in b.xyxy)
+            region[y0:y1, x0:x1] = True
+            coarse.append(region)
+        info = [{"detector_score": b.score, "detector_box": b.xyxy, "phrase": b.phrase} for b in boxes]
+        key = "box_threshold" if self.kind == "grounding_dino" else "score_threshold"
+        found = Found(coarse, refined, info, {"method": key, "value": self.knobs[key]},
+                      overlay.boxes_picture(image, boxes), np.zeros(image.shape[:2], bool))  # fmt: skip
+        for m in found.masks:
+            found.union |= m
+        return found
 
     def detect(self, image: np.ndarray, k: int) -> list[np.ndarray]:
-        """The instance masks on kept frame ``k`` (SAM2's, or CLIPSeg's region where SAM2 gave nothing).
-        Timed as ``re-detection`` (CLIPSeg and the instances; SAM2's share goes to its own stages)."""
+        """The instance masks on kept frame ``k`` (SAM2's, or the detector's region where SAM2 gave
+        nothing). Timed as ``re-detection`` (the detector; SAM2's share goes to its own stages)."""
         with self.clock("re-detection"):
-            _, found, refined = self.run(image, k)
-        return [r.mask if r.mask.any() else c.mask for c, r in zip(found.components, refined)]
+            return self.run(image, k).masks
 
 
 def _save_picture(path: Path, picture: np.ndarray, random_weights: bool) -> None:
@@ -311,10 +378,10 @@ def _segment_picture(
 ) -> dict:
     """Detect on one picture; write ``pictures/{heatmap,mask}.png`` (and ``overlay.png`` given a
     ``style``) and the instances.json document."""
-    doc, heat, found = _detect(image, target, s, loaded, where)
+    doc, found = _detect(image, target, s, loaded, where)
     random_weights = doc["weights"]["random"]
-    _save_picture(pictures / HEATMAP, overlay.heatmap_picture(image, heat), random_weights)
-    _save_picture(pictures / MASK, overlay.mask_picture(found.mask), random_weights)
+    _save_picture(pictures / HEATMAP, found.picture, random_weights)
+    _save_picture(pictures / MASK, overlay.mask_picture(found.union), random_weights)
     if style is not None:
         _save_picture(pictures / OVERLAY, _instance_picture(image, doc, style), random_weights)
     doc["provenance"] = prov
@@ -372,7 +439,7 @@ def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, pr
         "threshold": {"method": "none (prompt file)", "value": None},
         "found": len(instances),
         "instances": instances,
-        "provenance": _provenance(s, first_blocks(target), loaded, dirs),
+        "provenance": _provenance(s, first_blocks(target, detector_kind(s)), loaded, dirs),
     }  # fmt: skip
     random_weights = doc["weights"]["random"]
     _save_picture(out_dir / FIRST / HEATMAP, _prompt_picture(image, prompts), random_weights)
@@ -388,7 +455,7 @@ def segment_first(
     frames_dir: Path,
     meta_path: Path,
     out_dir: Path,
-    clipseg_dir: Path | None = None,
+    detector_dir: Path | None = None,
     sam2_dir: Path | None = None,
     prompt_path: Path | None = None,
 ) -> dict:
@@ -405,11 +472,12 @@ def segment_first(
     if text is None:
         raise UserError(f"target {target!r} has no text prompt (segment.targets.{target}.prompt) and no prompt file"
                         " was given (--prompt; segment.videos.<key>.prompts); give one of them")  # fmt: skip
-    dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
+    kind = detector_kind(s)
+    dirs = {kind: detector_dir, "sam2": sam2_dir}
     loaded = _load_models(s, dirs)
     image = read_image(frames_dir / meta["files"][0])
     where = {"video": meta["video"], "frame": meta["files"][0], "source_index": meta["kept"][0]}
-    prov = _provenance(s, first_blocks(target), loaded, dirs)
+    prov = _provenance(s, first_blocks(target, kind), loaded, dirs)
     return _segment_picture(image, target, s, loaded, where, out_dir / FIRST, out_dir / INSTANCES, prov)
 
 
@@ -418,7 +486,7 @@ def segment_image(
     target: str,
     image_path: Path,
     out_dir: Path,
-    clipseg_dir: Path | None = None,
+    detector_dir: Path | None = None,
     sam2_dir: Path | None = None,
 ) -> dict:
     """A still image: ``out_dir/{heatmap,mask,overlay}.png`` and ``out_dir/instances.json``."""
@@ -427,10 +495,11 @@ def segment_image(
                         " segmented from text; give the target one")  # fmt: skip
     style = s.overlay
     image = read_image(image_path)
-    dirs = {"clipseg": clipseg_dir, "sam2": sam2_dir}
+    kind = detector_kind(s)
+    dirs = {kind: detector_dir, "sam2": sam2_dir}
     loaded = _load_models(s, dirs)
     where = {"image": str(image_path)}
-    prov = _provenance(s, image_blocks(target), loaded, dirs)
+    prov = _provenance(s, image_blocks(target, kind), loaded, dirs)
     return _segment_picture(image, target, s, loaded, where, out_dir, out_dir / INSTANCES, prov, style)
 
 
@@ -446,7 +515,7 @@ def propagate_video(
     tracks_path: Path,
     rle_path: Path,
     sam2_dir: Path | None = None,
-    clipseg_dir: Path | None = None,
+    detector_dir: Path | None = None,
 ) -> dict:
     """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file.
 
@@ -462,13 +531,14 @@ def propagate_video(
     redetects = bool(redetect["every"])
     if redetects and target_prompt(s, target) is None:
         log.warning("segment.redetect.every is %d, but target %r has no text prompt: re-detection needs text"
-                    " (CLIPSeg finds the instances), so it is off for this target", redetect["every"], target)  # fmt: skip
+                    " (the detector finds the instances), so it is off for this target", redetect["every"], target)  # fmt: skip
         redetects = False
-    dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, CLIPSeg to re-detect
+    kind = detector_kind(s)
+    dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, the detector to re-detect
     if method == "sam2_video" or refine or redetects:
         dirs["sam2"] = sam2_dir
     if redetects:
-        dirs["clipseg"] = clipseg_dir
+        dirs[kind] = detector_dir
     device = pick_device(s.device)
     folders = _model_folders(s, dirs)
     images_too = refine or redetects  # SAM2 as an image model, besides or instead of its tracker
@@ -478,7 +548,7 @@ def propagate_video(
     clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
     detector = Detector(s, target, loaded, seed, clock) if redetects else None
     if detector:
-        log.info("re-detecting %r every %d kept frames", detector.prompt, redetect["every"])
+        log.info("re-detecting %r every %d kept frames (%s)", target_prompt(s, target), redetect["every"], kind)
     start = {inst["id"]: decode_rle(inst["segmentation"]) for inst in first["instances"]}
     if not start:
         log.warning("no instance on the first frame (%s): every mask will be empty", first.get("warning", ""))
@@ -561,7 +631,7 @@ def propagate_video(
         "events": events,
         "frames": track_frames,
         "stage_times": {"device": device_name(device), "prefetch": prefetch, **clock.summary(len(track_frames))},
-        "provenance": _provenance(s, propagate_blocks(target, bool(redetect["every"]), method), loaded_all, dirs),
+        "provenance": _provenance(s, propagate_blocks(target, bool(redetect["every"]), method, kind), loaded_all, dirs),
     }
     write_json(tracks_path, tracks)
     for i, counts in summary.items():
