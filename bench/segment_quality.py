@@ -8,6 +8,11 @@ scorer). Every flow setting runs on the same clips in the same process; the firs
 (Farneback at full resolution). Also: one-step J (warp frame k-1's true mask to frame k, mean over
 the steps where nothing hides object 1) and milliseconds of flow per frame.
 
+Then whether the ids hold (vispipe.segment.vos_eval.identity: ID switches, IDF1, ids used), with a
+perfect detector (the true masks, shuffled) re-detecting every 5, 10 and 20 frames and the seed's
+flow warping alone between detections (the masks drift): the matcher as configured, against the
+same matcher with appearance switched off (``min_similarity`` above 1), in the same run.
+
     python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--out bench/out/segment_quality.json]
 """
 
@@ -66,6 +71,37 @@ def run(clip, params: dict) -> dict:
     }
 
 
+class Oracle:
+    """A perfect detector: the true masks of the objects in view on frame ``k``, in a shuffled order."""
+
+    def __init__(self, clip):
+        self.clip = clip
+
+    def detect(self, image, k):
+        ids = [i for i in np.unique(self.clip.masks[k]) if i]
+        np.random.default_rng(k).shuffle(ids)
+        return [self.clip.masks[k] == i for i in ids]
+
+
+MATCHERS = {"place, motion, looks": 0.8, "place, motion (looks off)": 1.01}  # min_similarity
+
+
+def identity_row(clip, every: int, min_similarity: float) -> dict:
+    first = {i: clip.masks[0] == i for i in np.unique(clip.masks[0]) if i}
+    redetect = {"every": every, "match_iou": 0.5, "min_similarity": min_similarity}
+    results = propagate(iter(clip.frames), first, None, SETTINGS["farneback, scale 1.0 (seed)"], BOUNDS, 0,
+                        Oracle(clip), redetect)  # fmt: skip
+    pred = []
+    for r in results:
+        ids = np.zeros(clip.masks[0].shape, np.uint8)
+        for i in sorted(r.masks, reverse=True):  # the lower id wins, as in the id PNGs
+            ids[r.masks[i]] = i
+        pred.append(ids)
+    scores = vos_eval.identity(pred, list(clip.masks))
+    return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "ids used": scores["predicted_ids"],
+            "objects": scores["objects"]}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=40)
@@ -93,9 +129,23 @@ def main() -> None:
     for r in rows:
         cells = [r["flow"], *(f"{r[k]:.3f}" if k != "ms per frame" else f"{r[k]:.1f}" for k in header[1:])]
         print("| " + " | ".join(cells) + f" | {base / r['ms per frame']:.2f}x |")
+    identity = []
+    for every in (5, 10, 20):
+        for matcher, min_similarity in MATCHERS.items():
+            per_clip = {c: identity_row(clip, every, min_similarity) for c, clip in clips.items()}
+            total = {k: sum(r[k] for r in per_clip.values()) for k in ("id switches", "ids used", "objects")}
+            mean_idf1 = float(np.mean([r["IDF1"] for r in per_clip.values()]))
+            identity.append({"every": every, "matcher": matcher, **total, "IDF1": mean_idf1, "per_clip": per_clip})
+    print(f"\nIds, perfect detector re-detecting every N frames, warp only between ({len(clips)} clips, summed;"
+          " IDF1 mean):\n")  # fmt: skip
+    print("| every | matcher | id switches | ids used / objects | IDF1 |\n|---|---|---|---|---|")
+    for r in identity:
+        print(
+            f"| {r['every']} | {r['matcher']} | {r['id switches']} | {r['ids used']} / {r['objects']} | {r['IDF1']:.3f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.processor() or platform.machine(), "frames": args.frames, "size": [h, w],
-              "threads": args.threads, "clips": list(clips), "rows": rows}  # fmt: skip
+              "threads": args.threads, "clips": list(clips), "rows": rows, "identity": identity}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
 

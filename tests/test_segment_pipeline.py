@@ -204,6 +204,11 @@ def test_a_video_with_ground_truth_is_scored(seg_run):
     gt = read_palette_png(seg_run / f"resources/synthetic/clip_gt/{int(row['frame']):05d}.png") == 1
     assert float(row["J"]) == pytest.approx(np.logical_and(pred, gt).sum() / np.logical_or(pred, gt).sum())
     assert (ev / "j_per_frame.png").stat().st_size > 10_000
+    ids = json.loads((ev / "identity.json").read_text())
+    truth = [read_palette_png(seg_run / f"resources/synthetic/clip_gt/{f:05d}.png") for f in meta["kept"]]
+    masks = [read_id_mask(seg_run / f"results/segment/synthetic/rabbit/masks/{k:05d}.png") for k in range(len(truth))]
+    assert ids["objects"] == len(set(np.unique(truth)) - {0}) and "Identity" in md
+    assert ids["predicted_ids"] == len(set(np.unique(masks)) - {0}) and 0 <= ids["idf1"] <= 1
 
 
 def test_launcher_settings_rerun_nothing(seg_run):

@@ -178,3 +178,8 @@ def test_the_evaluation_script_names_a_bad_ground_truth(tmp_path, clip):
     run_script("evaluate_segmentation", *args)
     md = (tmp_path / "eval/jf.md").read_text()
     assert "| 1 " in md and "1 -> 1" in md  # object 1 predicted exactly (on these 4 frames)
+    # identity: id 1 is object 1 on all 4 frames; objects 2 and 3, never predicted, are misses
+    ids = json.loads((tmp_path / "eval/identity.json").read_text())
+    in_view = sum(len(set(np.unique(clip.masks[k])) - {0}) for k in range(4))
+    assert (ids["id_switches"], ids["predicted_ids"], ids["idp"]) == (0, 1, 1.0)
+    assert ids["idr"] == pytest.approx(4 / in_view) and "id_switches" in md

@@ -22,8 +22,8 @@ FIRST = "first"  # a video's first-frame pictures: results/segment/{video}/{targ
 FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/overlay.png
 # evaluation against ground truth (videos with segment.videos.<key>.ground_truth): {video}/{target}/eval/
 EVAL = "eval"
-JF_MD, JF_CSV, J_PLOT = "jf.md", "jf.csv", "j_per_frame.png"
-EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT]
+JF_MD, JF_CSV, J_PLOT, IDENTITY = "jf.md", "jf.csv", "j_per_frame.png", "identity.json"
+EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT, IDENTITY]
 # a DAVIS-layout dataset (segment.davis): results/segment/davis/, the DAVIS 2017 evaluation's tables
 DAVIS_DIR = f"{SEG}/davis"
 DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"

@@ -15,15 +15,25 @@ For every next kept frame and every instance (the seed notebook's loop, with its
 Without a refiner (``segment.propagate.refine: false``) step 3 is skipped: every live instance is
 ``warped`` ("not refined"), which measures the flow alone.
 
-Re-detection (``segment.redetect.every: N``): on every N-th frame a detector (CLIPSeg -> instances ->
-SAM2, as on the first frame) runs too, and its masks are matched one to one (Hungarian) with every
-instance the video has had, whether it is in view, hidden, or lost for good. Where: a match needs
-:func:`match_score` >= ``match_iou`` against the instance's mask (in view: this frame's; out of view:
-carried forward while hidden, else the last one seen). What: an instance out of view may instead
-match by appearance, colour histograms (:func:`appearance`) at least ``min_similarity`` alike, since
-an object that comes back rarely comes back where it left. A detection that matches an instance in
-view re-anchors it (``re-detected``); one that matches an instance out of view brings it back **with
-its old id** (``revived``); one that matches nothing starts a new id (``born``). An instance in view
+Re-detection (``segment.redetect.every: N``): on every N-th frame a detector (the configured one ->
+instances -> SAM2, as on the first frame) runs too, and its masks are matched one to one (Hungarian)
+with every instance the video has had, whether it is in view, hidden, or lost for good, as trackers
+match (SORT's motion, DeepSORT's appearance) on two cues, for every instance alike:
+
+- where: :func:`match_score` against the instance's mask (in view: this frame's; out of view:
+  carried forward while hidden, else the last one seen), or the box IoU with where its motion puts
+  it: the box of its last anchor (a detection that confirmed it) moved on at the velocity between its
+  last two anchors (:class:`Motion`), since a propagated mask drifts between detections;
+- what: colour histograms (:func:`appearance`) of the detection and of the instance at its last
+  anchors (the best of up to five), at least ``min_similarity`` alike.
+
+A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
+of view (an object that comes back rarely comes back where it left), or in view with the detection's
+centre within reach of the instance's (its mask's or its motion's): one box size, plus a quarter of
+one per frame since its last anchor. Among those, the Hungarian
+assignment maximises place + likeness summed. A detection that matches an instance in view
+re-anchors it (``re-detected``); one that matches an instance out of view brings it back **with its
+old id** (``revived``); one that matches nothing starts a new id (``born``). An instance in view
 that no detection matches is hidden (``lost``, "not re-detected"), its mask carried on, until a
 later detection finds it. Every birth, loss and revival is an event of its frame.
 """
@@ -224,23 +234,28 @@ def track(
     ids = sorted(carried)
     last_seen = dict(carried)  # each instance's last visible mask ...
     every = (redetect or {}).get("every", 0) if detector is not None else 0
-    looks = {i: appearance(image, m) for i, m in carried.items()} if every else {}  # ... and how it looked
+    # ... how it looked at its last anchors (a gallery, as DeepSORT keeps one: a partial view, at an
+    # edge or half hidden, does not make the instance forget how it looked whole) ...
+    looks = {i: [appearance(image, m)] for i, m in carried.items()} if every else {}
+    motion = {i: Motion(0, box_xyxy(m)) for i, m in carried.items()}  # ... and how it moved between anchors
     visible_before, hidden = set(carried), set()
     for k, (frame, extra) in enumerate(items, start=1):
         result = stepper.step(k, frame, extra, ids, carried, hidden)
         if every and k % every == 0:
             in_view = set(result.masks)
-            matched = _redetect(result, frame, detector.detect(frame, k), ids, carried, last_seen, looks, redetect)
+            matched = _redetect(result, frame, detector.detect(frame, k), ids, carried, last_seen, looks, motion, k,
+                                redetect)  # fmt: skip
             hidden = (hidden | (in_view - matched)) - matched
             anchored = {i: result.masks[i] for i, v in result.info.items() if v["reason"] in ANCHORING}
+            for i, mask in anchored.items():
+                looks[i] = [*looks.get(i, [])[-(GALLERY - 1) :], appearance(frame, mask)]
+                motion[i] = motion[i].anchored(k, box_xyxy(mask)) if i in motion else Motion(k, box_xyxy(mask))
             if anchored:
                 stepper.anchor(k, frame, anchored)
         for i in ids:
             noted = any(e["id"] == i for e in result.events)
             if i in result.masks:
                 last_seen[i] = result.masks[i]
-                if every:
-                    looks[i] = appearance(frame, result.masks[i])
                 if i not in visible_before and not noted:  # back in view by the propagator itself
                     result.events.append({"id": i, "event": "revived", "reason": result.info[i]["reason"]})
             elif i in visible_before and not noted:
@@ -263,6 +278,49 @@ def match_score(detection: np.ndarray, track: np.ndarray) -> float:
     return float(max(inter / union, iw * ih / box_union if box_union else 0.0, inter / track.sum()))
 
 
+@dataclass(frozen=True)
+class Motion:
+    """An instance's last anchor (frame and box) and its velocity (box corners per frame) between its
+    last two anchors: a constant-velocity guess of where it is now, as SORT's Kalman filter makes one."""
+
+    frame: int
+    box: tuple[int, int, int, int] | list[int]
+    velocity: tuple[float, float] = (0.0, 0.0)  # of the box centre, pixels per frame
+
+    def anchored(self, frame: int, box) -> Motion:
+        """The motion after a new anchor on ``frame``."""
+        (x0, y0, x1, y1), (a0, b0, a1, b1) = self.box, box
+        dt = max(frame - self.frame, 1)
+        return Motion(frame, box, (((a0 + a1) - (x0 + x1)) / 2 / dt, ((b0 + b1) - (y0 + y1)) / 2 / dt))
+
+    def predict(self, frame: int) -> tuple[float, float, float, float]:
+        """The box on ``frame``: the last anchor's, moved on at the velocity."""
+        dx, dy = (v * (frame - self.frame) for v in self.velocity)
+        x0, y0, x1, y1 = self.box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+def box_iou(a, b) -> float:
+    """IoU of two xyxy boxes."""
+    iw, ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    return float(iw * ih / union) if union > 0 else 0.0
+
+
+GALLERY = 5  # the looks an instance keeps: those of its last anchors
+REACH_PER_FRAME = 0.25  # how far an instance may have moved per frame since its last anchor, in its own sizes
+
+
+def near(box, other, frames: int) -> bool:
+    """Whether ``box``'s centre is within reach of ``other``'s: one size of ``other`` (its larger side),
+    plus a quarter of it per frame since the instance's last anchor (the longer the wait, the farther
+    it may have gone, as a tracker's gate widens with its uncertainty)."""
+    dx = (box[0] + box[2] - other[0] - other[2]) / 2
+    dy = (box[1] + box[3] - other[1] - other[3]) / 2
+    size = max(other[2] - other[0], other[3] - other[1])
+    return bool(np.hypot(dx, dy) <= size * (1 + REACH_PER_FRAME * frames))
+
+
 def appearance(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """What an object looks like, position aside: its pixels' hue-saturation histogram (16 x 8 bins)."""
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
@@ -278,7 +336,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarray], ids: list[int], carried: dict,
-              last_seen: dict, looks: dict, cfg: dict) -> set[int]:  # fmt: skip
+              last_seen: dict, looks: dict, motion: dict, k: int, cfg: dict) -> set[int]:  # fmt: skip
     """Match this frame's detections with every instance so far; re-anchor, revive, or start new ids
     (updates ``result``, ``ids`` and ``carried`` in place); return the ids a detection matched. See
     the module docstring."""
@@ -287,15 +345,23 @@ def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarra
     detections = [d for d in detections if d.any()]
     known = {i: result.masks.get(i, carried.get(i, last_seen.get(i))) for i in ids}
     tracks = sorted(i for i, m in known.items() if m is not None)
+    predicted = {i: motion[i].predict(k) for i in tracks if i in motion}
     score = np.zeros((len(detections), len(tracks)))
     for r, d in enumerate(detections):
-        look = appearance(frame, d) if any(i not in result.masks for i in tracks) else None
+        look, box = appearance(frame, d), box_xyxy(d)
         for c, i in enumerate(tracks):
             where = match_score(d, known[i])
-            score[r, c] = where if where >= cfg["match_iou"] else 0.0
-            if i not in result.masks and i in looks:  # out of view: it may also be known by its looks
-                alike = similarity(look, looks[i])
-                score[r, c] = max(score[r, c], alike if alike >= cfg["min_similarity"] else 0.0)
+            if i in predicted:
+                where = max(where, box_iou(box, predicted[i]))
+            alike = max((similarity(look, seen) for seen in looks.get(i, ())), default=0.0)
+            waited = k - motion[i].frame if i in motion else 0
+            close = (
+                i not in result.masks
+                or near(box, box_xyxy(known[i]), waited)
+                or (i in predicted and near(box, predicted[i], waited))
+            )
+            if where >= cfg["match_iou"] or (alike >= cfg["min_similarity"] and close):
+                score[r, c] = where + alike
     pairs = {}  # detection -> (instance, score)
     if score.size:
         rows, cols = linear_sum_assignment(-score)

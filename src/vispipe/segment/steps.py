@@ -35,6 +35,7 @@ from .layout import (
     DAVIS_PER_SEQUENCE,
     FIRST,
     HEATMAP,
+    IDENTITY,
     INSTANCES,
     J_PLOT,
     JF_CSV,
@@ -756,7 +757,8 @@ def evaluate_segmentation(
     masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path, match: bool = True
 ) -> pd.DataFrame:
     """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
-    mean), ``jf.csv`` (per frame and object) and ``j_per_frame.png`` in ``out_dir``. ``match``:
+    mean, and whether the ids held), ``jf.csv`` (per frame and object), ``j_per_frame.png`` and
+    ``identity.json`` (ID switches, IDF1, MOTA: :func:`.vos_eval.identity`) in ``out_dir``. ``match``:
     predicted ids are matched to the ground truth's once per video; False compares them as they are
     (the semi-supervised protocol, whose first-frame mask gave the ids)."""
     import pandas as pd
@@ -788,6 +790,7 @@ def evaluate_segmentation(
             )
     per_frame = vos_eval.evaluate(pred, gt, frames=meta["kept"], match=match)
     table = vos_eval.summary(per_frame)
+    ids = vos_eval.identity(pred, gt)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [
         f"J&F of {masks_dir} against {gt_dir} ({len(pred)} kept frames; means skip the first and the last).",
@@ -798,8 +801,13 @@ def evaluate_segmentation(
         "",
         "matched ids (ground truth -> predicted): "
         + ", ".join(f"{o} -> {'none' if pd.isna(p) else int(p)}" for o, p in per_frame.groupby("object")["pred_id"].first().items()),
+        "",
+        f"Identity, frame by frame (motmetrics; a predicted and a true mask pair at IoU >= {vos_eval.IDENTITY_IOU}):",
+        "",
+        pd.DataFrame([ids]).to_markdown(index=False, floatfmt=".3f"),
     ]  # fmt: skip
     write_text(out_dir / JF_MD, "\n".join(md) + "\n")
+    write_json(out_dir / IDENTITY, {"iou": vos_eval.IDENTITY_IOU, **ids})
     write_text(out_dir / JF_CSV, per_frame.to_csv(index=False))
     target_dir = Path(masks_dir).parent
     vos_eval.j_plot(per_frame, out_dir / J_PLOT, f"J per frame: {target_dir.parent.name} / {target_dir.name}")

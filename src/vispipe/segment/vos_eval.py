@@ -121,6 +121,41 @@ def summary(per_frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([objects, mean]).rename_axis("object").reset_index()
 
 
+IDENTITY_IOU = 0.5  # a predicted mask and a true one are the same object on a frame at this IoU or more
+
+
+def identity(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou: float = IDENTITY_IOU) -> dict:
+    """Whether the ids hold, frame by frame, scored by motmetrics (py-motmetrics, the MOTChallenge
+    definitions) with mask IoU as the distance: on each frame a predicted and a true mask may pair at
+    IoU >= ``iou``, and motmetrics keeps a pairing while it lasts. ``id_switches``: times a true object
+    pairs with another predicted id than before; ``idf1``: the F1 of the one-to-one id correspondence
+    over the whole video (IDP, IDR its precision and recall); ``mota``; ``fragmentations``;
+    ``objects`` and ``predicted_ids``: how many ids each side used."""
+    import motmetrics as mm  # here: only the evaluation needs it
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    pred_ids_seen = set()
+    for p, g in zip(pred, gt):
+        gt_ids = [int(i) for i in np.unique(g) if i]
+        pred_ids = [int(i) for i in np.unique(p) if i]
+        pred_ids_seen.update(pred_ids)
+        dist = np.full((len(gt_ids), len(pred_ids)), np.nan)
+        for a, gi in enumerate(gt_ids):
+            gm = g == gi
+            for b, pi in enumerate(pred_ids):
+                pm = p == pi
+                overlap = np.logical_and(gm, pm).sum() / np.logical_or(gm, pm).sum()
+                if overlap >= iou:
+                    dist[a, b] = 1 - overlap
+        acc.update(gt_ids, pred_ids, dist)
+    names = {"idf1": "idf1", "idp": "idp", "idr": "idr", "num_switches": "id_switches", "mota": "mota",
+             "num_fragmentations": "fragmentations", "num_unique_objects": "objects"}  # fmt: skip
+    row = mm.metrics.create().compute(acc, metrics=list(names), name="video")
+    row = row.iloc[0]  # one row: this video
+    out = {names[k]: float(row[k]) if k in ("idf1", "idp", "idr", "mota") else int(row[k]) for k in names}
+    return {**out, "predicted_ids": len(pred_ids_seen)}
+
+
 def db_statistics(values: np.ndarray) -> tuple[float, float, float]:
     """Mean, recall (share above 0.5) and decay (first quarter's mean minus the last's) of one
     object's per-frame J or F, as the DAVIS 2017 evaluation computes them (its db_statistics)."""
