@@ -29,6 +29,7 @@ import numpy as np
 
 from vispipe.segment import vos_eval
 from vispipe.segment.flow import backward_flow, warp_mask
+from vispipe.segment.masks import id_mask
 from vispipe.segment.propagate import propagate
 from vispipe.segment.synthetic import make_clip
 
@@ -91,12 +92,7 @@ def identity_row(clip, every: int, min_similarity: float) -> dict:
     redetect = {"every": every, "match_iou": 0.5, "min_similarity": min_similarity}
     results = propagate(iter(clip.frames), first, None, SETTINGS["farneback, scale 1.0 (seed)"], BOUNDS, 0,
                         Oracle(clip), redetect)  # fmt: skip
-    pred = []
-    for r in results:
-        ids = np.zeros(clip.masks[0].shape, np.uint8)
-        for i in sorted(r.masks, reverse=True):  # the lower id wins, as in the id PNGs
-            ids[r.masks[i]] = i
-        pred.append(ids)
+    pred = [id_mask(r.masks, clip.masks[0].shape) for r in results]  # as the id PNGs are painted
     scores = vos_eval.identity(pred, list(clip.masks))
     return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "ids used": scores["predicted_ids"],
             "objects": scores["objects"]}  # fmt: skip

@@ -183,17 +183,13 @@ def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
 def oracle_ids(clip, every: int) -> tuple[dict, list, list]:
     """The warp-only flow propagator with a perfect detector re-detecting every ``every`` frames:
     the identity scores against the truth, the events and the frames' results."""
+    from vispipe.segment.masks import id_mask
     from vispipe.segment.vos_eval import identity
 
     first = {i: clip.masks[0] == i for i in np.unique(clip.masks[0]) if i}
     redetect = {"every": every, "match_iou": 0.5, "min_similarity": 0.8}
     results = list(propagate(iter(clip.frames), first, None, FLOW, BOUNDS, 0, Oracle(clip), redetect))
-    pred = []
-    for r in results:
-        ids = np.zeros(clip.masks[0].shape, np.uint8)
-        for i in sorted(r.masks, reverse=True):  # the lower id wins, as in the id PNGs
-            ids[r.masks[i]] = i
-        pred.append(ids)
+    pred = [id_mask(r.masks, clip.masks[0].shape) for r in results]  # as the id PNGs are painted
     events = [(k, e["event"], e["id"]) for k, r in enumerate(results) for e in r.events if k > 0]
     return identity(pred, list(clip.masks)), events, results
 
