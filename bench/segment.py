@@ -16,7 +16,14 @@ All three start from the same first-frame mask (one object of a synthetic 1280x7
 return numpy masks per frame; file writing is left out (the peer writes none). Prints frames/s,
 the ratio to the peer and our per-stage breakdown (vispipe.segment.timing), and writes JSON.
 
-    python bench/segment.py [--frames 8] [--size 720x1280] [--device auto] [--threads 2] [--out bench/out/segment.json]
+Then the box detectors (segment.detector), full size with random weights (Grounding DINO-tiny's
+and OWLv2-base-patch16's architectures, transformers' default configs; the tiny tokenizers, since
+the real vocabularies need the network), on the same frames: ours (vispipe.segment.boxes: the
+model's post-processing, then NMS across phrases) against the model's own transformers loop
+(processor, model, post-processing), and ours followed by SAM2's box refinement, per frame.
+
+    python bench/segment.py [--frames 8] [--size 720x1280] [--device auto] [--threads 2] [--detector-frames 2]
+                            [--out bench/out/segment.json]
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ except ImportError:  # a bare GPU machine: use this checkout's package without i
     sys.path.insert(0, str(ROOT / "src"))
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vispipe.runtime import device_name, pick_device  # noqa: E402
+from vispipe.segment import boxes as boxes_mod  # noqa: E402
 from vispipe.segment import models  # noqa: E402
 from vispipe.segment.propagate import propagate, track  # noqa: E402
 from vispipe.segment.sam2 import Sam2Refiner, autocast_dtype  # noqa: E402
@@ -113,6 +122,101 @@ def run_peer(video_sam2, frames, first, autocast, clock) -> list:
 
 MODES = {"flow": run_flow, "flow_dis": run_flow_dis, "sam2_video": run_sam2_video, "peer": run_peer}
 
+PHRASES = ["a white rabbit", "a tree"]
+KNOBS = {"box_threshold": 0.35, "text_threshold": 0.25, "score_threshold": 0.1, "nms_iou": 0.5, "max_instances": 10}
+
+
+def full_size_detector(kind: str, device: torch.device) -> models.Loaded:
+    """Grounding DINO-tiny or OWLv2-base-patch16 (transformers' default configs) with random weights."""
+    import transformers as t
+
+    torch.manual_seed(0)
+    if kind == "grounding_dino":
+        tokenizer = models.tiny_bert_tokenizer()
+        model = t.GroundingDinoForObjectDetection(t.GroundingDinoConfig())
+        processor = t.GroundingDinoProcessor(image_processor=t.GroundingDinoImageProcessor(), tokenizer=tokenizer)
+    else:
+        tokenizer = models.tiny_clip_tokenizer()
+        tokenizer.model_max_length = 16  # OWLv2's text length
+        model = t.Owlv2ForObjectDetection(t.Owlv2Config(vision_config={"image_size": 960}))  # the ensemble checkpoint's
+        processor = t.Owlv2Processor(image_processor=t.Owlv2ImageProcessor(), tokenizer=tokenizer)
+    return models.Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
+
+
+@torch.inference_mode()
+def detector_peer(loaded: models.Loaded, kind: str, frame) -> int:
+    """The model's own loop, as its model card writes it: processor, model, post-processing."""
+    h, w = frame.shape[:2]
+    if kind == "grounding_dino":
+        inputs = loaded.processor(images=frame, text=boxes_mod.caption(PHRASES), return_tensors="pt").to(loaded.device)
+        out = loaded.model(**inputs)
+        (res,) = loaded.processor.post_process_grounded_object_detection(
+            out, inputs["input_ids"], threshold=KNOBS["box_threshold"], text_threshold=KNOBS["text_threshold"],
+            target_sizes=[(h, w)],
+        )  # fmt: skip
+    else:
+        inputs = loaded.processor(text=[PHRASES], images=frame, return_tensors="pt").to(loaded.device)
+        out = loaded.model(**inputs)
+        (res,) = loaded.processor.post_process_grounded_object_detection(
+            out, threshold=KNOBS["score_threshold"], target_sizes=[(h, w)], text_labels=[PHRASES]
+        )
+    return len(res["boxes"])
+
+
+def time_interleaved(fns: dict, frames, sync) -> dict:
+    """Seconds per frame of each of ``fns``, after one warm-up call each: the modes take turns frame by
+    frame (so that a slow spell of the machine hits them alike), and each gets its median frame."""
+    for fn in fns.values():
+        fn(frames[0])
+    times = {name: [] for name in fns}
+    for f in frames:
+        for name, fn in fns.items():
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+            fn(f)
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def detector_row(kind: str, frames, refiner: Sam2Refiner, device, sync) -> dict:
+    """Seconds per frame of one box detector: ours, the peer loop, and ours + SAM2 on the boxes."""
+    loaded = full_size_detector(kind, device)
+
+    def ours(f):
+        return boxes_mod.DETECT[kind](loaded, f, PHRASES, KNOBS)
+
+    modes = {
+        "ours": ours,
+        "peer": lambda f: detector_peer(loaded, kind, f),
+        "ours + SAM2": lambda f: refiner.boxes(f, [b.xyxy for b in ours(f)]),
+    }
+    return {"params": sum(p.numel() for p in loaded.model.parameters()), **time_interleaved(modes, frames, sync)}
+
+
+def detector_rows(frames, image_sam2, autocast, device, sync) -> dict:
+    refiner = Sam2Refiner(image_sam2, 8, 8, 5, None, autocast)
+    return {kind: detector_row(kind, frames, refiner, device, sync) for kind in ("grounding_dino", "owlv2")}
+
+
+def detector_table(report: dict) -> str:
+    lines = [
+        "",
+        f"Box detectors, full size with random weights, {report['size'][1]}x{report['size'][0]}, "
+        f"{report['detector_frames']} frames, {len(PHRASES)} phrases:",
+        "",
+        "| detector | parameters | ours s/frame | model's own loop s/frame | ours / own | ours + SAM2 boxes s/frame |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, r in report["detectors"].items():
+        lines.append(
+            f"| {kind} | {r['params'] / 1e6:.0f}M | {r['ours']:.2f} | {r['peer']:.2f} | {r['ours'] / r['peer']:.2f}x "
+            f"| {r['ours + SAM2']:.2f} |"
+        )
+    return "\n".join(lines)
+
 
 def table(report: dict) -> str:
     """The report as Markdown: frames/s and the ratio to the peer, then our stages."""
@@ -145,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="segment.sam2.autocast (auto: bfloat16 on CUDA, float32 on CPU)")  # fmt: skip
     p.add_argument("--model", default="small", choices=["small", "tiny"],
                    help="small: SAM2.1-hiera-small's size; tiny: the demo's tiny SAM2 (a smoke test)")  # fmt: skip
+    p.add_argument("--detector-frames", type=int, default=3, help="frames per box detector (0: skip them)")
     p.add_argument("--out", type=Path, default=Path("bench/out/segment.json"))
     args = p.parse_args(argv)
     if args.threads:
@@ -195,6 +300,10 @@ def main(argv: list[str] | None = None) -> dict:
         "ratios_vs_peer": {m: r["frames_per_s"] / peer for m, r in rows.items()},
     }  # fmt: skip
     print(table(report))
+    if args.detector_frames:
+        report["detector_frames"] = args.detector_frames
+        report["detectors"] = detector_rows(frames[: args.detector_frames], image_sam2, autocast, device, sync)
+        print(detector_table(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
