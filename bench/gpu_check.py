@@ -15,7 +15,8 @@ the pipeline's own step functions, the ones the Snakemake rules call:
    clean tail scale with them), nothing else changed;
 3. evaluation of both (every artifact), and the student's checkpoint reloaded on the CPU;
 4. bench/classify.py on the same device (input pipeline vs the seed's, student vs timm);
-5. bench/segment.py on the same device: our two video propagators vs transformers' SAM2 video loop.
+5. bench/segment.py on the same device: our two video propagators vs transformers' SAM2 video loop,
+   and the box detectors (Grounding DINO, OWLv2) vs their own transformers loops.
 
 It writes <out>/report.json and <out>/report.md: the device, torch and CUDA versions, seconds
 per epoch, images/s and MFU of both models, their accuracies, and the projected wall time of
@@ -158,7 +159,7 @@ def run_segment_bench(args: argparse.Namespace, device: torch.device, out: Path)
     (full-size SAM2.1-hiera-small, random weights, 1280x720); --tiny: the demo's tiny SAM2, small frames."""
     argv = ["--device", str(device), "--out", str(out / "bench_segment.json")]
     if args.tiny:
-        argv += ["--model", "tiny", "--frames", "3", "--size", "120x160"]
+        argv += ["--model", "tiny", "--frames", "3", "--size", "120x160", "--detector-frames", "0"]
     elif device.type == "cuda":
         argv += ["--frames", "60"]
     try:
@@ -202,7 +203,10 @@ def markdown(r: dict) -> str:
         table = bench_module().table(b["input_pipeline"], b["student_step"], 0)
         lines += ["", "## bench/classify.py on this device", "", table]
     if r.get("segment_bench"):
-        lines += ["", "## bench/segment.py on this device", "", bench_module("segment").table(r["segment_bench"])]
+        seg = bench_module("segment")
+        lines += ["", "## bench/segment.py on this device", "", seg.table(r["segment_bench"])]
+        if r["segment_bench"].get("detectors"):
+            lines.append(seg.detector_table(r["segment_bench"]))
     return "\n".join(lines) + "\n"
 
 
