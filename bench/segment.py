@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             folder = sam2_small_folder(Path(tmp))
         else:
             folder = Path(tmp) / "tiny"
-            models.fetch({"source": "random-tiny", "dir": tmp}, {"clipseg": Path(tmp) / "clipseg", "sam2": folder})
+            models.fetch({"source": "random-tiny", "dir": tmp}, {"sam2": folder})
         image_sam2 = models.load("sam2", folder, device)
         video_sam2 = models.load("sam2", folder, device, video=True)
     loaded = {"flow": image_sam2, "flow_dis": image_sam2, "sam2_video": video_sam2, "peer": video_sam2}

@@ -35,6 +35,14 @@ def caption(phrases: list[str]) -> str:
     return " ".join(p.strip().lower().rstrip(".") + "." for p in phrases)
 
 
+def matched_phrase(label: str, phrases: list[str]) -> str:
+    """The configured phrase a Grounding DINO label names: its tokens above ``text_threshold`` may span
+    two phrases or be partial words, so the phrase sharing most words with it (the first on a tie)."""
+    words = set(label.replace(".", " ").lower().split())
+    shared = [len(words & set(p.lower().rstrip(".").split())) for p in phrases]
+    return phrases[shared.index(max(shared))]
+
+
 def _keep(boxes: torch.Tensor, scores: torch.Tensor, phrases: list[str], size: tuple[int, int], nms_iou: float,
           max_instances: int) -> list[Box]:  # fmt: skip
     """Clip to the image, drop empty boxes, NMS across phrases, best ``max_instances`` first."""
@@ -62,7 +70,7 @@ def grounding_dino(model: Loaded, image: np.ndarray, phrases: list[str], knobs: 
         outputs, inputs["input_ids"], threshold=knobs["box_threshold"], text_threshold=knobs["text_threshold"],
         target_sizes=[size],
     )  # fmt: skip
-    named = [label.strip() or caption(phrases) for label in result["text_labels"]]
+    named = [matched_phrase(label, phrases) for label in result["text_labels"]]
     return _keep(result["boxes"].cpu(), result["scores"].cpu(), named, size, knobs["nms_iou"], knobs["max_instances"])
 
 

@@ -360,7 +360,8 @@ def _redetect(result: FrameResult, frame: np.ndarray, detections: list[np.ndarra
                 or near(box, box_xyxy(known[i]), waited)
                 or (i in predicted and near(box, predicted[i], waited))
             )
-            if where >= cfg["match_iou"] or (alike >= cfg["min_similarity"] and close):
+            alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
+            if where >= cfg["match_iou"] or (alike and close):
                 score[r, c] = where + alike
     pairs = {}  # detection -> (instance, score)
     if score.size:

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"
 
 
-def target_prompt(s: Settings, target: str) -> str | None:
+def target_prompt(s: Settings, target: str) -> str | list[str] | None:
     """The text prompt of a key of ``segment.targets`` (None: prompted by files only); a clear error
     for an unknown key."""
     targets = s.targets
@@ -223,14 +223,24 @@ def _read_meta(meta_path: Path, frames_dir: Path) -> dict:
 @dataclass
 class Found:
     """A detector's instances on one picture: SAM2's answer for each, what the detector said about
-    each (``info``: its score, box, area and phrase), its threshold and a picture of how it found them."""
+    each (``info``: its score, box, area and phrase), its threshold and how it found them (drawn by
+    :meth:`picture` only when a picture is written: re-detection needs none)."""
 
     coarse: list[np.ndarray]  # the detector's own masks: CLIPSeg's components, or the boxes filled
     refined: list[Refined]
     info: list[dict]
     threshold: dict
-    picture: np.ndarray  # CLIPSeg's heatmap, or the boxes, over the image
     union: np.ndarray  # what mask.png shows: CLIPSeg's components, or a box detector's final masks
+    heat: np.ndarray | None = None  # CLIPSeg's heatmap ...
+    boxes: list | None = None  # ... or a box detector's boxes
+
+    def picture(self, image: np.ndarray) -> np.ndarray:
+        """CLIPSeg's heatmap, or the boxes with their phrases and scores, over ``image``."""
+        return (
+            overlay.heatmap_picture(image, self.heat)
+            if self.heat is not None
+            else overlay.boxes_picture(image, self.boxes)
+        )
 
     @property
     def masks(self) -> list[np.ndarray]:
@@ -327,9 +337,8 @@ class Detector:
             for c in found.components
         ]  # fmt: skip
         value = None if found.method == "none" else round(found.threshold, 4)
-        picture = overlay.heatmap_picture(image, heat)
         return Found(coarse, self.refiner.refine(image, coarse, rng), info, {"method": found.method, "value": value},
-                     picture, found.mask)  # fmt: skip
+                     found.mask, heat=heat)  # fmt: skip
 
     def _boxes(self, image: np.ndarray) -> Found:
         boxes = BOX_DETECTORS[self.kind](self.model, image, self.phrases, self.knobs)
@@ -343,7 +352,7 @@ class Detector:
         info = [{"detector_score": b.score, "detector_box": b.xyxy, "phrase": b.phrase} for b in boxes]
         key = "box_threshold" if self.kind == "grounding_dino" else "score_threshold"
         found = Found(coarse, refined, info, {"method": key, "value": self.knobs[key]},
-                      overlay.boxes_picture(image, boxes), np.zeros(image.shape[:2], bool))  # fmt: skip
+                      np.zeros(image.shape[:2], bool), boxes=boxes)  # fmt: skip
         for m in found.masks:
             found.union |= m
         return found
@@ -381,7 +390,7 @@ def _segment_picture(
     ``style``) and the instances.json document."""
     doc, found = _detect(image, target, s, loaded, where)
     random_weights = doc["weights"]["random"]
-    _save_picture(pictures / HEATMAP, found.picture, random_weights)
+    _save_picture(pictures / HEATMAP, found.picture(image), random_weights)
     _save_picture(pictures / MASK, overlay.mask_picture(found.union), random_weights)
     if style is not None:
         _save_picture(pictures / OVERLAY, _instance_picture(image, doc, style), random_weights)
