@@ -272,10 +272,7 @@ def match_score(detection: np.ndarray, track: np.ndarray) -> float:
         return 0.0
     inter = np.logical_and(detection, track).sum()
     union = np.logical_or(detection, track).sum()
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box_xyxy(detection), box_xyxy(track)
-    iw, ih = max(0, min(ax1, bx1) - max(ax0, bx0)), max(0, min(ay1, by1) - max(ay0, by0))
-    box_union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - iw * ih
-    return float(max(inter / union, iw * ih / box_union if box_union else 0.0, inter / track.sum()))
+    return float(max(inter / union, box_iou(box_xyxy(detection), box_xyxy(track)), inter / track.sum()))
 
 
 @dataclass(frozen=True)
