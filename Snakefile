@@ -6,6 +6,7 @@
 Every key is documented in config/config.schema.yaml.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -58,8 +59,10 @@ onstart:
         )
         >= 2
     ):
+        # a shard job's inner run (scripts/segment_shard.py) names its own log: shards run side by side
         WARM["worker"] = warm.start(
-            workflow.snakemake_tmp_dir, Path("logs/warm_worker.log")
+            workflow.snakemake_tmp_dir,
+            Path(os.environ.get("VISPIPE_WARM_LOG", "logs/warm_worker.log")),
         )
 
 

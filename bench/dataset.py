@@ -142,14 +142,22 @@ def run_loop(wf: Path, cores: int, keys: list[str], models: dict[str, str]) -> f
     return time.perf_counter() - t0
 
 
-def dry_run_seconds(wf: Path, n: int) -> float:
-    """Seconds for ``snakemake -n`` to plan every segmentation step of ``n`` videos (one file, n keys)."""
+def dry_run_seconds(wf: Path, n: int, clips_per_job: int = 0) -> float:
+    """Seconds for ``snakemake -n`` to plan every segmentation step of ``n`` videos (one file, n keys):
+    four jobs per video, or with ``clips_per_job`` one segment_shard job per that many videos."""
+    from vispipe.segment.shards import stamp
+
     video = "resources/demo/bigbuckbunny.mp4"
     cfg = {"segment": {"targets": {TARGET: {"prompt": "a shape"}}, "images": {},
                        "videos": {f"v{i:05d}": {"path": video, "targets": [TARGET]} for i in range(n)}}}  # fmt: skip
     (wf / "dag.yaml").write_text(json.dumps(cfg))
+    if clips_per_job:
+        sharded = ["--set-resources", f"segment_shard:clips={clips_per_job}"]
+        targets = [stamp(f"{i:04d}") for i in range(-(-n // clips_per_job))]
+    else:
+        sharded, targets = [], [f"results/segment/v{i:05d}/{TARGET}/overlay.mp4" for i in range(n)]
     cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--cores", "2", "--configfile",
-           "config/demo.yaml", "dag.yaml", "--", *(f"results/segment/v{i:05d}/{TARGET}/overlay.mp4" for i in range(n))]  # fmt: skip
+           "config/demo.yaml", "dag.yaml", *sharded, "--", *targets]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=wf, capture_output=True, text=True, env=ENV)
     if proc.returncode:
@@ -164,6 +172,7 @@ def main() -> None:
     p.add_argument("--size", default="360x640", help="HEIGHTxWIDTH")
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     p.add_argument("--dag", type=int, nargs="*", default=[1000, 10000], help="dry-run sizes (videos) to time")
+    p.add_argument("--shard-clips", type=int, default=20, help="videos per segment_shard job in the sharded dry runs")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     p.add_argument("--out", type=Path, default=Path("bench/out/dataset.json"))
     args = p.parse_args()
@@ -190,10 +199,12 @@ def main() -> None:
         r = rows[-1]
         print(f"cores {cores}: snakemake {sm:.1f} s, loop {loop:.1f} s, ratio {r['ratio']:.2f}", flush=True)
 
-    dag = {}
+    dag, dag_sharded = {}, {}
     for n in args.dag:
         dag[n] = round(dry_run_seconds(wf, n), 1)
         print(f"dry run of {n} videos (4 steps each): {dag[n]:.1f} s", flush=True)
+        dag_sharded[n] = round(dry_run_seconds(wf, n, args.shard_clips), 1)
+        print(f"dry run of {n} videos ({args.shard_clips} per segment_shard job): {dag_sharded[n]:.1f} s", flush=True)
 
     print("\n| cores | clips | snakemake s | s/clip | one-process loop s | s/clip | ratio |")
     print("|---|---|---|---|---|---|---|")
@@ -201,6 +212,7 @@ def main() -> None:
         print(f"| {r['cores']} | {r['clips']} | {r['snakemake_s']:.1f} | {r['snakemake_s_per_clip']:.2f} | "
               f"{r['loop_s']:.1f} | {r['loop_s_per_clip']:.2f} | {r['ratio']:.2f}x |")  # fmt: skip
     report = {"clips": args.clips, "seconds": args.seconds, "size": list(size), "rows": rows, "dry_run_s": dag,
+              "dry_run_sharded_s": dag_sharded, "shard_clips": args.shard_clips,
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()}}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

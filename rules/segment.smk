@@ -4,6 +4,8 @@
 # blocks it reads, so editing a knob reruns exactly the steps that read it. File names come from
 # vispipe.segment.layout; outputs named from a file name take vispipe.layout.output_key's key.
 
+import hashlib
+
 from snakemake.exceptions import WorkflowError
 
 from vispipe.config import ConfigError
@@ -37,8 +39,10 @@ from vispipe.segment.layout import (
     one_of,
     prompt_file,
     propagate_blocks,
+    video_outputs,
 )
 from vispipe.segment.samples import with_samples
+from vispipe.segment import shards
 
 # segment.videos and segment.images with the rows of the sample sheets and the files of the folder
 # patterns merged in (segment.samples, segment.globs): from here on, one dict per kind, by id.
@@ -61,7 +65,18 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-SEGMENT_TARGETS = final_outputs(SEGCFG)
+# A sharded run (--set-resources segment_shard:clips=N, as profiles/slurm sets) asks for one
+# segment_shard job per N videos instead of four jobs per video (vispipe/segment/shards.py).
+try:
+    CLIPS_PER_JOB = shards.clips_per_job(workflow.resource_settings.overwrite_resources)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+SHARDS = shards.split(VIDEOS, CLIPS_PER_JOB) if CLIPS_PER_JOB else {}
+SEGMENT_TARGETS = (
+    [shards.stamp(s) for s in SHARDS] + final_outputs(SEGCFG, videos=())
+    if SHARDS
+    else final_outputs(SEGCFG)
+)
 SEG_IN_REPORT = in_report("Segmentation", "videos: {video} / {target}", "segmentation")
 
 
@@ -69,6 +84,7 @@ wildcard_constraints:
     video=VIDEO_KEY,
     image=KEY,
     target=one_of(SEGCFG["targets"]),
+    shard=r"\d+",
 
 
 localrules:
@@ -292,7 +308,10 @@ rule evaluate_segmentation:
 rule davis_table:
     """A DAVIS-layout dataset's tables (segment.davis), in the DAVIS 2017 evaluation's layout."""
     input:
-        list(DAVIS_EVALS.values()),
+        # in a sharded run the evaluations are made inside the shard jobs
+        [shards.stamp(s) for s, keys in SHARDS.items() if set(keys) & set(DAVIS_EVALS)]
+        if SHARDS
+        else list(DAVIS_EVALS.values()),
     output:
         **outputs(DAVIS_DIR, DAVIS_OUTPUTS),
     log:
@@ -305,3 +324,59 @@ rule davis_table:
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/davis_table.py --eval {params.evals}'
         " --out-dir $(dirname {output.results_md}) --log {log}"
+
+
+# how a shard job starts its inner run: with this run's config files and --config entries
+SHARD_CONFIGFILES, SHARD_CONFIG_ARGS = shards.passed_on(
+    workflow.config_settings.configfiles, workflow.config_settings.config_args
+)
+
+
+# what every shard's steps run: their scripts (with the vispipe modules they import) and these rules
+SHARD_CODE = [
+    code(f"{step}.py")
+    for step in (
+        "extract_frames",
+        "segment_first",
+        "propagate",
+        "render_overlay",
+        "export_annotations",
+        "evaluate_segmentation",
+    )
+] + [
+    hashlib.sha256(
+        Path(workflow.basedir, "rules", "segment.smk").read_bytes()
+    ).hexdigest()
+]
+
+
+rule segment_shard:
+    """The videos of one shard (a sharded run: vispipe/segment/shards.py) through frames -> first frame ->
+    propagation -> overlay (and their evaluation and exports), by the rules above, in one job.
+    """
+    input:
+        videos=lambda wc: [entry(VIDEOS, v, "videos")["path"] for v in SHARDS[wc.shard]],
+        detector=MODEL_DIRS[DETECTOR],
+        sam2=MODEL_DIRS["sam2"],
+    output:
+        shards.stamp("{shard}"),
+    log:
+        "logs/segment/shards/{shard}.log",
+    conda:
+        "../envs/vispipe.yaml"
+    threads: config["threads"]["segment"]
+    params:
+        code=code("segment_shard.py"),
+        # the config and code its steps read; the inner run then reruns exactly what changed
+        digest=lambda wc: shards.digest(
+            SEGCFG, SHARDS[wc.shard], config["threads"]["segment"], *SHARD_CODE
+        ),
+        targets=lambda wc: " ".join(
+            f for v in SHARDS[wc.shard] for f in video_outputs(SEGCFG, v)
+        ),
+        configfiles=SHARD_CONFIGFILES,
+        config_args=SHARD_CONFIG_ARGS,
+    shell:
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/segment_shard.py --targets {params.targets}'
+        " --configfile {params.configfiles} --config-arg {params.config_args}"
+        " --cores {threads} --out {output} --log {log}"

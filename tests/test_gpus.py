@@ -110,3 +110,18 @@ def test_under_slurm_or_without_gpus_the_command_runs_as_it_is(tmp_path, env):
     gpus = None if env else "0"  # no device at all: an empty list
     (run,) = finish([start(tmp_path, gpus, **env)])
     assert run["device"] == env.get("CUDA_VISIBLE_DEVICES"), run
+
+
+def test_steps_inside_a_job_holding_a_slot_run_on_its_gpu(tmp_path):
+    """A shard job (vispipe/segment/shards.py) holds a slot while its steps take theirs through the same
+    launcher: they run on the job's GPU at once, instead of waiting for the slot the job holds."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPU_HELD")}
+    env.update(TMPDIR=str(tmp_path), VISPIPE_GPUS="2")
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    gpus = [sys.executable, "-m", "vispipe.gpus", "--"]
+    cmd = [*gpus, *gpus, *gpus, sys.executable, str(script), "0.1"]  # a job, a step in it, a step in that
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["device"] == "0"
+    assert "waiting" not in proc.stderr

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, apt_install, copy_workflow, env_with_venv, stop_process
+from vispipe.segment import shards
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +35,22 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "sinfo", "munged"]
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 
-# The slice, on the demo config: the whole classification chain (one epoch each), the demo video
-# up to its tracks and the still image. The downloads (fetch_cifar10, fetch_models) run on the
-# submitting host as localrules; train_teacher, train_student, the evaluations, segment_first,
-# propagate and segment_image are GPU jobs; compare_models and extract_frames are CPU jobs.
+# The slice, on the demo config: the whole classification chain (one epoch each), the still image,
+# and three videos (the demo's and two tiny synthetic clips) in shards of two: two segment_shard jobs,
+# not twelve step jobs. The downloads (fetch_cifar10, fetch_models) run on the submitting host as
+# localrules; train_teacher, train_student, the evaluations, segment_image and segment_shard are GPU
+# jobs; compare_models is a CPU job.
 _DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["segment"]
 VIDEO, TARGET_KEY = next((k, v["targets"][0]) for k, v in _DEMO["videos"].items())
 IMAGE, IMAGE_TARGET = next((k, v["targets"][0]) for k, v in _DEMO["images"].items())
+CLIPS = ["a0", "a1"]  # sort before the demo's video: shards [a0, a1] and [bigbuckbunny]
+CLIPS_PER_JOB = 2
+SHARD_STAMPS = [shards.stamp("0000"), shards.stamp("0001")]
 TARGET = "results/classify/comparison.md"
 TRACKS = f"results/segment/{VIDEO}/{TARGET_KEY}/tracks.json"
 STILL = f"results/segment/images/{IMAGE}/{IMAGE_TARGET}/instances.json"
-GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image")
-CPU_RULES = ("compare_models", "extract_frames")
+GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_shard", "segment_image")
+CPU_RULES = ("compare_models",)
 LOCAL_RULES = ("fetch_cifar10", "fetch_models")
 TEACHER_EPOCHS = 4  # long enough to requeue the teacher's job after its second epoch
 QUICK = {
@@ -53,7 +58,10 @@ QUICK = {
         "teacher": {"train": {"epochs": TEACHER_EPOCHS}},
         "student": {"train": {"epochs": 1, "clean_last_epochs": 0}},
     },
-    "segment": {"frames": {"max_seconds": 1.0, "stride": 5}},  # 5 frames
+    "segment": {
+        "frames": {"max_seconds": 1.0, "stride": 5},  # 5 frames of the demo's video, 2 of a clip's
+        "videos": {k: {"path": f"clips/{k}.mp4", "targets": [TARGET_KEY]} for k in CLIPS},
+    },
 }
 
 
@@ -267,6 +275,10 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     are the submitted ones, with the profile's resources; the requeued job resumes from its state."""
     wf = copy_workflow(tmp_path / "wf")
     (wf / "config" / "slurm_test.yaml").write_text(yaml.safe_dump(QUICK))
+    _make_clips(wf / "clips")
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile["set-resources"]["segment_shard"]["clips"] = CLIPS_PER_JOB  # the profile's knob, made small
+    (wf / "profiles" / "slurm" / "config.yaml").write_text(yaml.safe_dump(profile))
     env = env_with_venv()
     env["SLURM_CONF"] = str(slurm_cluster.conf)
     env["PATH"] = f"{slurm_cluster.bin}{os.pathsep}{env['PATH']}"
@@ -275,8 +287,8 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         "-m",
         "snakemake",
         TARGET,
-        TRACKS,
         STILL,
+        *SHARD_STAMPS,
         "--profile",
         "profiles/slurm",
         "--configfile",
@@ -311,6 +323,8 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         TARGET,
         TRACKS,
         STILL,
+        *SHARD_STAMPS,
+        *(f"results/segment/{k}/{TARGET_KEY}/overlay.mp4" for k in CLIPS),
         f"results/segment/{VIDEO}/{TARGET_KEY}/instances.json",
         f"results/segment/{VIDEO}/{TARGET_KEY}/masks.rle.json",
         "results/classify/comparison.csv",
@@ -328,9 +342,11 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
     assert set(GPU_RULES + CPU_RULES) <= calls.keys(), calls.keys()
     # the demo's no-KD variant is its own train_student job and evaluate job
     assert len(calls["evaluate"]) == 3 and len(calls["train_student"]) == 2
+    # three videos, two per job: two sbatch submissions for every step of them
+    assert len(calls["segment_shard"]) == 2, calls["segment_shard"]
+    assert not calls.keys() & {"extract_frames", "segment_first", "propagate", "render_overlay"}, calls.keys()
 
     # the GPU rules asked for a GPU, with the profile's partition, CPUs, memory, time and --requeue
-    profile = yaml.safe_load(PROFILE.read_text())
     for rule in GPU_RULES:
         res = profile["set-resources"][rule]
         for call in calls[rule]:
@@ -396,10 +412,18 @@ def test_profile_dry_run(profile, tmp_path):
     rules = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, flags=re.M | re.S)
     assert rules, out[-3000:]
     gpu_rules = {"train_teacher", "train_student", "evaluate", "segment_first", "propagate", "segment_image"}
+    gpu_rules |= {"segment_shard"}  # the Slurm profile's videos, in shards
     for rule, block in rules:
         res = re.search(r"resources: (.*)", block)
         asks_gpu = res is not None and re.search(r"\bgpu=1\b", res.group(1)) is not None
         assert asks_gpu == (rule in gpu_rules), (rule, block)
+
+
+def _make_clips(folder: Path) -> None:
+    from vispipe.segment.synthetic import make_clip, save_clip
+
+    for i, key in enumerate(CLIPS):
+        save_clip(make_clip(6, (96, 128), seed=i), folder / f"{key}.mp4", folder / "gt" / key)
 
 
 def _requeue_after_epoch_2(cluster: SlurmCluster, proc: subprocess.Popen, out_dir: Path, out_file: Path) -> str:

@@ -15,6 +15,8 @@ job lives; a killed job's slot is freed by the kernel). With every slot taken it
   found (a CPU machine): COMMAND runs as it is.
 - Under Slurm (``$SLURM_JOB_ID``) the scheduler has already given the job its GPUs: COMMAND runs as
   it is.
+- Inside a job that holds a slot already (``$VISPIPE_GPU_HELD``, which this sets: a shard job's
+  inner steps, vispipe.segment.shards): COMMAND runs as it is, on the job's GPU.
 - ``--slots-per-device``, default ``$VISPIPE_GPU_SLOTS_PER_DEVICE`` (which the workflow sets from
   the config key ``gpu_slots_per_device``) or 1: jobs that may share one GPU.
 - The lock files live in ``$TMPDIR/vispipe-gpu-slots-<uid>/``, per machine, so two Snakemake runs on
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 POLL_S = 0.2
+HELD = "VISPIPE_GPU_HELD"  # set in a job holding a slot; the steps it starts share it
 
 
 def devices() -> list[str]:
@@ -96,11 +99,14 @@ def take_slot(slots_per_device: int | None = None) -> str | None:
     ``CUDA_VISIBLE_DEVICES`` at its GPU; None where there is nothing to allocate."""
     if slots_per_device is None:
         slots_per_device = int(os.environ.get("VISPIPE_GPU_SLOTS_PER_DEVICE", "1"))
+    if os.environ.get(HELD):
+        return os.environ[HELD]
     ids = [] if os.environ.get("SLURM_JOB_ID") else devices()
     if not ids:
         return None
     device, _ = claim(ids, slots_per_device)
     os.environ["CUDA_VISIBLE_DEVICES"] = device
+    os.environ[HELD] = device
     return device
 
 

@@ -123,12 +123,12 @@ def prompt_file(entry: dict, target: str) -> str | list:
     return (entry.get("prompts") or {}).get(target) or []
 
 
-def final_outputs(seg: dict) -> list[str]:
-    """The files ``rule all`` asks for: every target of every video (and its evaluation where the video
-    has ground truth) and of every still image."""
-    videos = [
+def video_outputs(seg: dict, video: str) -> list[str]:
+    """The files ``rule all`` asks for one video: every target's pictures, tracks and overlay video,
+    its evaluation where the video has ground truth, and the exports when formats are set."""
+    entry = seg["videos"][video]
+    return [
         f"{SEG}/{video}/{target}/{name}"
-        for video, entry in seg["videos"].items()
         for target in entry["targets"]
         for name in [
             *(f"{FIRST}/{p}" for p in PICTURES),
@@ -138,6 +138,12 @@ def final_outputs(seg: dict) -> list[str]:
             *([EXPORT] if seg.get("export", {}).get("formats") else []),
         ]
     ]
+
+
+def final_outputs(seg: dict, videos: Iterable[str] | None = None) -> list[str]:
+    """The files ``rule all`` asks for: :func:`video_outputs` of every video (or of ``videos``: a
+    sharded run asks for its shards instead, vispipe.segment.shards), every target of every still
+    image, and a DAVIS dataset's tables."""
     images = [
         f"{SEG}/images/{image}/{target}/{name}"
         for image, entry in seg["images"].items()
@@ -145,7 +151,8 @@ def final_outputs(seg: dict) -> list[str]:
         for name in [*PICTURES, INSTANCES]
     ]
     davis = [f"{DAVIS_DIR}/{name}" for name in DAVIS_OUTPUTS] if (seg.get("davis") or {}).get("root") else []
-    return videos + images + davis
+    videos = seg["videos"] if videos is None else videos
+    return [f for video in videos for f in video_outputs(seg, video)] + images + davis
 
 
 def davis_evals(seg: dict) -> dict[str, str]:
