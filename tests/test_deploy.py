@@ -13,8 +13,9 @@ import yaml
 
 from conftest import ROOT, copy_workflow, env_with_venv
 
-# Dependencies the pipeline's steps never import (tools for developers, and Snakemake itself,
-# which runs outside the steps' environment).
+# Dependencies the pipeline's steps never import (tools for developers, and Snakemake's Slurm
+# plugin, which runs outside the steps' environment; Snakemake itself is in it: a shard job runs
+# its videos' steps with it).
 NOT_IN_STEP_ENV = {
     "pytest",
     "pytest-timeout",
@@ -28,7 +29,6 @@ NOT_IN_STEP_ENV = {
     "supervision",  # the YOLO importer the export tests read with
     "defusedxml",  # supervision's, and the CVAT test's XML parser
     "pyDeprecate",  # supervision's
-    "snakemake",
     "snakemake-executor-plugin-slurm",
 }
 
