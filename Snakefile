@@ -63,6 +63,7 @@ onstart:
         WARM["worker"] = warm.start(
             workflow.snakemake_tmp_dir,
             Path(os.environ.get("VISPIPE_WARM_LOG", "logs/warm_worker.log")),
+            MODEL_DIRS,
         )
 
 

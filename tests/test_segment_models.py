@@ -126,3 +126,25 @@ def test_hub_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     ):
         models.download("clipseg", spec, tmp_path / "out", tmp_path / "cache")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_preloaded_model_is_taken_once_and_only_while_its_folder_is_unchanged(tmp_path, tiny_models, frames):
+    """What the warm worker loads before forking (models.preload) is what a step gets, with the same
+    outputs as a model read from the folder; once taken, or after the folder changed, it is read again."""
+    import shutil
+
+    folder = tmp_path / "clipseg"
+    shutil.copytree(tiny_models["clipseg"], folder)
+    cpu = torch.device("cpu")
+    from_disk = heatmap(models.load("clipseg", folder, cpu), frames[1][0], "a person")
+    models.preload("clipseg", folder)
+    kept = models._PRELOADED[("clipseg", str(folder.resolve()), False)][0]
+    first = models.load("clipseg", folder, cpu)
+    assert first.model is kept
+    np.testing.assert_array_equal(heatmap(first, frames[1][0], "a person"), from_disk)
+    assert models.load("clipseg", folder, cpu).model is not kept  # taken once
+    models.preload("clipseg", folder)
+    kept = models._PRELOADED[("clipseg", str(folder.resolve()), False)][0]
+    source = folder / models.SOURCE_FILE
+    source.write_text(source.read_text() + " ")  # the folder changed since it was loaded
+    assert models.load("clipseg", folder, cpu).model is not kept

@@ -123,6 +123,8 @@ def test_sharded_run_retries_alone_and_reruns_exactly(tmp_path):
     assert not (wf / "results/segment/a1").exists() or not list((wf / "results/segment/a1").rglob("*.mp4"))
     shard_log = (wf / "logs/segment/shards/0000.log").read_text()
     assert "not done: a1" in shard_log, shard_log
+    # the shard's warm worker loaded the models once, for its steps to share
+    assert "loaded clipseg, sam2" in (wf / "logs/segment/shards/0000.warm_worker.log").read_text()
     before = {key: _mtimes(wf, key) for key in KEYS if key != "a1"}
 
     # 2. a1 replaced and a2 given a second target: each shard reruns only what is missing or new

@@ -22,6 +22,11 @@ The Snakefile starts one worker per local Snakemake run (``onstart``) and stops 
 worker also exits when the Snakemake process that started it dies. It never touches CUDA itself
 (a CUDA context does not survive ``fork``): each child initialises its own GPU.
 
+The run's models load once too: before the first child that comes once their folders exist
+(``$VISPIPE_WARM_MODELS``, which :func:`start` sets), the worker loads each on the CPU
+(:func:`vispipe.segment.models.preload`); a step then takes its copy-on-write copy, and moves it to
+its device, instead of reading and parsing the folder again. A folder changed since is read again.
+
 The launcher side is standard library only, so the launcher starts in milliseconds.
 """
 
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ENV = "VISPIPE_WARM"
+MODELS_ENV = "VISPIPE_WARM_MODELS"  # {"kind": model folder}: what the worker loads once (preload_models)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # What a child needs imported to start at once: the segmentation steps, the config validator, and the
 # model, processor, tokenizer and image-processor modules that loading CLIPSeg and SAM2 imports (the
@@ -194,6 +200,7 @@ def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELO
     schema()  # parsed once here (0.3 s of YAML), not in every step: children inherit the cache
     print(f"vispipe.warm: ready in {time.perf_counter() - t0:.1f} s at {path}", file=sys.stderr, flush=True)
 
+    to_load = json.loads(os.environ.get(MODELS_ENV) or "{}")  # kind -> folder, until loaded once
     jobs: dict[socket.socket, Job] = {}  # launcher connection -> its child
     gone: set[socket.socket] = set()  # connections whose launcher went away
     selector = selectors.DefaultSelector()
@@ -208,6 +215,8 @@ def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELO
                     except (OSError, ValueError):
                         conn.close()
                         continue
+                    if to_load:
+                        preload_models(to_load)
                     sys.stdout.flush()
                     sys.stderr.flush()
                     pid = os.fork()
@@ -237,6 +246,37 @@ def serve(path: str, parent: int | None = None, preload: tuple[str, ...] = PRELO
             os.unlink(path)
         except OSError:
             pass
+
+
+def preload_models(to_load: dict[str, str]) -> None:
+    """Load each model of ``to_load`` whose folder is complete, on the CPU and on one thread (no
+    OpenMP pool in a parent of forked children), for the children to take; drop it from ``to_load``
+    (a failure too: the step reports a damaged folder itself)."""
+    from .segment import models
+
+    ready = {kind: folder for kind, folder in to_load.items() if (Path(folder) / models.SOURCE_FILE).is_file()}
+    if not ready:
+        return
+    import torch
+    import transformers
+
+    t0 = time.perf_counter()
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    try:
+        for kind, folder in ready.items():
+            del to_load[kind]
+            try:
+                models.preload(kind, folder)
+                if kind == "sam2":  # its video tracker too (segment.propagate.method: sam2_video)
+                    models.preload(kind, folder, video=True)
+            except Exception as e:  # noqa: BLE001 - the step reads the folder itself and says what is wrong
+                print(f"vispipe.warm: not preloaded: the {kind} model ({type(e).__name__}: {e})", file=sys.stderr)
+    finally:
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
+    print(f"vispipe.warm: loaded {', '.join(ready)} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def _alive(pid: int) -> bool:
@@ -288,13 +328,15 @@ def _reap(jobs: dict[socket.socket, Job], selector: selectors.BaseSelector, gone
 # ------------------------------------------------------------------------------- the Snakefile's side
 
 
-def start(folder: Path, log: Path) -> subprocess.Popen:
+def start(folder: Path, log: Path, model_dirs: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a worker for this process's run (the Snakefile's ``onstart``): its socket in ``folder``,
-    its messages in ``log``; steps started from here on find it through ``$VISPIPE_WARM``."""
+    its messages in ``log``, the models of ``model_dirs`` ({kind: folder}) loaded once they exist;
+    steps started from here on find it through ``$VISPIPE_WARM``."""
     path = str(Path(folder) / "warm.sock")
     log.parent.mkdir(parents=True, exist_ok=True)
     # the steps it serves run offline; set before the worker imports huggingface_hub, which reads it once
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env[MODELS_ENV] = json.dumps(model_dirs or {})
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vispipe.warm", "--serve", path, str(os.getpid())],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)  # fmt: skip

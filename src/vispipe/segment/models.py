@@ -281,10 +281,44 @@ class Loaded:
         return bool(self.source.get("random_weights"))
 
 
+# Models a warm worker (vispipe.warm) loaded once on the CPU before forking the steps: a step takes
+# its copy-on-write copy instead of reading and parsing the folder again. By (kind, folder, video).
+_PRELOADED: dict[tuple[str, str, bool], tuple[Any, Any, dict, tuple]] = {}
+
+
+def _folder_state(folder: Path) -> tuple:
+    """What a preloaded model must still match: every file's name, size and modification time."""
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+
+
+def preload(kind: str, folder: str | Path, video: bool = False) -> None:
+    """Load a model folder on the CPU and keep it for this process and the processes it forks."""
+    folder = Path(folder).resolve()
+    model, processor, source = _from_folder(kind, folder, video)
+    _PRELOADED[(kind, str(folder), video)] = (model, processor, source, _folder_state(folder))
+
+
 def load(kind: str, folder: str | Path, device: torch.device, video: bool = False) -> Loaded:
     """Load a model folder written by fetch_models, never touching the network; ``video``: SAM2 as its
-    video tracker (``Sam2VideoModel`` + ``Sam2VideoProcessor``)."""
+    video tracker (``Sam2VideoModel`` + ``Sam2VideoProcessor``). A model :func:`preload` kept for this
+    folder, unchanged since, is taken instead of reading the folder (once: a second load reads it)."""
     folder = Path(folder)
+    key = (kind, str(folder.resolve()), video)
+    kept = _PRELOADED.pop(key, None)
+    if kept is not None and folder.is_dir() and kept[3] == _folder_state(folder):
+        model, processor, source = kept[:3]
+    else:
+        model, processor, source = _from_folder(kind, folder, video)
+    model = model.to(device).eval()
+    if source.get("random_weights"):
+        log.warning("%s: %s", kind, RANDOM_WARNING)
+    else:
+        log.info("%s: %s@%s (commit %s)", kind, source.get("repo"), source.get("revision"), source.get("commit"))
+    return Loaded(model, processor, source, device)
+
+
+def _from_folder(kind: str, folder: Path, video: bool) -> tuple[Any, Any, dict]:
+    """(model, processor, source.json) from the folder, on the CPU; a UserError naming what is wrong."""
     source_file = folder / SOURCE_FILE
     if not (folder / "config.json").is_file() or not source_file.is_file():
         raise UserError(
@@ -315,12 +349,7 @@ def load(kind: str, folder: str | Path, device: torch.device, video: bool = Fals
         processor = processor_cls.from_pretrained(folder, local_files_only=True)
     except Exception as e:
         raise damaged(e) from e
-    model = model.to(device).eval()
-    if source.get("random_weights"):
-        log.warning("%s: %s", kind, RANDOM_WARNING)
-    else:
-        log.info("%s: %s@%s (commit %s)", kind, source.get("repo"), source.get("revision"), source.get("commit"))
-    return Loaded(model, processor, source, device)
+    return model, processor, source
 
 
 def weights_note(*models: Loaded) -> dict:
