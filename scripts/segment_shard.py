@@ -58,7 +58,8 @@ def main(args):
     if args.log:  # the inner run's warm worker logs beside this job's log, not over another shard's
         env["VISPIPE_WARM_LOG"] = str(args.log.with_suffix(".warm_worker.log"))
     cmd = inner_command(args)
-    cli.log.info("%d files of %d videos: %s", len(args.targets), len(videos_of(args.targets)), " ".join(cmd))
+    videos = videos_of(args.targets)
+    cli.log.info("%d files of %d videos: %s", len(args.targets), len(videos), " ".join(cmd))
     cli.log.info("the inner Snakemake's messages: %s", inner_log)
     with open(inner_log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -76,13 +77,12 @@ def main(args):
         failed = videos_of(missing) or ["(see the log)"]
         raise UserError(
             f"the shard's inner Snakemake exited with {code}; not done: {', '.join(failed)}. The other "
-            f"videos' outputs are kept; see {inner_log} and the failed steps' logs in logs/segment/<video>/. Fix the "
-            f"cause and "
-            f"rerun: only what is missing runs."
+            f"videos' outputs are kept; see {inner_log} and the failed steps' logs in logs/segment/<video>/. "
+            "Fix the cause and rerun: only what is missing runs."
         )
     seconds = time.monotonic() - t0
-    cli.log.info("done: %d videos in %.1f s", len(videos_of(args.targets)), seconds)
-    write_json(args.out, {"videos": videos_of(args.targets), "targets": args.targets, "seconds": round(seconds, 1)})
+    cli.log.info("done: %d videos in %.1f s", len(videos), seconds)
+    write_json(args.out, {"videos": videos, "targets": args.targets, "seconds": round(seconds, 1)})
 
 
 def videos_of(targets: list[str]) -> list[str]:
