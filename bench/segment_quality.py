@@ -94,8 +94,8 @@ def identity_row(clip, every: int, min_similarity: float) -> dict:
                         Oracle(clip), redetect)  # fmt: skip
     pred = [id_mask(r.masks, clip.masks[0].shape) for r in results]  # as the id PNGs are painted
     scores = vos_eval.identity(pred, list(clip.masks))
-    return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "ids used": scores["predicted_ids"],
-            "objects": scores["objects"]}  # fmt: skip
+    return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "HOTA": scores["hota"],
+            "AssA": scores["assa"], "ids used": scores["predicted_ids"], "objects": scores["objects"]}  # fmt: skip
 
 
 def main() -> None:
@@ -130,15 +130,14 @@ def main() -> None:
         for matcher, min_similarity in MATCHERS.items():
             per_clip = {c: identity_row(clip, every, min_similarity) for c, clip in clips.items()}
             total = {k: sum(r[k] for r in per_clip.values()) for k in ("id switches", "ids used", "objects")}
-            mean_idf1 = float(np.mean([r["IDF1"] for r in per_clip.values()]))
-            identity.append({"every": every, "matcher": matcher, **total, "IDF1": mean_idf1, "per_clip": per_clip})
+            means = {k: float(np.mean([r[k] for r in per_clip.values()])) for k in ("IDF1", "HOTA", "AssA")}
+            identity.append({"every": every, "matcher": matcher, **total, **means, "per_clip": per_clip})
     print(f"\nIds, perfect detector re-detecting every N frames, warp only between ({len(clips)} clips, summed;"
-          " IDF1 mean):\n")  # fmt: skip
-    print("| every | matcher | id switches | ids used / objects | IDF1 |\n|---|---|---|---|---|")
+          " IDF1, HOTA, AssA means):\n")  # fmt: skip
+    print("| every | matcher | id switches | ids used / objects | IDF1 | HOTA | AssA |\n|---|---|---|---|---|---|---|")
     for r in identity:
-        print(
-            f"| {r['every']} | {r['matcher']} | {r['id switches']} | {r['ids used']} / {r['objects']} | {r['IDF1']:.3f} |"
-        )
+        print(f"| {r['every']} | {r['matcher']} | {r['id switches']} | {r['ids used']} / {r['objects']} "
+              f"| {r['IDF1']:.3f} | {r['HOTA']:.3f} | {r['AssA']:.3f} |")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.processor() or platform.machine(), "frames": args.frames, "size": [h, w],
               "threads": args.threads, "clips": list(clips), "rows": rows, "identity": identity}  # fmt: skip

@@ -9,3 +9,6 @@ if ! grep -qs '^name = "vispipe"' pyproject.toml; then
     exit 1
 fi
 python -m pip install --no-deps --no-build-isolation --editable .
+# TrackEval (HOTA in evaluate_segmentation) asks for opencv-python, a second cv2 beside
+# vispipe.yaml's opencv-python-headless: installed without its dependencies (all pinned there).
+python -m pip install --no-deps trackeval==1.3.0

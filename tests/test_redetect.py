@@ -166,7 +166,7 @@ def test_an_object_back_far_from_where_it_left_is_known_by_its_looks_alone(by_lo
 def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
     """One object in view for 4 frames, tracked as id 7 on frames 0-1 and as id 9 on frames 2-3:
     one ID switch; the best one-to-one id correspondence covers 2 of 4 frames on each side, so
-    IDF1 = 2 * 2 / (2 * 2 + 2 + 2) = 0.5; a prediction that overlaps by less than IoU 0.5 is no pair."""
+    IDF1 = 2 * 2 / (2 * 2 + 2 + 2) = 0.5 (HOTA below); a prediction that overlaps by less than IoU 0.5 is no pair."""
     from vispipe.segment.vos_eval import identity
 
     gt = [np.zeros((20, 20), np.uint8) for _ in range(4)]
@@ -175,7 +175,11 @@ def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
     pred = [g.copy() * (7 if k < 2 else 9) for k, g in enumerate(gt)]
     got = identity(pred, gt)
     assert (got["id_switches"], got["idf1"], got["objects"], got["predicted_ids"]) == (1, 0.5, 1, 2)
-    assert identity([g * 7 for g in gt], gt)["idf1"] == 1.0 and identity([g * 7 for g in gt], gt)["id_switches"] == 0
+    # HOTA: every frame detected exactly (DetA 1); each match's id pair covers 2 of the object's 4
+    # frames and of its predicted id's 2, so AssA = 2 / (4 + 2 - 2) = 0.5 and HOTA = sqrt(1 * 0.5)
+    assert (got["deta"], got["assa"]) == (1.0, 0.5) and got["hota"] == pytest.approx(0.5**0.5)
+    held = identity([g * 7 for g in gt], gt)
+    assert (held["idf1"], held["id_switches"], held["hota"]) == (1.0, 0, 1.0)
     shifted = [np.roll(p, 6, axis=1) for p in pred]  # IoU 4/16 with the truth
     assert identity(shifted, gt)["idf1"] == 0.0
 

@@ -767,7 +767,7 @@ def evaluate_segmentation(
 ) -> pd.DataFrame:
     """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
     mean, and whether the ids held), ``jf.csv`` (per frame and object), ``j_per_frame.png`` and
-    ``identity.json`` (ID switches, IDF1, MOTA: :func:`.vos_eval.identity`) in ``out_dir``. ``match``:
+    ``identity.json`` (ID switches, IDF1, MOTA, HOTA: :func:`.vos_eval.identity`) in ``out_dir``. ``match``:
     predicted ids are matched to the ground truth's once per video; False compares them as they are
     (the semi-supervised protocol, whose first-frame mask gave the ids)."""
     import pandas as pd
@@ -811,7 +811,8 @@ def evaluate_segmentation(
         "matched ids (ground truth -> predicted): "
         + ", ".join(f"{o} -> {'none' if pd.isna(p) else int(p)}" for o, p in per_frame.groupby("object")["pred_id"].first().items()),
         "",
-        f"Identity, frame by frame (motmetrics; a predicted and a true mask pair at IoU >= {vos_eval.IDENTITY_IOU}):",
+        f"Identity, frame by frame (motmetrics: a predicted and a true mask pair at IoU >= {vos_eval.IDENTITY_IOU};"
+        " HOTA, DetA, AssA: TrackEval, averaged over IoU thresholds 0.05 ... 0.95):",
         "",
         pd.DataFrame([ids]).to_markdown(index=False, floatfmt=".3f"),
     ]  # fmt: skip

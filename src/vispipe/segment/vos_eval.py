@@ -125,35 +125,57 @@ IDENTITY_IOU = 0.5  # a predicted mask and a true one are the same object on a f
 
 
 def identity(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou: float = IDENTITY_IOU) -> dict:
-    """Whether the ids hold, frame by frame, scored by motmetrics (py-motmetrics, the MOTChallenge
-    definitions) with mask IoU as the distance: on each frame a predicted and a true mask may pair at
-    IoU >= ``iou``, and motmetrics keeps a pairing while it lasts. ``id_switches``: times a true object
-    pairs with another predicted id than before; ``idf1``: the F1 of the one-to-one id correspondence
-    over the whole video (IDP, IDR its precision and recall); ``mota``; ``fragmentations``;
-    ``objects`` and ``predicted_ids``: how many ids each side used."""
-    import motmetrics as mm  # here: only the evaluation needs it
+    """Whether the ids hold, frame by frame, scored by two maintained scorers with mask IoU as the
+    similarity of a predicted and a true mask.
+
+    motmetrics (py-motmetrics, the MOTChallenge definitions): on each frame a predicted and a true
+    mask may pair at IoU >= ``iou``, and motmetrics keeps a pairing while it lasts. ``id_switches``:
+    times a true object pairs with another predicted id than before; ``idf1``: the F1 of the
+    one-to-one id correspondence over the whole video (IDP, IDR its precision and recall); ``mota``;
+    ``fragmentations``; ``objects`` and ``predicted_ids``: how many ids each side used.
+
+    TrackEval (the HOTA authors' code; Luiten et al., "HOTA: A Higher Order Metric for Evaluating
+    Multi-Object Tracking", 2021): ``hota``, the geometric mean of detection (``deta``) and
+    association (``assa``) accuracy, averaged over IoU thresholds 0.05 ... 0.95."""
+    import motmetrics as mm  # here: only the evaluation needs them
+    from trackeval.metrics import HOTA
 
     acc = mm.MOTAccumulator(auto_id=True)
-    pred_ids_seen = set()
+    frames = []  # (true ids, predicted ids, IoU matrix) of each frame
     for p, g in zip(pred, gt):
         gt_ids = [int(i) for i in np.unique(g) if i]
         pred_ids = [int(i) for i in np.unique(p) if i]
-        pred_ids_seen.update(pred_ids)
-        dist = np.full((len(gt_ids), len(pred_ids)), np.nan)
+        overlap = np.zeros((len(gt_ids), len(pred_ids)))
         for a, gi in enumerate(gt_ids):
             gm = g == gi
             for b, pi in enumerate(pred_ids):
                 pm = p == pi
-                overlap = np.logical_and(gm, pm).sum() / np.logical_or(gm, pm).sum()
-                if overlap >= iou:
-                    dist[a, b] = 1 - overlap
-        acc.update(gt_ids, pred_ids, dist)
+                overlap[a, b] = np.logical_and(gm, pm).sum() / np.logical_or(gm, pm).sum()
+        acc.update(gt_ids, pred_ids, np.where(overlap >= iou, 1 - overlap, np.nan))
+        frames.append((gt_ids, pred_ids, overlap))
     names = {"idf1": "idf1", "idp": "idp", "idr": "idr", "num_switches": "id_switches", "mota": "mota",
              "num_fragmentations": "fragmentations", "num_unique_objects": "objects"}  # fmt: skip
     row = mm.metrics.create().compute(acc, metrics=list(names), name="video")
     row = row.iloc[0]  # one row: this video
     out = {names[k]: float(row[k]) if k in ("idf1", "idp", "idr", "mota") else int(row[k]) for k in names}
-    return {**out, "predicted_ids": len(pred_ids_seen)}
+    hota = _hota(HOTA(), frames)
+    return {**out, "predicted_ids": len({i for _, ids, _ in frames for i in ids}), **hota}
+
+
+def _hota(metric, frames: list[tuple[list[int], list[int], np.ndarray]]) -> dict:
+    """HOTA, DetA and AssA (means over TrackEval's IoU thresholds) of the frames' ids and IoUs, in
+    the layout TrackEval's datasets hand its metrics (ids renumbered from 0 on each side)."""
+    gt_index = {i: n for n, i in enumerate(sorted({i for ids, _, _ in frames for i in ids}))}
+    pred_index = {i: n for n, i in enumerate(sorted({i for _, ids, _ in frames for i in ids}))}
+    data = {
+        "num_gt_ids": len(gt_index), "num_tracker_ids": len(pred_index),
+        "num_gt_dets": sum(len(g) for g, _, _ in frames), "num_tracker_dets": sum(len(p) for _, p, _ in frames),
+        "gt_ids": [np.array([gt_index[i] for i in g], int) for g, _, _ in frames],
+        "tracker_ids": [np.array([pred_index[i] for i in p], int) for _, p, _ in frames],
+        "similarity_scores": [overlap for _, _, overlap in frames],
+    }  # fmt: skip
+    res = metric.eval_sequence(data)
+    return {name: float(np.mean(res[key])) for name, key in (("hota", "HOTA"), ("deta", "DetA"), ("assa", "AssA"))}
 
 
 def db_statistics(values: np.ndarray) -> tuple[float, float, float]:
