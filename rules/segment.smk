@@ -39,6 +39,8 @@ from vispipe.segment.layout import (
     one_of,
     prompt_file,
     propagate_blocks,
+    run_models,
+    tracker_model,
     video_outputs,
 )
 from vispipe.segment.samples import with_samples
@@ -55,15 +57,18 @@ VIDEOS, IMAGES = SEGCFG["videos"], SEGCFG["images"]
 DAVIS_EVALS = davis_evals(
     SEGCFG
 )  # sequence -> jf.csv, for a DAVIS dataset (segment.davis)
-# segment.detector: the model that turns text into instances
-DETECTOR = detector_of(SEGCFG)
+# segment.detector: the model that turns text into instances; TRACKER: the model that
+# segment.propagate.method's tracker runs besides SAM2 (EdgeTAM, SAM 3), or None
+DETECTOR, TRACKER = detector_of(SEGCFG), tracker_model(SEGCFG)
 try:
     MODEL_DIRS = {
         kind: str(path)
-        for kind, path in model_dirs(SEGCFG["models"], (DETECTOR, "sam2")).items()
+        for kind, path in model_dirs(SEGCFG["models"], run_models(SEGCFG)).items()
     }
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+# the tracker's folder as propagate's input (none for flow and sam2_video)
+TRACKER_INPUT = {"tracker": MODEL_DIRS[TRACKER]} if TRACKER else {}
 
 # A sharded run (--set-resources segment_shard:clips=N, as profiles/slurm sets) asks for one
 # segment_shard job per N videos instead of four jobs per video (vispipe/segment/shards.py).
@@ -108,6 +113,28 @@ rule fetch_models:
     shell:
         '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
         " --detector {output.detector} --sam2 {output.sam2} --log {log}"
+
+
+# The model segment.propagate.method's tracker runs (EdgeTAM, or SAM 3 when it is not also the
+# detector), in a rule of its own: switching the tracker fetches it alone and reruns propagate only.
+if TRACKER not in (None, DETECTOR):
+
+    localrules:
+        fetch_tracker,
+
+    rule fetch_tracker:
+        output:
+            tracker=directory(MODEL_DIRS[TRACKER]),
+        log:
+            "logs/segment/fetch_tracker.log",
+        conda:
+            "../envs/vispipe.yaml"
+        params:
+            cfg=params_json("segment.models"),
+            kind=TRACKER,
+        shell:
+            '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
+            " --tracker {output.tracker} --tracker-model {params.kind} --log {log}"
 
 
 rule extract_frames:
@@ -160,6 +187,7 @@ rule segment_first:
 
 rule propagate:
     input:
+        **TRACKER_INPUT,
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
@@ -178,6 +206,7 @@ rule propagate:
     threads: config["threads"]["segment"]
     params:
         code=code("propagate.py"),
+        tracker=lambda wc, input: f"--tracker {input.tracker}" if TRACKER else "",
         cfg=lambda wc: params_json(
             *propagate_blocks(
                 wc.target,
@@ -189,7 +218,7 @@ rule propagate:
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/propagate.py --config {params.cfg:q}'
         " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
-        " --sam2 {input.sam2} --detector {input.detector}"
+        " --sam2 {input.sam2} --detector {input.detector} {params.tracker}"
         " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
 
 

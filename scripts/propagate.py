@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Carry the first frame's instances through every kept frame. segment.propagate.method flow (the
 seed's): optical flow warps each mask, SAM2 refines it, with fallbacks when the refinement collapses
-or explodes or the object is occluded; sam2_video: SAM2's own memory tracker, memory bounded. With
+or explodes or the object is occluded; sam2_video / edgetam_video: SAM2's / EdgeTAM's own memory
+tracker, memory bounded; sam3_video: SAM 3 detects the target's text and tracks it itself. With
 segment.redetect.every N, the detector and SAM2 detect again every N frames (new objects get new ids,
 returning ones their old ids).
 Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance, events,
 and the seconds of each stage) and --rle (the masks as COCO run-length encoding).
 
 Reads the segment.propagate, redetect, sam2, seed, device and models config keys, segment.flow or
-segment.sam2_video (by method), and for re-detection segment.detector, its block and the target's
+segment.sam2_video, edgetam_video or sam3_video (by method; sam3_video also the target's entry), and for re-detection segment.detector, its block and the target's
 segment.targets entry."""
 
 from pathlib import Path
@@ -26,7 +27,7 @@ def build_parser():
     p.add_argument("--masks", type=Path, required=True, help="output folder of the instance-id PNGs")
     p.add_argument("--tracks", type=Path, required=True, help="output tracks.json")
     p.add_argument("--rle", type=Path, required=True, help="output COCO RLE JSON")
-    add_models(p, ("sam2", "detector"))
+    add_models(p, ("sam2", "detector", "tracker"))
     return p
 
 
@@ -41,6 +42,7 @@ def main(args):
         args.rle,
         args.sam2,
         args.detector,
+        args.tracker,
     )
 
 

@@ -23,7 +23,6 @@ NOT_IN_STEP_ENV = {
     "execnet",  # pytest-xdist's
     "ruff",
     "snakefmt",
-    "timm",
     "scikit-image",  # the reference J&F scorer's, for the tests
     "vos-benchmark",
     "supervision",  # the YOLO importer the export tests read with

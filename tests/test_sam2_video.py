@@ -1,6 +1,7 @@
-"""SAM2's own tracker (segment.propagate.method: sam2_video) with the demo's tiny random SAM2: one model
-folder serves Sam2Model and Sam2VideoModel; pruning changes no output yet keeps memory flat over 300
-streamed frames, where transformers' session grows; re-detection anchors the tracker; the timings."""
+"""SAM2's own tracker (segment.propagate.method: sam2_video) with the demo's tiny random SAM2, and
+EdgeTAM's (edgetam_video) through the same streaming loop: one model folder serves Sam2Model and
+Sam2VideoModel; for both trackers pruning changes no output, re-anchored or not, yet keeps memory flat
+over 300 streamed frames, where transformers' session grows; re-detection anchors the tracker; the timings."""
 
 import threading
 import time
@@ -23,6 +24,20 @@ BOUNDS = {"use_object_score": True}
 @pytest.fixture(scope="module")
 def video_sam2(tiny_models):
     return models.load("sam2", tiny_models["sam2"], CPU, video=True)
+
+
+@pytest.fixture(scope="module")
+def edgetam(tmp_path_factory):
+    """A tiny random EdgeTAM, fetched as a run fetches it and loaded back with the Hub offline."""
+    folder = tmp_path_factory.mktemp("models") / "edgetam"
+    models.fetch({"source": "random-tiny", "dir": str(folder.parent)}, {"edgetam": folder})
+    return models.load("edgetam", folder, CPU, video=True)
+
+
+@pytest.fixture(params=["sam2", "edgetam"])
+def tracker_model(request):
+    """Each tracker model the streaming loop runs: SAM2's and EdgeTAM's."""
+    return request.getfixturevalue({"sam2": "video_sam2", "edgetam": "edgetam"}[request.param])
 
 
 def clip(n: int, size=(48, 64), seed=0):
@@ -73,28 +88,55 @@ def stream(video_sam2, frames, first, prune=True, max_cond=4, every_k=None):
         yield k, tracker, tracker.track(k, frames[k])
 
 
-def test_pruning_changes_no_output(video_sam2):
+def test_pruning_changes_no_output(tracker_model):
     """Pruning drops only what no later frame reads: 40 frames (past the 15-frame memory window) come
     out bit for bit as transformers' session that keeps everything gives them."""
     frames, first = clip(40)
-    pruned = [out for _, _, out in stream(video_sam2, frames, first)]
-    kept = [out for _, _, out in stream(video_sam2, frames, first, prune=False)]
+    pruned = [out for _, _, out in stream(tracker_model, frames, first)]
+    kept = [out for _, _, out in stream(tracker_model, frames, first, prune=False)]
     for k, (a, b) in enumerate(zip(pruned, kept)):
         assert np.array_equal(a[1][0], b[1][0]) and a[1][1] == b[1][1], f"frame {k}"
     assert any(out[1][0].any() for out in pruned[1:])
 
 
-def test_memory_stays_flat_over_300_frames(video_sam2):
+def test_re_anchoring_a_pruned_session_changes_no_output(tracker_model):
+    """Two objects; object 1 re-anchored on frame 20 (a re-detection), past the memory window. Both
+    objects' masks and scores on every frame equal those of the session that keeps everything. (The
+    anchor once re-ran frame 20 without its image: the model's whole-video path then counted the
+    frames the pruned session holds, and object 2's pointers were cut, or its score became NaN.)"""
+    frames, first = clip(36)
+    second = np.zeros_like(first)
+    second[34:46, 40:60] = True
+
+    def run(prune):
+        tracker = Sam2VideoTracker(tracker_model, prune=prune)
+        stepper, carried = TrackerStepper(tracker, BOUNDS), {1: first, 2: second}
+        stepper.start(frames[0], dict(carried))
+        outs = []
+        for k in range(1, len(frames)):
+            outs.append(stepper.step(k, frames[k], None, [1, 2], carried, set()))
+            if k == 20:
+                stepper.anchor(k, frames[k], {1: np.roll(first, 20, axis=1)})
+        return outs
+
+    pruned, kept = run(True), run(False)
+    for k, (a, b) in enumerate(zip(pruned, kept), start=1):
+        for i in (1, 2):
+            assert a.info[i] == b.info[i] and np.isfinite(a.info[i]["object_score"]), (k, i, a.info[i], b.info[i])
+            assert np.array_equal(a.masks.get(i, 0), b.masks.get(i, 0)), (k, i)
+
+
+def test_memory_stays_flat_over_300_frames(tracker_model):
     frames, first = clip(300)
     held = {}
-    for k, tracker, _ in stream(video_sam2, frames, first):
+    for k, tracker, _ in stream(tracker_model, frames, first):
         held[k] = tracker.memory_bytes()
     plateau = held[30]
     assert all(held[k] == plateau for k in range(30, 300)), {k: held[k] for k in (30, 100, 200, 299)}
     assert len(tracker.session.output_dict_per_obj[0]["non_cond_frame_outputs"]) == tracker.window + 1  # + this frame
     # the control: transformers' session keeps every frame, and grows by the same amount each frame
     growth = {}
-    for k, tracker, _ in stream(video_sam2, frames[:60], first, prune=False):
+    for k, tracker, _ in stream(tracker_model, frames[:60], first, prune=False):
         growth[k] = tracker.memory_bytes()
     assert growth[59] > 2 * growth[20] > 0 and growth[59] > plateau
     assert growth[59] - growth[58] == growth[40] - growth[39] > 0

@@ -128,6 +128,27 @@ def test_hub_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_gated_repo_says_how_to_get_access(tmp_path, monkeypatch):
+    """SAM 3's weights are gated: without an accepted licence and a token the Hub answers 401/403, which
+    huggingface_hub raises as GatedRepoError (simulated here: the Hub is not reachable from the tests)."""
+    import httpx2 as httpx  # what huggingface_hub 2 speaks HTTP with
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(repo, **_):
+        url = f"https://huggingface.co/api/models/{repo}/revision/main"
+        response = httpx.Response(401, request=httpx.Request("GET", url))
+        raise GatedRepoError(f"401 Client Error. Cannot access gated repo for url {url}.", response=response)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    with pytest.raises(UserError) as e:
+        models.download("sam3", {"repo": "facebook/sam3", "revision": "main"}, tmp_path / "out", tmp_path / "cache")
+    message = str(e.value)
+    assert "facebook/sam3 (segment.models.sam3) is gated" in message
+    assert "https://huggingface.co/facebook/sam3" in message and "HF_TOKEN" in message and "request access" in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_preloaded_model_is_taken_once_and_only_while_its_folder_is_unchanged(tmp_path, tiny_models, frames):
     """What the warm worker loads before forking (models.preload) is what a step gets, with the same
     outputs as a model read from the folder; once taken, or after the folder changed, it is read again."""

@@ -103,36 +103,68 @@ def test_propagate_outputs(run):
     assert_propagate_outputs(t / "masks", t / "tracks.json", t / "masks.rle.json", t / "instances.json")
 
 
-def test_propagate_with_sam2s_tracker_writes_the_same_outputs(run, tmp_path):
-    """segment.propagate.method sam2_video: the flow mode's files, checked the same way, and where the
-    time went per stage (in tracks.json and the log)."""
+@pytest.fixture(scope="module")
+def trackers(tmp_path_factory):
+    """The tiny random EdgeTAM and SAM 3 the other trackers run: {model: folder}."""
+    from vispipe.segment.models import fetch
+
+    root = tmp_path_factory.mktemp("trackers")
+    dirs = {kind: root / kind for kind in ("edgetam", "sam3")}
+    fetch(load(DEMO_CONFIGS)["segment"]["models"], dirs)
+    return dirs
+
+
+TRACKERS = {  # method: (its model, what the log says, its stages besides decode and write)
+    "sam2_video": (None, "SAM2's own tracker", {"sam2 image encoder", "sam2 memory + mask decode"}),
+    "edgetam_video": ("edgetam", "EdgeTAM's own tracker", {"edgetam image encoder", "edgetam memory + mask decode"}),
+    "sam3_video": ("sam3", "SAM 3's concept tracker", {"sam3 image encoder", "sam3 detect + track"}),
+}
+
+
+@pytest.mark.parametrize("method", TRACKERS)
+def test_propagate_with_a_tracker_writes_the_same_outputs(run, trackers, tmp_path, method):
+    """Each of SAM2's, EdgeTAM's and SAM 3's trackers (segment.propagate.method): the flow mode's files,
+    checked the same way, and where the time went per stage (in tracks.json and the log). SAM 3 finds
+    objects itself: they join the first frame's instances with new ids."""
     d, m = run
+    model, says, stages = TRACKERS[method]
     t, out = d / "rabbit", tmp_path / "sv"
-    run_script("propagate", *cfg_args({"segment": {"propagate": {"method": "sam2_video"}}}), "--frames", d / "frames",
+    tracker = ["--tracker", trackers[model]] if model else []
+    run_script("propagate", *cfg_args({"segment": {"propagate": {"method": method}}}), "--frames", d / "frames",
                "--meta", d / "meta.json", "--instances", t / "instances.json", "--masks", out / "masks",
-               "--tracks", out / "tracks.json", "--rle", out / "rle.json", "--sam2", m["sam2"], "--log", out / "log")  # fmt: skip
-    assert_propagate_outputs(out / "masks", out / "tracks.json", out / "rle.json", t / "instances.json")
+               "--tracks", out / "tracks.json", "--rle", out / "rle.json", "--sam2", m["sam2"], *tracker,
+               "--log", out / "log")  # fmt: skip
+    assert_propagate_outputs(out / "masks", out / "tracks.json", out / "rle.json", t / "instances.json",
+                             new_ids=method == "sam3_video")  # fmt: skip
     tracks, flow = (json.loads(p.read_text()) for p in (out / "tracks.json", t / "tracks.json"))
-    assert tracks["method"] == "sam2_video" and flow["method"] == "flow"
-    assert {"decode", "sam2 image encoder", "sam2 memory + mask decode", "write"} <= set(
-        tracks["stage_times"]["stage_seconds"]
-    )
+    assert tracks["method"] == method and flow["method"] == "flow"
+    assert {"decode", "write", *stages} <= set(tracks["stage_times"]["stage_seconds"])
     assert {"flow", "sam2 image encoder", "sam2 prompt + mask decode"} <= set(flow["stage_times"]["stage_seconds"])
     assert tracks["stage_times"]["frames"] == 5 and tracks["stage_times"]["device"] == "cpu"
     log = (out / "log").read_text()
-    assert "SAM2's own tracker" in log and "sam2_video, cpu: 5 frames" in log and "sam2 image encoder" in log
+    assert says in log and f"{method}, cpu: 5 frames" in log and min(stages) in log
+    born = [e for e in tracks["events"] if e["event"] == "born"]
+    first = json.loads((t / "instances.json").read_text())["found"]
+    assert [e["id"] for e in born if e["frame"] == 0] == list(range(1, first + 1))
+    if method == "sam3_video":  # the tiny random SAM 3 finds objects on later frames: each a new id, once
+        later = [e["id"] for e in born if e["frame"] > 0]
+        assert later and later == list(range(first + 1, first + 1 + len(later))), tracks["events"]
+        assert all(e["reason"] == "sam3 detection" for e in born if e["frame"] > 0)
 
 
-def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path):
-    """Masks, tracks.json and the RLE of 5 frames agree with each other and with segment_first's instances."""
+def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path, new_ids=False):
+    """Masks, tracks.json and the RLE of 5 frames agree with each other and with segment_first's
+    instances (``new_ids``: the tracker may add instances of its own)."""
     masks = sorted(masks_dir.iterdir())
     assert [p.name for p in masks] == [f"{k:05d}.png" for k in range(5)]
     ids = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in masks]
     assert all(m.shape == (720, 1280) and m.dtype == np.uint8 for m in ids)
     tracks = json.loads(tracks_path.read_text())
     n = json.loads(instances_path.read_text())["found"]
-    assert len(tracks["frames"]) == 5 and tracks["instances"] == list(range(1, n + 1))
-    assert all(sum(counts.values()) == 5 for counts in tracks["summary"].values())
+    assert len(tracks["frames"]) == 5 and tracks["instances"][:n] == list(range(1, n + 1))
+    assert new_ids or len(tracks["instances"]) == n
+    born = {e["id"]: e["frame"] for e in tracks["events"] if e["event"] == "born"}
+    assert all(sum(counts.values()) == 5 - born[int(i)] for i, counts in tracks["summary"].items())  # from its birth
     for frame, m in zip(tracks["frames"], ids):
         visible = {int(i) for i, v in frame["instances"].items() if v["state"] != "lost"}
         assert set(np.unique(m)) - {0} <= visible

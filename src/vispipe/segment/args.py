@@ -19,10 +19,14 @@ def add_tracks(p: argparse.ArgumentParser) -> None:
 
 
 def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("detector", "sam2")) -> None:
-    """``--detector`` (also spelt ``--clipseg``) / ``--sam2``: model folders written by fetch_models."""
+    """``--detector`` (also spelt ``--clipseg``) / ``--sam2`` / ``--tracker``: model folders written by fetch_models."""
+    whats = {
+        "detector": "the detector's (segment.detector: CLIPSeg, Grounding DINO, OWLv2 or SAM 3)",
+        "tracker": "the tracker's (segment.propagate.method edgetam_video: EdgeTAM; sam3_video: SAM 3)",
+    }
     for kind in kinds:
         flags = ("--detector", "--clipseg") if kind == "detector" else (f"--{kind}",)
-        what = "the detector's (segment.detector: CLIPSeg, Grounding DINO or OWLv2)" if kind == "detector" else kind
+        what = whats.get(kind, kind)
         p.add_argument(
             *flags,
             dest=kind,

@@ -29,21 +29,38 @@ DAVIS_DIR = f"{SEG}/davis"
 DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"
 DAVIS_OUTPUTS = [DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD]
 EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
-DETECTORS = ("clipseg", "grounding_dino", "owlv2")  # segment.detector: text -> instances
-KINDS = (*DETECTORS, "sam2")  # every model fetch_models can fetch
+DETECTORS = ("clipseg", "grounding_dino", "owlv2", "sam3")  # segment.detector: text -> instances
+# segment.propagate.method -> the model its tracker runs, besides SAM2 (which every run fetches)
+TRACKER_MODELS = {"edgetam_video": "edgetam", "sam3_video": "sam3"}
+KINDS = (*DETECTORS, "sam2", "edgetam")  # every model fetch_models can fetch
 RANDOM_TINY = "random-tiny"
 
 # The config blocks each step reads: what its rule passes and what its provenance hashes. A step run
 # without model folders also reads segment.models (to find them).
 PROPAGATE_BLOCKS = ("segment.propagate", "segment.sam2", "segment.seed", "segment.device")
 # what each propagator (segment.propagate.method) reads besides
-METHOD_BLOCKS = {"flow": ("segment.flow",), "sam2_video": ("segment.sam2_video",)}
+METHOD_BLOCKS = {
+    "flow": ("segment.flow",),
+    "sam2_video": ("segment.sam2_video",),
+    "edgetam_video": ("segment.edgetam_video",),
+    "sam3_video": ("segment.sam3_video",),
+}
 MODELS_BLOCK = "segment.models"
 
 
 def detector_of(seg: dict) -> str:
     """``segment.detector``; a config without the key keeps the seed's CLIPSeg."""
     return seg.get("detector", "clipseg")
+
+
+def tracker_model(seg: dict) -> str | None:
+    """The model ``segment.propagate.method``'s tracker runs besides SAM2 (None: flow, sam2_video)."""
+    return TRACKER_MODELS.get(seg.get("propagate", {}).get("method", "flow"))
+
+
+def run_models(seg: dict) -> tuple[str, ...]:
+    """Every model a run fetches: the detector, SAM2 and the tracker's model (once each)."""
+    return tuple(dict.fromkeys(k for k in (detector_of(seg), "sam2", tracker_model(seg)) if k))
 
 
 def detect_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
@@ -60,9 +77,13 @@ def first_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
 
 
 def propagate_blocks(target: str, redetect: bool, method: str = "flow", detector: str = "clipseg") -> tuple[str, ...]:
-    """The blocks propagate reads for ``target``: the propagator's (``segment.flow`` or
-    ``segment.sam2_video``, so editing the other reruns nothing), ``segment.redetect``, and, when it
-    re-detects, what segment_first reads to detect (so a detector edit reruns propagate only then)."""
+    """The blocks propagate reads for ``target``: the propagator's (``segment.flow``,
+    ``segment.sam2_video``, ...: editing another's reruns nothing), ``segment.redetect``, and, when it
+    re-detects, what segment_first reads to detect (so a detector edit reruns propagate only then).
+    ``sam3_video`` detects on every frame itself, from the target's text: it reads the target's entry,
+    and re-detection is SAM 3's own."""
+    if method == "sam3_video":
+        return (*METHOD_BLOCKS[method], *PROPAGATE_BLOCKS, f"segment.targets.{target}")
     detect = detect_blocks(target, detector) if redetect else ()
     return (*METHOD_BLOCKS[method], *PROPAGATE_BLOCKS, "segment.redetect", *detect)
 
@@ -90,6 +111,8 @@ DEFAULT_REPOS = {
     "grounding_dino": "IDEA-Research/grounding-dino-tiny",
     "owlv2": "google/owlv2-base-patch16-ensemble",
     "sam2": "facebook/sam2.1-hiera-small",
+    "sam3": "facebook/sam3",
+    "edgetam": "yonigozlan/EdgeTAM-hf",
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from . import edgetam
 from .layout import KINDS, RANDOM_TINY
 from .layout import model_dirs as model_dirs  # re-exported; it lives in .layout so the rules need no torch
 from .masks import atomic_dir
@@ -43,6 +44,10 @@ def _classes(kind: str, video: bool = False) -> tuple[Any, Any]:
     """The model and processor classes of ``kind``; ``video``: SAM2's tracker (what fetch saves SAM2 as)."""
     import transformers as t
 
+    if kind == "edgetam":  # a tracker only: EdgeTAM's model and SAM2's video processor, as its repo has them
+        return edgetam.model_class(), t.Sam2VideoProcessor
+    if kind == "sam3":  # detector and tracker in one folder, saved as the tracker (as SAM2)
+        return (t.Sam3VideoModel, t.Sam3VideoProcessor) if video else (t.Sam3Model, t.Sam3Processor)
     if video:
         return t.Sam2VideoModel, t.Sam2VideoProcessor
     return {
@@ -74,19 +79,26 @@ def fetch(models_cfg: dict, out: dict[str, Path]) -> None:
 def download(kind: str, spec: dict, out: Path, cache_dir: Path) -> dict:
     """Download ``spec['repo']`` at ``spec['revision']`` and re-save it with ``save_pretrained`` into ``out``."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
 
     repo, revision = spec["repo"], spec["revision"]
     log.info("downloading %s@%s", repo, revision)
     try:
         snapshot = Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir))
+    except GatedRepoError as e:  # SAM 3's weights: a licence to accept, then a token
+        raise UserError(
+            f"{repo} (segment.models.{kind}) is gated: its weights download only for accounts that accepted its "
+            f"licence. Open https://huggingface.co/{repo}, log in and request access; once granted, create a "
+            "read token (https://huggingface.co/settings/tokens) and run again with HF_TOKEN=<token> in the "
+            f"environment (or `hf auth login` once). The Hub said: {str(e).splitlines()[0]}"
+        ) from e
     except (HfHubHTTPError, LocalEntryNotFoundError) as e:
         raise UserError(
             f"could not download {repo}@{revision} (segment.models.{kind}): {e}\n"
             "Check the network (HF_ENDPOINT, HF_TOKEN, proxies; HF_HUB_OFFLINE must be unset) and the repo "
             "and revision, or use segment.models.source: random-tiny for the offline demo."
         ) from e
-    model_cls, processor_cls = _classes(kind, video=kind == "sam2")
+    model_cls, processor_cls = _classes(kind, video=kind in ("sam2", "sam3"))
     model_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
     processor_cls.from_pretrained(snapshot, local_files_only=True).save_pretrained(out)
     return {"source": "hub", "repo": repo, "revision": revision, "commit": snapshot.name, "random_weights": False}
@@ -100,7 +112,7 @@ TINY_CLIPSEG_SIZE = 224
 TINY_SAM2_SIZE = 256
 
 
-def tiny_clip_tokenizer():
+def tiny_clip_tokenizer(max_length: int = 77):
     """A CLIP byte-level BPE tokenizer over the smallest complete vocabulary: the 256 byte symbols,
     their end-of-word forms and the two special tokens, no merges (every text tokenizes, letter by letter)."""
     from tokenizers import pre_tokenizers
@@ -110,7 +122,7 @@ def tiny_clip_tokenizer():
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
 
 
 def _tiny_clipseg():
@@ -246,11 +258,20 @@ def _tiny_owlv2():
     return Owlv2ForObjectDetection(config), Owlv2Processor(image_processor=images, tokenizer=tokenizer)
 
 
+def _tiny_sam3():
+    """SAM 3's detector and tracker (:func:`vispipe.segment.sam3.tiny`) over the tiny CLIP tokenizer."""
+    from . import sam3  # it imports this module
+
+    return sam3.tiny(tiny_clip_tokenizer(max_length=32))
+
+
 TINY_BUILDERS = {
     "clipseg": _tiny_clipseg,
     "grounding_dino": _tiny_grounding_dino,
     "owlv2": _tiny_owlv2,
     "sam2": _tiny_sam2,
+    "edgetam": edgetam.tiny,
+    "sam3": _tiny_sam3,
 }
 
 

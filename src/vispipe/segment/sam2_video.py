@@ -55,10 +55,12 @@ class Sam2VideoTracker:
     ``max_cond_frames``: conditioning frames kept per object (the first and the latest); ``offload``:
     keep the session's state and pixels in CPU memory (the model still runs on ``sam2.device``);
     ``autocast``: a dtype to run the model under (``torch.autocast``), or None; ``prune``: False keeps
-    everything, as transformers does (the benchmark's peer, and the memory test's control)."""
+    everything, as transformers does (the benchmark's peer, and the memory test's control); ``name``:
+    the model's, in the stage names (``edgetam`` for EdgeTAM's tracker)."""
 
     def __init__(self, sam2: Loaded, max_cond_frames: int = 4, offload: bool = False,
-                 autocast: torch.dtype | None = None, clock: Stopwatch | None = None, prune: bool = True):  # fmt: skip
+                 autocast: torch.dtype | None = None, clock: Stopwatch | None = None, prune: bool = True,
+                 name: str = "sam2"):  # fmt: skip
         self.model, self.processor, self.device = sam2.model, sam2.processor, sam2.device
         state = torch.device("cpu") if offload else self.device
         self.session = self.processor.init_video_session(
@@ -68,7 +70,8 @@ class Sam2VideoTracker:
         self.window = max(config.num_maskmem - 1, config.max_object_pointers_in_encoder - 1)  # frames back
         self.max_cond, self.prune_on, self.autocast = max_cond_frames, prune, autocast
         self.clock = clock or Stopwatch()
-        self.clock.time_module(self.model.vision_encoder, "sam2 image encoder")
+        self.name = name  # the model's, in the stage names: sam2, or edgetam (EdgeTAM's tracker in this loop)
+        self.clock.time_module(self.model.vision_encoder, f"{name} image encoder")
         self.size: tuple[int, int] | None = None
 
     def add(self, k: int, masks: dict[int, np.ndarray]) -> None:
@@ -91,14 +94,14 @@ class Sam2VideoTracker:
         clock, frame = self.clock, None
         if image is not None:
             self.size = image.shape[:2]
-            with clock("sam2 preprocess"):
+            with clock(f"{self.name} preprocess"):
                 frame = self.processor(images=image, return_tensors="pt").pixel_values[0].to(self.device)
         with (
-            clock("sam2 memory + mask decode"),
+            clock(f"{self.name} memory + mask decode"),
             autocast(self.device, self.autocast),
         ):  # the encoder's share goes to its own stage
             out = self.model(inference_session=self.session, frame_idx=k, frame=frame)
-        with clock("sam2 postprocess"):
+        with clock(f"{self.name} postprocess"):
             masks = self.processor.post_process_masks([out.pred_masks.float()], original_sizes=[list(self.size)])
             masks = masks[0][:, 0].cpu().numpy()
             scores = out.object_score_logits.float().reshape(-1).cpu().numpy()
@@ -168,8 +171,11 @@ class TrackerStepper:
     def anchor(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         tracker = self.tracker
         tracker.add(k, masks)
-        streamed = k in (tracker.session.processed_frames or {})
-        tracker.track(k, None if streamed else frame)  # encodes the anchored masks into SAM2's memory
+        # encodes the anchored masks into SAM2's memory. Always with the frame (its features are cached:
+        # the encoder does not run again): without one the model takes its whole-video path, which caps
+        # the object pointers at the frames the session holds, and pruning left it one (other objects'
+        # scores then turn NaN, or lose their pointers)
+        tracker.track(k, frame)
 
 
 def _info(state: str, reason: str, mask: np.ndarray | None, score: float | None) -> dict:

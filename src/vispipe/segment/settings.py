@@ -16,8 +16,8 @@ from typing import Any
 from ..config import SCHEMA_HINT, ConfigError, validate
 
 BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "detector",
-          "clipseg", "grounding_dino", "owlv2", "sam2", "flow", "propagate", "redetect", "overlay", "sam2_video", "export",
-          "davis")  # fmt: skip
+          "clipseg", "grounding_dino", "owlv2", "sam2", "flow", "propagate", "redetect", "overlay", "sam2_video", "edgetam_video",
+          "sam3", "sam3_video", "export", "davis")  # fmt: skip
 
 
 class Settings:
@@ -42,6 +42,9 @@ class Settings:
     redetect: dict
     overlay: dict
     sam2_video: dict
+    edgetam_video: dict
+    sam3: dict
+    sam3_video: dict
     export: dict
     davis: dict
 

@@ -43,6 +43,7 @@ from .layout import (
     MASK,
     MODELS_BLOCK,
     OVERLAY,
+    TRACKER_MODELS,
     first_blocks,
     image_blocks,
     propagate_blocks,
@@ -53,6 +54,8 @@ from .propagate import STATES, propagate
 from .propagate import track as track_with
 from .sam2 import Refined, Sam2Refiner, autocast_dtype
 from .sam2_video import Sam2VideoTracker, TrackerStepper
+from .sam3 import Sam3Stepper, Sam3VideoTracker
+from .sam3 import detect as sam3_detect
 from .settings import Settings
 from .timing import Stopwatch, ahead
 from .video import frame_folder, frame_suffix, kept_frames, write_h264
@@ -88,12 +91,22 @@ def detector_kind(s: Settings) -> str:
     return s.detector if s.has("detector") else "clipseg"
 
 
-def fetch_models(s: Settings, detector_dir: Path | None, sam2_dir: Path | None) -> None:
-    """Download (or build) the detector (``segment.detector``) and SAM2 into their folders (default:
-    where the config puts them)."""
-    models_cfg, kind = s.models, detector_kind(s)
-    dirs = models.model_dirs(models_cfg, (kind, "sam2"))
-    models.fetch(models_cfg, {kind: detector_dir or dirs[kind], "sam2": sam2_dir or dirs["sam2"]})
+def tracker_kind(s: Settings) -> str | None:
+    """The model ``segment.propagate.method``'s tracker runs besides SAM2 (None: flow, sam2_video)."""
+    return TRACKER_MODELS.get(s.propagate.get("method", "flow")) if s.has("propagate") else None
+
+
+def fetch_models(s: Settings, detector_dir: Path | None = None, sam2_dir: Path | None = None,
+                 tracker_dir: Path | None = None, tracker_model: str | None = None) -> None:  # fmt: skip
+    """Download (or build) the models given a folder: the detector (``segment.detector``), SAM2, the
+    tracker's model (``tracker_model``: edgetam or sam3; default: what ``segment.propagate.method``
+    runs). Given none, every model of the run, where the config puts them (a tracker that is also the
+    detector, SAM 3 for both, once)."""
+    models_cfg, kind, tracker = s.models, detector_kind(s), tracker_model or tracker_kind(s)
+    given = {k: v for k, v in ((kind, detector_dir), ("sam2", sam2_dir), (tracker, tracker_dir)) if k and v}
+    if not given:
+        given = models.model_dirs(models_cfg, tuple(dict.fromkeys(k for k in (kind, "sam2", tracker) if k)))
+    models.fetch(models_cfg, given)
 
 
 def _provenance(s: Settings, blocks: tuple[str, ...], loaded: dict[str, models.Loaded], dirs: dict) -> dict:
@@ -252,6 +265,7 @@ NOTHING_FOUND_HINT = {
     "clipseg": "lower segment.clipseg.min_cc_area / min_score",
     "grounding_dino": "lower segment.grounding_dino.box_threshold",
     "owlv2": "lower segment.owlv2.score_threshold",
+    "sam3": "lower segment.sam3.score_threshold",
 }
 
 
@@ -269,9 +283,10 @@ def _detect(
             "box": box_xyxy(mask),
             "area": int(mask.sum()),
             **info,
-            "sam2_iou": round(ref.iou_score, 4),
-            "sam2_object_score": round(ref.object_score, 4),
-            "mask_from": "sam2" if ref.mask.any() else detector.kind,  # SAM2 gave nothing: the detector's region
+            "sam2_iou": round(ref.iou_score, 4) if detector.refines else None,
+            "sam2_object_score": round(ref.object_score, 4) if detector.refines else None,
+            # SAM2 gave nothing (or was not asked, sam3 without refine): the detector's own region
+            "mask_from": "sam2" if detector.refines and ref.mask.any() else detector.kind,
             "segmentation": encode_rle(mask),
         })  # fmt: skip
     doc = {
@@ -310,18 +325,22 @@ class Detector:
     """The target's text -> instances -> SAM2's mask of each: the first frame's detection, and
     re-detection during propagation. ``segment.detector`` picks how: ``clipseg`` (heatmap -> Otsu /
     components / fallback, each refined from its box and sampled points) or a box detector
-    (``grounding_dino``, ``owlv2``: :mod:`.boxes`, each box refined from the box alone)."""
+    (``grounding_dino``, ``owlv2``: :mod:`.boxes`, each box refined from the box alone) or SAM 3
+    (``sam3``: :mod:`.sam3`, its own masks, refined from their boxes only with ``segment.sam3.refine``)."""
 
     def __init__(self, s: Settings, target: str, loaded: dict[str, models.Loaded], seed: int,
                  clock: Stopwatch | None = None):  # fmt: skip
         self.kind, self.phrases, self.seed = detector_kind(s), target_phrases(s, target), seed
         self.knobs, self.model = getattr(s, self.kind), loaded[self.kind]
+        self.refines = self.kind != "sam3" or self.knobs["refine"]  # SAM2 refines what the detector found
         self.clock = clock or Stopwatch()
-        self.refiner = _refiner(s, loaded["sam2"], self.clock)
+        self.refiner = _refiner(s, loaded["sam2"], self.clock) if self.refines else None
 
     def run(self, image: np.ndarray, k: int) -> Found:
         """The instances on kept frame ``k``."""
-        return self._clipseg(image, k) if self.kind == "clipseg" else self._boxes(image)
+        if self.kind == "clipseg":
+            return self._clipseg(image, k)
+        return self._sam3(image) if self.kind == "sam3" else self._boxes(image)
 
     def _clipseg(self, image: np.ndarray, k: int) -> Found:
         heats = heatmaps(self.model, image, self.phrases)
@@ -356,6 +375,23 @@ class Detector:
         for m in found.masks:
             found.union |= m
         return found
+
+    def _sam3(self, image: np.ndarray) -> Found:
+        """SAM 3's own masks (:func:`.sam3.detect`); SAM2 refines each from its box with ``refine``."""
+        found = sam3_detect(self.model, image, self.phrases, self.knobs)
+        coarse = [m for _, m in found]
+        if self.knobs["refine"]:
+            refined = self.refiner.boxes(image, [b.xyxy for b, _ in found])
+        else:  # SAM 3's mask is the instance: its score stands for SAM2's estimate, present by construction
+            refined = [Refined(m, b.score, 1.0) for b, m in found]
+        info = [{"detector_score": b.score, "detector_box": b.xyxy, "detector_area": int(m.sum()), "phrase": b.phrase}
+                for b, m in found]  # fmt: skip
+        union = np.zeros(image.shape[:2], bool)
+        result = Found(coarse, refined, info, {"method": "score_threshold", "value": self.knobs["score_threshold"]},
+                       union, boxes=[b for b, _ in found])  # fmt: skip
+        for m in result.masks:
+            union |= m
+        return result
 
     def detect(self, image: np.ndarray, k: int) -> list[np.ndarray]:
         """The instance masks on kept frame ``k`` (SAM2's, or the detector's region where SAM2 gave
@@ -526,34 +562,45 @@ def propagate_video(
     rle_path: Path,
     sam2_dir: Path | None = None,
     detector_dir: Path | None = None,
+    tracker_dir: Path | None = None,
 ) -> dict:
     """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file.
 
-    ``segment.propagate.method`` picks the propagator: ``flow`` (the seed's loop, :mod:`.propagate`)
-    or ``sam2_video`` (SAM2's own tracker, :mod:`.sam2_video`); the outputs are the same either way.
-    ``tracks.json`` records the seconds of each stage under ``stage_times``."""
+    ``segment.propagate.method`` picks the propagator: ``flow`` (the seed's loop, :mod:`.propagate`),
+    ``sam2_video`` or ``edgetam_video`` (SAM2's or EdgeTAM's own tracker, :mod:`.sam2_video`), or
+    ``sam3_video`` (SAM 3's concept tracker, :mod:`.sam3`; ``tracker_dir`` holds the tracker's model);
+    the outputs are the same whichever. ``tracks.json`` records the seconds of each stage under
+    ``stage_times``."""
     meta = _read_meta(meta_path, frames_dir)
     first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
     target = first["target"]
-    bounds, seed, redetect = s.propagate, s.seed, s.redetect
+    bounds, seed = s.propagate, s.seed
     method = bounds.get("method", "flow")
+    redetect = s.redetect if method != "sam3_video" else {"every": 0}  # SAM 3 re-detects on every frame itself
+    if method == "sam3_video" and not target_phrases(s, target):
+        raise UserError(f"target {target!r} has no text prompt, but segment.propagate.method sam3_video detects and "
+                        f"tracks the target's text: give segment.targets.{target}.prompt, or choose another method")  # fmt: skip
     refine = method == "flow" and bounds.get("refine", True)
     redetects = bool(redetect["every"])
     if redetects and target_prompt(s, target) is None:
         log.warning("segment.redetect.every is %d, but target %r has no text prompt: re-detection needs text"
                     " (the detector finds the instances), so it is off for this target", redetect["every"], target)  # fmt: skip
         redetects = False
-    kind = detector_kind(s)
+    kind, tracker_model = detector_kind(s), TRACKER_MODELS.get(method)
     dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, the detector to re-detect
     if method == "sam2_video" or refine or redetects:
         dirs["sam2"] = sam2_dir
     if redetects:
         dirs[kind] = detector_dir
+    if tracker_model:
+        dirs[tracker_model] = tracker_dir or dirs.get(tracker_model)
     device = pick_device(s.device)
     folders = _model_folders(s, dirs)
     images_too = refine or redetects  # SAM2 as an image model, besides or instead of its tracker
     loaded = {
-        kind: models.load(kind, folder, device) for kind, folder in folders.items() if kind != "sam2" or images_too
+        k: models.load(k, folder, device)
+        for k, folder in folders.items()
+        if (k != "sam2" or images_too) and (k != tracker_model or (redetects and k == kind))
     }
     clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
     detector = Detector(s, target, loaded, seed, clock) if redetects else None
@@ -572,13 +619,25 @@ def propagate_video(
             yield image
 
     prefetch = bounds.get("prefetch", True)
-    if method == "sam2_video":
-        v = s.sam2_video
-        video_sam2 = models.load("sam2", folders["sam2"], device, video=True)
-        tracker = Sam2VideoTracker(video_sam2, v["max_cond_frames"], v["offload_state"], _autocast(s, device), clock)
-        log.info("SAM2's own tracker (segment.propagate.method: sam2_video), memory window %d frames", tracker.window)
+    video_model = None  # the tracker's model, for the provenance
+    if method in ("sam2_video", "edgetam_video"):
+        v, model_kind = (s.sam2_video, "sam2") if method == "sam2_video" else (s.edgetam_video, "edgetam")
+        video_model = models.load(model_kind, folders[model_kind], device, video=True)
+        tracker = Sam2VideoTracker(video_model, v["max_cond_frames"], v["offload_state"], _autocast(s, device), clock,
+                                   name=model_kind)  # fmt: skip
+        log.info("%s's own tracker (segment.propagate.method: %s), memory window %d frames",
+                 "SAM2" if model_kind == "sam2" else "EdgeTAM", method, tracker.window)  # fmt: skip
         items = ((frame, None) for frame in (ahead(decoded()) if prefetch else decoded()))
         results = track_with(items, start, TrackerStepper(tracker, bounds), detector, redetect)
+    elif method == "sam3_video":
+        model_kind = "sam3"
+        video_model = models.load("sam3", folders["sam3"], device, video=True)
+        v, phrases = s.sam3_video, target_phrases(s, target)
+        tracker = Sam3VideoTracker(video_model, phrases, v, _autocast(s, device), clock)
+        log.info("SAM 3's concept tracker (segment.propagate.method: sam3_video) on %r, at most %d objects",
+                 phrases, v["max_objects"])  # fmt: skip
+        items = ((frame, None) for frame in (ahead(decoded()) if prefetch else decoded()))
+        results = track_with(items, start, Sam3Stepper(tracker))
     else:
         refiner = _refiner(s, loaded["sam2"], clock) if refine else None
         if not refine:
@@ -629,7 +688,7 @@ def propagate_video(
         "images": images, "annotations": annotations, "categories": [{"id": 1, "name": target}],
         "tracks": [{"id": t, "category_id": 1, "video_id": 1} for t in track_ids],
     })  # fmt: skip
-    loaded_all = {**loaded, **({"sam2": video_sam2} if method == "sam2_video" else {})}
+    loaded_all = {**loaded, **({model_kind: video_model} if video_model is not None else {})}
     tracks = {
         "target": target,
         "prompt": first["prompt"],
