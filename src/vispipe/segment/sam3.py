@@ -150,6 +150,7 @@ class Sam3VideoTracker:
             if self.cap and len(kept) > self.max_cond:
                 for t in kept[1 : len(kept) - self.max_cond + 1]:  # the first and the latest stay
                     del cond[t]
+                kept = sorted(cond)
             recent = set(kept[-trk.max_cond_frame_num :]) if trk.max_cond_frame_num != -1 else set(kept)
             for t, out in cond.items():
                 _drop(out, _OWN_FRAME_ONLY + (_MEMORY if t not in recent and t < mem_from else ()))
@@ -223,8 +224,8 @@ class Sam3Stepper:
                 result.masks[i] = mask
                 result.info[i] = _info("refined", "tracked", mask, score)
             else:
-                result.info[i] = _info("lost", "not detected" if i in seen or i not in carried else "vanished",
-                                       None, score)  # fmt: skip
+                # SAM 3 reports the object with an empty mask (vanished), or not at all
+                result.info[i] = _info("lost", "vanished" if i in seen else "not detected", None, score)
         return result
 
     def anchor(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
