@@ -194,11 +194,12 @@ def test_an_unknown_detector_and_a_missing_repo_are_config_errors(tmp_path):
         model_dirs({"source": "hub", "dir": "m", "sam2": {"repo": "a/b", "revision": "main"}}, ("owlv2", "sam2"))
 
 
-def test_each_detector_runs_through_snakemake_on_the_demo(tmp_path):
-    """Grounding DINO on the demo video up to its tracks and on the still image, then OWLv2 on the
-    still image, each chosen by one key: fetch_models builds the chosen detector; the unused
-    detector's block is not read (editing it reruns nothing), the chosen one's is (editing it reruns
-    detection and what follows)."""
+def test_each_detector_and_tracker_runs_through_snakemake_on_the_demo(tmp_path):
+    """Grounding DINO with EdgeTAM's tracker on the demo video up to its tracks and on the still image,
+    then OWLv2 on the still image, then SAM 3 as detector and tracker on both, each chosen by one key:
+    fetch_models builds the chosen detector, fetch_tracker the tracker's model; the unused detector's
+    block is not read (editing it reruns nothing), the chosen one's is (editing it reruns detection and
+    what follows); switching the tracker fetches its model alone and reruns propagate only."""
     from conftest import assert_nothing_to_do, copy_workflow, job_counts, snakemake
 
     wf = copy_workflow(tmp_path / "wf")
@@ -206,8 +207,9 @@ def test_each_detector_runs_through_snakemake_on_the_demo(tmp_path):
     image = "results/segment/images/bigbuckbunny_frame/rabbit/instances.json"
     configs = ["--configfile", "config/demo.yaml", "det.yaml"]
 
-    def choose(kind):  # the demo video's first second (13 kept frames), to keep the test short
-        (wf / "det.yaml").write_text(json.dumps({"segment": {"detector": kind, "frames": {"max_seconds": 1}}}))
+    def choose(kind, method="edgetam_video"):  # the demo video's first second (13 kept frames), to keep it short
+        seg = {"detector": kind, "propagate": {"method": method}, "frames": {"max_seconds": 1}}
+        (wf / "det.yaml").write_text(json.dumps({"segment": seg}))
 
     def edit(kind, *targets):
         (wf / "edit.yaml").write_text(json.dumps({"segment": {kind: {"nms_iou": 0.9}}}))
@@ -221,6 +223,10 @@ def test_each_detector_runs_through_snakemake_on_the_demo(tmp_path):
     tracks = json.loads((wf / video / "tracks.json").read_text())
     first = json.loads((wf / video / "instances.json").read_text())["instances"]
     assert tracks["frames"] and set(tracks["instances"]) == {i["id"] for i in first}
+    assert tracks["method"] == "edgetam_video" and "edgetam image encoder" in tracks["stage_times"]["stage_seconds"]
+    (wf / "sam3.yaml").write_text(json.dumps({"segment": {"propagate": {"method": "sam3_video"}}}))
+    counts = job_counts(snakemake(wf, "-n", *configs, "sam3.yaml", "--", f"{video}/tracks.json").stdout)
+    assert counts == {"fetch_tracker": 1, "propagate": 1}, counts  # another tracker: its model, and propagate
     assert_nothing_to_do(edit("owlv2", f"{video}/tracks.json", image))
     counts = job_counts(edit("grounding_dino", f"{video}/tracks.json", image).stdout)
     assert counts == {"segment_first": 1, "propagate": 1, "segment_image": 1}, counts
@@ -228,6 +234,12 @@ def test_each_detector_runs_through_snakemake_on_the_demo(tmp_path):
     choose("owlv2")
     snakemake(wf, *configs, "--", image)
     assert json.loads((wf / image).read_text())["detector"] == "owlv2"
-    models = sorted(p.name for p in (wf / "resources/models").iterdir() if not p.name.startswith("."))
-    assert models == ["random-tiny--grounding_dino", "random-tiny--owlv2", "random-tiny--sam2"]
     assert_nothing_to_do(edit("grounding_dino", image))
+
+    choose("sam3", "sam3_video")  # one model, one folder: detector and tracker
+    snakemake(wf, *configs, "--", f"{video}/overlay.mp4", image)
+    doc, tracks = (json.loads((wf / p).read_text()) for p in (image, f"{video}/tracks.json"))
+    assert doc["detector"] == "sam3" and all(i["mask_from"] == "sam3" for i in doc["instances"])
+    assert tracks["method"] == "sam3_video" and len(tracks["frames"]) == 13 and tracks["events"]
+    models = sorted(p.name for p in (wf / "resources/models").iterdir() if not p.name.startswith("."))
+    assert models == [f"random-tiny--{m}" for m in ("edgetam", "grounding_dino", "owlv2", "sam2", "sam3")]
