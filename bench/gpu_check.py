@@ -156,10 +156,22 @@ def run_bench(args: argparse.Namespace, device: torch.device, out: Path) -> dict
 
 def run_segment_bench(args: argparse.Namespace, device: torch.device, out: Path) -> dict | None:
     """bench/segment.py: our flow and sam2_video propagators against transformers' SAM2 video loop
-    (full-size SAM2.1-hiera-small, random weights, 1280x720); --tiny: the demo's tiny SAM2, small frames."""
+    (full-size SAM2.1-hiera-small, random weights, 1280x720), then the detectors and the other trackers
+    (EdgeTAM, SAM 3) against their own loops; --tiny: the demo's tiny SAM2, small frames, no others."""
     argv = ["--device", str(device), "--out", str(out / "bench_segment.json")]
     if args.tiny:
-        argv += ["--model", "tiny", "--frames", "3", "--size", "120x160", "--detector-frames", "0"]
+        argv += [
+            "--model",
+            "tiny",
+            "--frames",
+            "3",
+            "--size",
+            "120x160",
+            "--detector-frames",
+            "0",
+            "--tracker-frames",
+            "0",
+        ]
     elif device.type == "cuda":
         argv += ["--frames", "60"]
     try:
@@ -207,6 +219,8 @@ def markdown(r: dict) -> str:
         lines += ["", "## bench/segment.py on this device", "", seg.table(r["segment_bench"])]
         if r["segment_bench"].get("detectors"):
             lines.append(seg.detector_table(r["segment_bench"]))
+        if r["segment_bench"].get("trackers"):
+            lines.append(seg.tracker_table(r["segment_bench"]))
     return "\n".join(lines) + "\n"
 
 

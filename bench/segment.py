@@ -16,14 +16,21 @@ All three start from the same first-frame mask (one object of a synthetic 1280x7
 return numpy masks per frame; file writing is left out (the peer writes none). Prints frames/s,
 the ratio to the peer and our per-stage breakdown (vispipe.segment.timing), and writes JSON.
 
-Then the box detectors (segment.detector), full size with random weights (Grounding DINO-tiny's
-and OWLv2-base-patch16's architectures, transformers' default configs; the tiny tokenizers, since
-the real vocabularies need the network), on the same frames: ours (vispipe.segment.boxes: the
-model's post-processing, then NMS across phrases) against the model's own transformers loop
-(processor, model, post-processing), and ours followed by SAM2's box refinement, per frame.
+Then the detectors (segment.detector), full size with random weights (Grounding DINO-tiny's,
+OWLv2-base-patch16's and SAM 3's architectures, transformers' default configs; the tiny tokenizers,
+since the real vocabularies need the network), on the same frames: ours (vispipe.segment.boxes /
+vispipe.segment.sam3: the model's post-processing, then NMS across phrases) against the model's own
+transformers loop (processor, model, post-processing), and ours followed by SAM2's box refinement,
+per frame. SAM 3 reads one phrase (two double its 0.8-billion-parameter forward on a CPU).
+
+Then the other trackers (segment.propagate.method), full size with random weights, ours against the
+model's own documented streaming loop, frame by frame in turn: ``edgetam_video`` (EdgeTAM's released
+architecture, RepViT-M1) in our SAM2 loop against transformers' loop for it, and ``sam3_video`` (SAM 3's
+default config; its scores nudged as the tiny model's are, so that it tracks objects, at most 5)
+through our stepper against ``init_video_session`` / ``add_text_prompt`` / ``postprocess_outputs``.
 
     python bench/segment.py [--frames 8] [--size 720x1280] [--device auto] [--threads 2] [--detector-frames 2]
-                            [--out bench/out/segment.json]
+                            [--tracker-frames 3] [--out bench/out/segment.json]
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import torch  # noqa: E402
 
 from vispipe.runtime import device_name, pick_device  # noqa: E402
 from vispipe.segment import boxes as boxes_mod  # noqa: E402
-from vispipe.segment import models  # noqa: E402
+from vispipe.segment import edgetam, models, sam3  # noqa: E402
 from vispipe.segment.propagate import propagate, track  # noqa: E402
 from vispipe.segment.sam2 import Sam2Refiner, autocast_dtype  # noqa: E402
 from vispipe.segment.sam2 import autocast as cast  # noqa: E402
@@ -124,14 +131,19 @@ MODES = {"flow": run_flow, "flow_dis": run_flow_dis, "sam2_video": run_sam2_vide
 
 PHRASES = ["a white rabbit", "a tree"]
 KNOBS = {"box_threshold": 0.35, "text_threshold": 0.25, "score_threshold": 0.1, "nms_iou": 0.5, "max_instances": 10}
+SAM3_PHRASES = PHRASES[:1]
+SAM3_KNOBS = {"score_threshold": 0.5, "mask_threshold": 0.5, "nms_iou": 0.5, "max_instances": 10}
 
 
 def full_size_detector(kind: str, device: torch.device) -> models.Loaded:
-    """Grounding DINO-tiny or OWLv2-base-patch16 (transformers' default configs) with random weights."""
+    """Grounding DINO-tiny, OWLv2-base-patch16 or SAM 3 (transformers' default configs) with random weights."""
     import transformers as t
 
     torch.manual_seed(0)
-    if kind == "grounding_dino":
+    if kind == "sam3":
+        model = t.Sam3Model(t.Sam3Config())
+        processor = t.Sam3Processor(image_processor=t.Sam3ImageProcessor(), tokenizer=models.tiny_clip_tokenizer(32))
+    elif kind == "grounding_dino":
         tokenizer = models.tiny_bert_tokenizer()
         model = t.GroundingDinoForObjectDetection(t.GroundingDinoConfig())
         processor = t.GroundingDinoProcessor(image_processor=t.GroundingDinoImageProcessor(), tokenizer=tokenizer)
@@ -147,7 +159,14 @@ def full_size_detector(kind: str, device: torch.device) -> models.Loaded:
 def detector_peer(loaded: models.Loaded, kind: str, frame) -> int:
     """The model's own loop, as its model card writes it: processor, model, post-processing."""
     h, w = frame.shape[:2]
-    if kind == "grounding_dino":
+    if kind == "sam3":  # its model card's loop
+        inputs = loaded.processor(images=frame, text=SAM3_PHRASES[0], return_tensors="pt").to(loaded.device)
+        out = loaded.model(**inputs)
+        (res,) = loaded.processor.post_process_instance_segmentation(
+            out, threshold=SAM3_KNOBS["score_threshold"], mask_threshold=SAM3_KNOBS["mask_threshold"],
+            target_sizes=[(h, w)],
+        )  # fmt: skip
+    elif kind == "grounding_dino":
         inputs = loaded.processor(images=frame, text=boxes_mod.caption(PHRASES), return_tensors="pt").to(loaded.device)
         out = loaded.model(**inputs)
         (res,) = loaded.processor.post_process_grounded_object_detection(
@@ -186,34 +205,143 @@ def detector_row(kind: str, frames, refiner: Sam2Refiner, device, sync) -> dict:
     loaded = full_size_detector(kind, device)
 
     def ours(f):
+        if kind == "sam3":
+            return [b for b, _ in sam3.detect(loaded, f, SAM3_PHRASES, SAM3_KNOBS)]
         return boxes_mod.DETECT[kind](loaded, f, PHRASES, KNOBS)
 
-    modes = {
-        "ours": ours,
-        "peer": lambda f: detector_peer(loaded, kind, f),
-        "ours + SAM2": lambda f: refiner.boxes(f, [b.xyxy for b in ours(f)]),
-    }
+    modes = {"ours": ours, "peer": lambda f: detector_peer(loaded, kind, f)}
+    if kind != "sam3":  # SAM 3's own masks are its instances (segment.sam3.refine: false)
+        modes["ours + SAM2"] = lambda f: refiner.boxes(f, [b.xyxy for b in ours(f)])
     return {"params": sum(p.numel() for p in loaded.model.parameters()), **time_interleaved(modes, frames, sync)}
 
 
-def detector_rows(frames, image_sam2, autocast, device, sync) -> dict:
+def detector_rows(frames, image_sam2, autocast, device, sync, skip=()) -> dict:
     refiner = Sam2Refiner(image_sam2, 8, 8, 5, None, autocast)
-    return {kind: detector_row(kind, frames, refiner, device, sync) for kind in ("grounding_dino", "owlv2")}
+    kinds = [k for k in ("grounding_dino", "owlv2", "sam3") if k not in skip]
+    return {kind: detector_row(kind, frames, refiner, device, sync) for kind in kinds}
 
 
 def detector_table(report: dict) -> str:
     lines = [
         "",
-        f"Box detectors, full size with random weights, {report['size'][1]}x{report['size'][0]}, "
-        f"{report['detector_frames']} frames, {len(PHRASES)} phrases:",
+        f"Detectors, full size with random weights, {report['size'][1]}x{report['size'][0]}, "
+        f"{report['detector_frames']} frames, {len(PHRASES)} phrases (SAM 3: {len(SAM3_PHRASES)}):",
         "",
         "| detector | parameters | ours s/frame | model's own loop s/frame | ours / own | ours + SAM2 boxes s/frame |",
         "|---|---|---|---|---|---|",
     ]
     for kind, r in report["detectors"].items():
+        refined = f"{r['ours + SAM2']:.2f}" if "ours + SAM2" in r else "(its own masks)"
         lines.append(
             f"| {kind} | {r['params'] / 1e6:.0f}M | {r['ours']:.2f} | {r['peer']:.2f} | {r['ours'] / r['peer']:.2f}x "
-            f"| {r['ours + SAM2']:.2f} |"
+            f"| {refined} |"
+        )
+    return "\n".join(lines)
+
+
+@torch.inference_mode()
+def sam3_peer_loop(loaded: models.Loaded):
+    """SAM 3's own documented streaming loop, one frame per call."""
+    model, processor, device = loaded.model, loaded.processor, loaded.device
+    session = processor.init_video_session(inference_device=device)
+    processor.add_text_prompt(session, SAM3_PHRASES)
+
+    def step(frame):
+        inputs = processor(images=frame, return_tensors="pt")
+        out = model(inference_session=session, frame=inputs.pixel_values[0].to(device))
+        return processor.postprocess_outputs(session, out, original_sizes=inputs.original_sizes)
+
+    return step
+
+
+def full_size_tracker(kind: str, device: torch.device) -> models.Loaded:
+    """EdgeTAM (its released RepViT-M1 architecture) or SAM 3's video model, with random weights."""
+    import transformers as t
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+    torch.manual_seed(0)
+    if kind == "edgetam_video":
+        model = edgetam.full_size()
+        processor = t.Sam2VideoProcessor(
+            image_processor=t.Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor()
+        )
+    else:
+        model = t.Sam3VideoModel(t.Sam3VideoConfig())
+        with torch.no_grad():  # random scores sit near 0.25: spread them so that the tracker has objects
+            model.detector_model.dot_product_scoring.query_proj.weight.mul_(30)
+            model.detector_model.detr_decoder.presence_head.layer3.bias.fill_(4.0)
+        processor = t.Sam3VideoProcessor(image_processor=t.Sam3ImageProcessor(), video_processor=Sam2VideoVideoProcessor(),
+                                         tokenizer=models.tiny_clip_tokenizer(32))  # fmt: skip
+    return models.Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
+
+
+SAM3_VIDEO = {"score_threshold": 0.5, "new_object_threshold": 0.7, "max_objects": 5, "max_cond_frames": 16,
+              "offload_state": False}  # fmt: skip
+
+
+def tracker_row(kind: str, frames, first, autocast, device, sync) -> dict:
+    """Seconds per frame of one tracker, ours against the model's own loop, taking turns frame by frame
+    (each keeps its own session; the first frame of each is its warm-up and is not counted)."""
+    loaded = full_size_tracker(kind, device)
+    if kind == "edgetam_video":
+        ours_tracker = Sam2VideoTracker(loaded, autocast=autocast, name="edgetam")
+        ours_stepper = TrackerStepper(ours_tracker, BOUNDS)
+        peer_session = loaded.processor.init_video_session(inference_device=device)
+
+        def peer(k, frame):
+            inputs = loaded.processor(images=frame, device=device, return_tensors="pt")
+            if k == 0:
+                loaded.processor.add_inputs_to_inference_session(
+                    peer_session, frame_idx=0, obj_ids=[1], input_masks=[torch.from_numpy(first)],
+                    original_size=inputs.original_sizes[0],
+                )  # fmt: skip
+            with torch.inference_mode(), cast(device, autocast):
+                out = loaded.model(inference_session=peer_session, frame=inputs.pixel_values[0])
+            return loaded.processor.post_process_masks([out.pred_masks.float()], original_sizes=inputs.original_sizes)
+
+        def ours(k, frame):
+            if k == 0:
+                return ours_stepper.start(frame, {1: first})
+            return ours_stepper.step(k, frame, None, [1], {1: first}, set())
+    else:
+        ours_stepper = sam3.Sam3Stepper(sam3.Sam3VideoTracker(loaded, SAM3_PHRASES, SAM3_VIDEO, autocast))
+        peer_step = sam3_peer_loop(loaded)
+
+        def peer(k, frame):
+            return peer_step(frame)
+
+        def ours(k, frame):
+            if k == 0:
+                return ours_stepper.start(frame, {})
+            return ours_stepper.step(k, frame, None, [], {}, set())
+
+    times = {"ours": [], "peer": []}
+    for k, frame in enumerate(frames):
+        for name, fn in (("ours", ours), ("peer", peer)):
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+            fn(k, frame)
+            if sync:
+                sync()
+            if k:
+                times[name].append(time.perf_counter() - t0)
+    return {"params": sum(p.numel() for p in loaded.model.parameters()),
+            **{name: float(np.median(t)) for name, t in times.items()}}  # fmt: skip
+
+
+def tracker_table(report: dict) -> str:
+    lines = [
+        "",
+        f"Other trackers, full size with random weights, {report['size'][1]}x{report['size'][0]}, "
+        f"{report['tracker_frames'] - 1} tracked frames after a warm-up frame:",
+        "",
+        "| tracker | parameters | ours s/frame | model's own loop s/frame | ours / own |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, r in report["trackers"].items():
+        lines.append(
+            f"| {kind} | {r['params'] / 1e6:.0f}M | {r['ours']:.2f} | {r['peer']:.2f} | {r['ours'] / r['peer']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -249,7 +377,11 @@ def main(argv: list[str] | None = None) -> dict:
                    help="segment.sam2.autocast (auto: bfloat16 on CUDA, float32 on CPU)")  # fmt: skip
     p.add_argument("--model", default="small", choices=["small", "tiny"],
                    help="small: SAM2.1-hiera-small's size; tiny: the demo's tiny SAM2 (a smoke test)")  # fmt: skip
-    p.add_argument("--detector-frames", type=int, default=3, help="frames per box detector (0: skip them)")
+    p.add_argument("--detector-frames", type=int, default=3, help="frames per detector (0: skip them)")
+    p.add_argument("--tracker-frames", type=int, default=3,
+                   help="frames per other tracker, the first a warm-up (0: skip them)")  # fmt: skip
+    p.add_argument("--skip", nargs="*", default=[], choices=["grounding_dino", "owlv2", "sam3", "edgetam"],
+                   help="leave these models out")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/out/segment.json"))
     args = p.parse_args(argv)
     if args.threads:
@@ -302,8 +434,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(report))
     if args.detector_frames:
         report["detector_frames"] = args.detector_frames
-        report["detectors"] = detector_rows(frames[: args.detector_frames], image_sam2, autocast, device, sync)
+        report["detectors"] = detector_rows(frames[: args.detector_frames], image_sam2, autocast, device, sync,
+                                            skip=args.skip)  # fmt: skip
         print(detector_table(report))
+    if args.tracker_frames:
+        report["tracker_frames"] = args.tracker_frames
+        kinds = [k for k in ("edgetam_video", "sam3_video") if k.split("_")[0] not in args.skip]
+        report["trackers"] = {k: tracker_row(k, frames[: args.tracker_frames], first, autocast, device, sync)
+                              for k in kinds}  # fmt: skip
+        print(tracker_table(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")

@@ -23,9 +23,9 @@ PHRASES = ["a white rabbit", "a tree"]
 
 @pytest.fixture(scope="module")
 def detectors(tmp_path_factory):
-    """Tiny random Grounding DINO and OWLv2, fetched as the demo's models are: {kind: folder}."""
+    """Tiny random Grounding DINO, OWLv2 and SAM 3, fetched as the demo's models are: {kind: folder}."""
     root = tmp_path_factory.mktemp("detectors")
-    dirs = {kind: root / kind for kind in ("grounding_dino", "owlv2")}
+    dirs = {kind: root / kind for kind in ("grounding_dino", "owlv2", "sam3")}
     models.fetch({"source": "random-tiny", "dir": str(root)}, dirs)
     return dirs
 
@@ -39,7 +39,7 @@ def test_the_tiny_detectors_load_back_through_from_pretrained(detectors):
     from transformers import GroundingDinoForObjectDetection, Owlv2ForObjectDetection
 
     want = {"grounding_dino": GroundingDinoForObjectDetection, "owlv2": Owlv2ForObjectDetection}
-    for kind, folder in detectors.items():
+    for kind, folder in {k: detectors[k] for k in want}.items():
         loaded = models.load(kind, folder, torch.device("cpu"))
         assert isinstance(loaded.model, want[kind]) and not loaded.model.training and loaded.random
         assert json.loads((folder / "source.json").read_text())["params"] < 2_000_000
@@ -128,12 +128,15 @@ def _cfg(kind: str, **extra) -> str:
     return json.dumps(_override(kind, **extra))
 
 
-@pytest.mark.parametrize("kind", ["grounding_dino", "owlv2"])
-def test_segment_image_with_a_box_detector_writes_the_same_outputs(detectors, tiny_models, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["grounding_dino", "owlv2", "sam3"])
+def test_segment_image_with_another_detector_writes_the_same_outputs(detectors, tiny_models, tmp_path, kind):
     """The script, as its rule runs it: instances.json names the detector, each instance its box, score
-    and phrase; SAM2 refined every box; the pictures are those CLIPSeg's run writes."""
+    and phrase; SAM2 refined every box (SAM 3: its own masks, as configured); the pictures are those
+    CLIPSeg's run writes."""
     args = [a for c in DEMO_CONFIGS for a in ("--config", str(c))]
     thresholds = {"box_threshold": 0.0, "text_threshold": 0.0} if kind == "grounding_dino" else {"score_threshold": 0.0}
+    if kind == "sam3":
+        thresholds.update(mask_threshold=0.5, refine=False)
     loose = {kind: {**thresholds, "nms_iou": 0.5, "max_instances": 3}}
     out = tmp_path / "out"
     run_script("segment_image", *args, "--config", _cfg(kind, **loose), "--image", FRAME, "--target", "both",
@@ -144,6 +147,11 @@ def test_segment_image_with_a_box_detector_writes_the_same_outputs(detectors, ti
     for inst in doc["instances"]:
         assert {"detector_score", "detector_box", "phrase", "sam2_iou", "segmentation"} <= set(inst)
         assert inst["mask_from"] in ("sam2", kind) and inst["area"] > 0
+        assert (
+            (inst["mask_from"] == "sam3" and inst["sam2_iou"] is None)
+            if kind == "sam3"
+            else inst["sam2_iou"] is not None
+        )
     assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "instances.json", "mask.png", "overlay.png"]
     # the run hashes the blocks its rule passes: the detector's, not CLIPSeg's
     cfg = deep_merge(load(DEMO_CONFIGS), _override(kind, **loose))
@@ -195,8 +203,8 @@ def test_an_unknown_detector_and_a_missing_repo_are_config_errors(tmp_path):
 
 
 def test_each_detector_and_tracker_runs_through_snakemake_on_the_demo(tmp_path):
-    """Grounding DINO with EdgeTAM's tracker on the demo video up to its tracks and on the still image,
-    then OWLv2 on the still image, then SAM 3 as detector and tracker on both, each chosen by one key:
+    """Grounding DINO with EdgeTAM's tracker, then SAM2's, on the demo video up to its tracks and on the
+    still image, then OWLv2 on both, then SAM 3 as detector and tracker on both, each chosen by one key:
     fetch_models builds the chosen detector, fetch_tracker the tracker's model; the unused detector's
     block is not read (editing it reruns nothing), the chosen one's is (editing it reruns detection and
     what follows); switching the tracker fetches its model alone and reruns propagate only."""
@@ -224,16 +232,19 @@ def test_each_detector_and_tracker_runs_through_snakemake_on_the_demo(tmp_path):
     first = json.loads((wf / video / "instances.json").read_text())["instances"]
     assert tracks["frames"] and set(tracks["instances"]) == {i["id"] for i in first}
     assert tracks["method"] == "edgetam_video" and "edgetam image encoder" in tracks["stage_times"]["stage_seconds"]
-    (wf / "sam3.yaml").write_text(json.dumps({"segment": {"propagate": {"method": "sam3_video"}}}))
-    counts = job_counts(snakemake(wf, "-n", *configs, "sam3.yaml", "--", f"{video}/tracks.json").stdout)
-    assert counts == {"fetch_tracker": 1, "propagate": 1}, counts  # another tracker: its model, and propagate
     assert_nothing_to_do(edit("owlv2", f"{video}/tracks.json", image))
     counts = job_counts(edit("grounding_dino", f"{video}/tracks.json", image).stdout)
     assert counts == {"segment_first": 1, "propagate": 1, "segment_image": 1}, counts
+    (wf / "sam3.yaml").write_text(json.dumps({"segment": {"propagate": {"method": "sam3_video"}}}))
+    counts = job_counts(snakemake(wf, "-n", *configs, "sam3.yaml", "--", f"{video}/tracks.json").stdout)
+    assert counts == {"fetch_tracker": 1, "propagate": 1}, counts  # another tracker: its model, and propagate
+    (wf / "sam2.yaml").write_text(json.dumps({"segment": {"propagate": {"method": "sam2_video"}}}))
+    snakemake(wf, *configs, "sam2.yaml", "--", f"{video}/tracks.json")  # SAM2's tracker, all models at hand
+    assert json.loads((wf / video / "tracks.json").read_text())["method"] == "sam2_video"
 
     choose("owlv2")
-    snakemake(wf, *configs, "--", image)
-    assert json.loads((wf / image).read_text())["detector"] == "owlv2"
+    snakemake(wf, *configs, "--", image, f"{video}/instances.json")  # the video's first frame too
+    assert all(json.loads((wf / p).read_text())["detector"] == "owlv2" for p in (image, f"{video}/instances.json"))
     assert_nothing_to_do(edit("grounding_dino", image))
 
     choose("sam3", "sam3_video")  # one model, one folder: detector and tracker

@@ -117,6 +117,7 @@ def full_size():
     """The released EdgeTAM's architecture (RepViT-M1, transformers' conversion script) with random weights."""
     from transformers import EdgeTamVideoConfig, EdgeTamVisionConfig, TimmWrapperConfig
 
+    cls = model_class()  # first: it makes EdgeTAM's configs build offline
     backbone = TimmWrapperConfig(
         architecture="repvit_m1", num_labels=0,
         model_args={"in_chans": 3, "features_only": True, "out_indices": (0, 1, 2, 3)},
@@ -126,4 +127,4 @@ def full_size():
         enable_temporal_pos_encoding_for_object_pointers=False,
         enable_occlusion_spatial_embedding=False,
     )
-    return model_class()(config)
+    return cls(config)
