@@ -385,8 +385,10 @@ rule segment_shard:
     """
     input:
         videos=lambda wc: [entry(VIDEOS, v, "videos")["path"] for v in SHARDS[wc.shard]],
+        # fetched by the outer run, on the submitting host (compute nodes are often offline)
         detector=MODEL_DIRS[DETECTOR],
         sam2=MODEL_DIRS["sam2"],
+        **TRACKER_INPUT,
     output:
         shards.stamp("{shard}"),
     log:
