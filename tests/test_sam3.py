@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from vispipe.errors import UserError
 from vispipe.segment import models, sam3
 from vispipe.segment.propagate import track
 
@@ -73,6 +74,8 @@ def test_instances_are_in_the_image_best_first_and_one_per_object_across_phrases
     )
     assert sam3.detect(loaded, image, ["a red square"], dict(KNOBS, score_threshold=1.0)) == []
     assert len(sam3.detect(loaded, image, ["a red square"] * 2, dict(KNOBS, nms_iou=1.0, max_instances=1))) == 1
+    with pytest.raises(UserError, match=r"is \d+ tokens, and SAM 3 reads at most 32: shorten it"):
+        sam3.detect(loaded, image, ["a red square on a dark grey background, moving"], KNOBS)  # a token a letter
 
 
 def stream(video, n, prune=True, cap=True, max_objects=10, max_cond_frames=4):

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from ..errors import UserError
 from .boxes import Box
 from .models import Loaded
 from .propagate import FrameResult, instance_info
@@ -53,12 +54,24 @@ from .timing import Stopwatch
 
 # ------------------------------------------------------------------------------------- detector
 
+TEXT_TOKENS = 32  # SAM 3's processors pad every phrase to this many tokens and never truncate
+
+
+def check_phrases(processor, phrases: Sequence[str]) -> None:
+    """A UserError naming a phrase too long for SAM 3 (the model would fail on its shape)."""
+    for phrase in phrases:
+        n = len(processor.tokenizer(phrase).input_ids)
+        if n > TEXT_TOKENS:
+            raise UserError(f"the phrase {phrase!r} is {n} tokens, and SAM 3 reads at most {TEXT_TOKENS}: shorten it "
+                            "in segment.targets (a noun phrase, e.g. 'a white rabbit', is what SAM 3 is trained on)")  # fmt: skip
+
 
 @torch.inference_mode()
 def detect(model: Loaded, image: np.ndarray, phrases: list[str], knobs: dict) -> list[tuple[Box, np.ndarray]]:
     """SAM 3's instances of ``phrases`` on an RGB ``image`` (``segment.sam3`` knobs): (box, mask) pairs,
     best first, one NMS across phrases."""
     h, w = image.shape[:2]
+    check_phrases(model.processor, phrases)
     inputs = model.processor(images=[image] * len(phrases), text=phrases, return_tensors="pt").to(model.device)
     outputs = model.model(**inputs)
     results = model.processor.post_process_instance_segmentation(
@@ -110,6 +123,7 @@ class Sam3VideoTracker:
         self.session = self.processor.init_video_session(
             inference_device=self.device, inference_state_device=state, video_storage_device=state
         )
+        check_phrases(self.processor, phrases)
         self.processor.add_text_prompt(self.session, list(phrases))
         self.max_cond, self.prune_on, self.cap, self.autocast = knobs["max_cond_frames"], prune, cap, dtype
         self.clock = clock or Stopwatch()
