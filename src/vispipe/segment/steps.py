@@ -596,12 +596,10 @@ def propagate_video(
         dirs[tracker_model] = tracker_dir or dirs.get(tracker_model)
     device = pick_device(s.device)
     folders = _model_folders(s, dirs)
-    images_too = refine or redetects  # SAM2 as an image model, besides or instead of its tracker
-    loaded = {
-        k: models.load(k, folder, device)
-        for k, folder in folders.items()
-        if (k != "sam2" or images_too) and (k != tracker_model or (redetects and k == kind))
-    }
+    # the image models: SAM2 to refine or re-detect, the detector to re-detect (a tracker's model is
+    # loaded as a video model below)
+    image_models = [k for k, used in (("sam2", refine or redetects), (kind, redetects)) if used]
+    loaded = {k: models.load(k, folders[k], device) for k in dict.fromkeys(image_models)}
     clock = Stopwatch(torch.cuda.synchronize if device.type == "cuda" else None)
     detector = Detector(s, target, loaded, seed, clock) if redetects else None
     if detector:
