@@ -384,11 +384,12 @@ rule segment_shard:
     propagation -> overlay (and their evaluation and exports), by the rules above, in one job.
     """
     input:
+        # the tracker's model, the detector and SAM2: fetched by the outer run, on the submitting host
+        # (compute nodes are often offline)
+        **TRACKER_INPUT,
         videos=lambda wc: [entry(VIDEOS, v, "videos")["path"] for v in SHARDS[wc.shard]],
-        # fetched by the outer run, on the submitting host (compute nodes are often offline)
         detector=MODEL_DIRS[DETECTOR],
         sam2=MODEL_DIRS["sam2"],
-        **TRACKER_INPUT,
     output:
         shards.stamp("{shard}"),
     log:
