@@ -266,10 +266,7 @@ def full_size_tracker(kind: str, device: torch.device) -> models.Loaded:
             image_processor=t.Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor()
         )
     else:
-        model = t.Sam3VideoModel(t.Sam3VideoConfig())
-        with torch.no_grad():  # random scores sit near 0.25: spread them so that the tracker has objects
-            model.detector_model.dot_product_scoring.query_proj.weight.mul_(30)
-            model.detector_model.detr_decoder.presence_head.layer3.bias.fill_(4.0)
+        model = sam3.spread_scores(t.Sam3VideoModel(t.Sam3VideoConfig()))  # so that the tracker has objects
         processor = t.Sam3VideoProcessor(image_processor=t.Sam3ImageProcessor(), video_processor=Sam2VideoVideoProcessor(),
                                          tokenizer=models.tiny_clip_tokenizer(32))  # fmt: skip
     return models.Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)

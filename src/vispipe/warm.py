@@ -268,7 +268,7 @@ def preload_models(to_load: dict[str, str]) -> None:
         for kind, folder in ready.items():
             del to_load[kind]
             try:
-                models.preload(kind, folder, video=kind == "edgetam")  # EdgeTAM is a tracker only
+                models.preload(kind, folder)
                 if kind == "sam2":  # its video tracker too (segment.propagate.method: sam2_video)
                     models.preload(kind, folder, video=True)
             except Exception as e:  # noqa: BLE001 - the step reads the folder itself and says what is wrong

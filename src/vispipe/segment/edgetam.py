@@ -4,7 +4,7 @@ spatial perceiver that compresses each frame's memory (64 x 64 features to 512 l
 
 transformers' ``EdgeTamVideoModel`` streams through the same session as ``Sam2VideoModel`` (the one
 ``Sam2VideoProcessor`` makes), so :class:`~vispipe.segment.sam2_video.Sam2VideoTracker` runs it
-unchanged and its pruning keeps memory flat (``tests/test_edgetam.py``). Two things of transformers
+unchanged and its pruning keeps memory flat (``tests/test_sam2_video.py``). Two things of transformers
 5.18 (the version ``constraints.txt`` pins) need working around, both here:
 
 - ``EdgeTamVisionConfig()`` without a backbone asks the Hub for ``timm/repvit_m1.dist_in1k``'s config,

@@ -44,7 +44,7 @@ def _classes(kind: str, video: bool = False) -> tuple[Any, Any]:
     """The model and processor classes of ``kind``; ``video``: SAM2's tracker (what fetch saves SAM2 as)."""
     import transformers as t
 
-    if kind == "edgetam":  # a tracker only: EdgeTAM's model and SAM2's video processor, as its repo has them
+    if kind in TRACKERS_ONLY:  # EdgeTAM: its model and SAM2's video processor, as its repo has them
         return edgetam.model_class(), t.Sam2VideoProcessor
     if kind == "sam3":  # detector and tracker in one folder, saved as the tracker (as SAM2)
         return (t.Sam3VideoModel, t.Sam3VideoProcessor) if video else (t.Sam3Model, t.Sam3Processor)
@@ -312,11 +312,18 @@ def _folder_state(folder: Path) -> tuple:
     return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
 
 
+TRACKERS_ONLY = ("edgetam",)  # kinds that load as their video model whatever ``video`` says
+
+
+def _key(kind: str, folder: Path, video: bool) -> tuple[str, str, bool]:
+    return kind, str(folder.resolve()), video or kind in TRACKERS_ONLY
+
+
 def preload(kind: str, folder: str | Path, video: bool = False) -> None:
     """Load a model folder on the CPU and keep it for this process and the processes it forks."""
     folder = Path(folder).resolve()
     model, processor, source = _from_folder(kind, folder, video)
-    _PRELOADED[(kind, str(folder), video)] = (model, processor, source, _folder_state(folder))
+    _PRELOADED[_key(kind, folder, video)] = (model, processor, source, _folder_state(folder))
 
 
 def load(kind: str, folder: str | Path, device: torch.device, video: bool = False) -> Loaded:
@@ -324,8 +331,7 @@ def load(kind: str, folder: str | Path, device: torch.device, video: bool = Fals
     video tracker (``Sam2VideoModel`` + ``Sam2VideoProcessor``). A model :func:`preload` kept for this
     folder, unchanged since, is taken instead of reading the folder (once: a second load reads it)."""
     folder = Path(folder)
-    key = (kind, str(folder.resolve()), video)
-    kept = _PRELOADED.pop(key, None)
+    kept = _PRELOADED.pop(_key(kind, folder, video), None)
     if kept is not None and folder.is_dir() and kept[3] == _folder_state(folder):
         model, processor, source = kept[:3]
     else:

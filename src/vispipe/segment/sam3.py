@@ -260,6 +260,16 @@ def _info(state: str, reason: str, mask: np.ndarray | None, score: float | None)
 
 # ------------------------------------------------------------------------------- tiny model
 
+
+@torch.no_grad()
+def spread_scores(model):
+    """A randomly initialised SAM 3 scores every query about 0.25: spread the scores and open the
+    presence gate, so that it finds (and tracks) instances at the usual thresholds, as the real one does."""
+    model.detector_model.dot_product_scoring.query_proj.weight.mul_(30)
+    model.detector_model.detr_decoder.presence_head.layer3.bias.fill_(4.0)
+    return model
+
+
 TINY_SIZE, PATCH, HIDDEN = 112, 14, 128
 
 
@@ -324,11 +334,7 @@ def tiny(tokenizer):
         memory_fuser_intermediate_dim=128,
     )  # fmt: skip
     config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * g)
-    model = Sam3VideoModel(config)
-    with torch.no_grad():  # random weights score every query about 0.25: spread the scores, open the presence
-        # gate, so that the tiny model finds instances at the usual thresholds (as the real one does)
-        model.detector_model.dot_product_scoring.query_proj.weight.mul_(30)
-        model.detector_model.detr_decoder.presence_head.layer3.bias.fill_(4.0)
+    model = spread_scores(Sam3VideoModel(config))
     m = 4 * g  # the masks are 4x the token grid
     images = Sam3ImageProcessor(size={"height": s, "width": s}, mask_size={"height": m, "width": m})
     frames = Sam2VideoVideoProcessor(size={"height": s, "width": s}, image_mean=[0.5] * 3, image_std=[0.5] * 3)

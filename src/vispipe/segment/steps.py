@@ -586,14 +586,14 @@ def propagate_video(
         log.warning("segment.redetect.every is %d, but target %r has no text prompt: re-detection needs text"
                     " (the detector finds the instances), so it is off for this target", redetect["every"], target)  # fmt: skip
         redetects = False
-    kind, tracker_model = detector_kind(s), TRACKER_MODELS.get(method)
+    kind, tracker_of_method = detector_kind(s), TRACKER_MODELS.get(method)
     dirs = {}  # the models this run uses: SAM2 to track, refine or re-detect, the detector to re-detect
     if method == "sam2_video" or refine or redetects:
         dirs["sam2"] = sam2_dir
     if redetects:
         dirs[kind] = detector_dir
-    if tracker_model:
-        dirs[tracker_model] = tracker_dir or dirs.get(tracker_model)
+    if tracker_of_method:
+        dirs[tracker_of_method] = tracker_dir
     device = pick_device(s.device)
     folders = _model_folders(s, dirs)
     # the image models: SAM2 to refine or re-detect, the detector to re-detect (a tracker's model is
