@@ -7,6 +7,8 @@
 # file name take vispipe.layout.output_key's key (metrics.json -> metrics_json). The keys the shell
 # commands use stay as they are: Snakemake reruns a job whose command text changed.
 
+import os
+
 from vispipe.classify import variants
 from vispipe.classify.layout import (
     ABLATION_CSV,
@@ -71,9 +73,10 @@ rule fetch_cifar10:
         "../envs/vispipe.yaml"
     params:
         cfg=params_json("classify.data", "classify.seed"),
+        out_dir=lambda wc, output: os.path.dirname(output.train),
     shell:
         '"$VISPIPE_PYTHON" scripts/fetch_cifar10.py --config {params.cfg:q}'
-        " --out-dir $(dirname {output.train}) --log {log}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule train_teacher:
@@ -95,9 +98,11 @@ rule train_teacher:
     params:
         code=code("train_teacher.py"),
         cfg=lambda wc: variants.train_params(config, wc.teacher),
+        data=lambda wc, input: os.path.dirname(input.train),
+        out_dir=lambda wc, output: os.path.dirname(output.model),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_teacher.py --config {params.cfg:q} --data $(dirname {input.train})'
-        " --out-dir $(dirname {output.model}) --threads {threads} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_teacher.py --config {params.cfg:q} --data {params.data:q}'
+        " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
 rule train_student:
@@ -126,10 +131,12 @@ rule train_student:
         code=code("train_student.py"),
         cfg=lambda wc: variants.train_params(config, wc.student),
         name=lambda wc: variants.name_of(wc.student),
-        teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
+        teacher=lambda wc, input: ["--teacher", input.teacher] if input.teacher else [],
+        data=lambda wc, input: os.path.dirname(input.train),
+        out_dir=lambda wc, output: os.path.dirname(output.best),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_student.py --config {params.cfg:q} --name {params.name} --data $(dirname {input.train})'
-        " {params.teacher} --out-dir $(dirname {output.best}) --threads {threads} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_student.py --config {params.cfg:q} --name {params.name:q} --data {params.data:q}'
+        " {params.teacher:q} --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
 rule evaluate:
@@ -152,10 +159,11 @@ rule evaluate:
     params:
         code=code("evaluate.py"),
         cfg=params_json(*EVAL_BLOCKS),
+        out_dir=lambda wc, output: os.path.dirname(output.metrics_json),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint}'
-        " --test {input.test} --train-metrics {input.train_metrics}"
-        " --out-dir $(dirname {output.metrics_json}) --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint:q}'
+        " --test {input.test:q} --train-metrics {input.train_metrics:q}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule compare_models:
@@ -179,10 +187,10 @@ rule compare_models:
         "../envs/vispipe.yaml"
     params:
         code=code("compare_models.py"),
-        no_kd=lambda wc, input: f"--no-kd {input.no_kd}" if input.no_kd else "",
+        no_kd=lambda wc, input: ["--no-kd", *input.no_kd] if input.no_kd else [],
     shell:
-        '"$VISPIPE_PYTHON" scripts/compare_models.py --teacher {input.teacher} --student {input.student} {params.no_kd}'
-        " --md {output.md} --csv {output.csv} --log {log}"
+        '"$VISPIPE_PYTHON" scripts/compare_models.py --teacher {input.teacher:q} --student {input.student:q} {params.no_kd:q}'
+        " --md {output.md:q} --csv {output.csv:q} --log {log:q}"
 
 
 rule ablation:
@@ -211,6 +219,6 @@ rule ablation:
         code=code("ablation.py"),
         variants=params_json("classify.variants"),
     shell:
-        '"$VISPIPE_PYTHON" scripts/ablation.py --teacher {input.teacher} --student {input.student}'
-        " --variants {input.variants} --config {params.variants:q}"
-        " --md {output.md} --csv {output.csv} --png {output.png} --log {log}"
+        '"$VISPIPE_PYTHON" scripts/ablation.py --teacher {input.teacher:q} --student {input.student:q}'
+        " --variants {input.variants:q} --config {params.variants:q}"
+        " --md {output.md:q} --csv {output.csv:q} --png {output.png:q} --log {log:q}"

@@ -5,6 +5,7 @@
 # vispipe.segment.layout; outputs named from a file name take vispipe.layout.output_key's key.
 
 import hashlib
+import os
 
 from snakemake.exceptions import WorkflowError
 
@@ -112,7 +113,7 @@ rule fetch_models:
         ),
     shell:
         '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
-        " --detector {output.detector} --sam2 {output.sam2} --log {log}"
+        " --detector {output.detector:q} --sam2 {output.sam2:q} --log {log:q}"
 
 
 # The model segment.propagate.method's tracker runs (EdgeTAM, or SAM 3 when it is not also the
@@ -134,7 +135,7 @@ if TRACKER not in (None, DETECTOR):
             kind=TRACKER,
         shell:
             '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
-            " --tracker {output.tracker} --tracker-model {params.kind} --log {log}"
+            " --tracker {output.tracker:q} --tracker-model {params.kind:q} --log {log:q}"
 
 
 rule extract_frames:
@@ -153,7 +154,7 @@ rule extract_frames:
         fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos")),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
-        " {params.fps} --frames {output.frames} --meta {output.meta} --log {log}"
+        " {params.fps:q} --frames {output.frames:q} --meta {output.meta:q} --log {log:q}"
 
 
 rule segment_first:
@@ -177,12 +178,13 @@ rule segment_first:
     params:
         code=code("segment_first.py"),
         cfg=lambda wc: params_json(*first_blocks(wc.target, DETECTOR)),
-        prompt=lambda wc, input: f"--prompt '{input.prompt}'" if input.prompt else "",
+        prompt=lambda wc, input: ["--prompt", input.prompt] if input.prompt else [],
+        out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_first.py --config {params.cfg:q}'
-        " --frames {input.frames} --meta {input.meta} --target {wildcards.target}"
-        " --detector {input.detector} --sam2 {input.sam2} {params.prompt}"
-        " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
+        " --frames {input.frames:q} --meta {input.meta:q} --target {wildcards.target:q}"
+        " --detector {input.detector:q} --sam2 {input.sam2:q} {params.prompt:q}"
+        " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
 rule propagate:
@@ -206,7 +208,7 @@ rule propagate:
     threads: config["threads"]["segment"]
     params:
         code=code("propagate.py"),
-        tracker=lambda wc, input: f"--tracker {input.tracker}" if TRACKER else "",
+        tracker=lambda wc, input: ["--tracker", input.tracker] if TRACKER else [],
         cfg=lambda wc: params_json(
             *propagate_blocks(
                 wc.target,
@@ -217,9 +219,9 @@ rule propagate:
         ),
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/propagate.py --config {params.cfg:q}'
-        " --frames {input.frames} --meta {input.meta} --instances {input.instances}"
-        " --sam2 {input.sam2} --detector {input.detector} {params.tracker}"
-        " --masks {output.masks} --tracks {output.tracks} --rle {output.rle} --threads {threads} --log {log}"
+        " --frames {input.frames:q} --meta {input.meta:q} --instances {input.instances:q}"
+        " --sam2 {input.sam2:q} --detector {input.detector:q} {params.tracker:q}"
+        " --masks {output.masks:q} --tracks {output.tracks:q} --rle {output.rle:q} --threads {threads} --log {log:q}"
 
 
 rule render_overlay:
@@ -244,8 +246,8 @@ rule render_overlay:
         code=code("render_overlay.py"),
         cfg=params_json("segment.overlay"),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}'
-        " --masks {input.masks} --tracks {input.tracks} --out {output.video} --first {output.first} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
+        " --masks {input.masks:q} --tracks {input.tracks:q} --out {output.video:q} --first {output.first:q} --log {log:q}"
 
 
 rule export_annotations:
@@ -265,8 +267,8 @@ rule export_annotations:
         code=code("export_annotations.py"),
         cfg=params_json("segment.export"),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/export_annotations.py --config {params.cfg:q} --frames {input.frames} --meta {input.meta}'
-        " --masks {input.masks} --tracks {input.tracks} --out-dir {output} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/export_annotations.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
+        " --masks {input.masks:q} --tracks {input.tracks:q} --out-dir {output:q} --log {log:q}"
 
 
 rule segment_image:
@@ -295,10 +297,11 @@ rule segment_image:
     params:
         code=code("segment_image.py"),
         cfg=lambda wc: params_json(*image_blocks(wc.target, DETECTOR)),
+        out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:
         'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
-        " --target {wildcards.target} --detector {input.detector} --sam2 {input.sam2}"
-        " --out-dir $(dirname {output.instances}) --threads {threads} --log {log}"
+        " --target {wildcards.target:q} --detector {input.detector:q} --sam2 {input.sam2:q}"
+        " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
 rule evaluate_segmentation:
@@ -325,13 +328,14 @@ rule evaluate_segmentation:
         code=code("evaluate_segmentation.py"),
         # ids as given when a first-frame mask gave them (segment.davis; match_ids: false)
         match=lambda wc: (
-            ""
+            []
             if entry(VIDEOS, wc.video, "videos").get("match_ids", True)
-            else "--no-match"
+            else ["--no-match"]
         ),
+        out_dir=lambda wc, output: os.path.dirname(output.jf_md),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/evaluate_segmentation.py --masks {input.masks} --meta {input.meta}'
-        " --ground-truth {input.ground_truth:q} --out-dir $(dirname {output.jf_md}) {params.match} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/evaluate_segmentation.py --masks {input.masks:q} --meta {input.meta:q}'
+        " --ground-truth {input.ground_truth:q} --out-dir {params.out_dir:q} {params.match:q} --log {log:q}"
 
 
 rule davis_table:
@@ -349,10 +353,11 @@ rule davis_table:
         "../envs/vispipe.yaml"
     params:
         code=code("davis_table.py"),
-        evals=" ".join(f"{seq}={path}" for seq, path in DAVIS_EVALS.items()),
+        evals=[f"{seq}={path}" for seq, path in DAVIS_EVALS.items()],
+        out_dir=lambda wc, output: os.path.dirname(output.results_md),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/davis_table.py --eval {params.evals}'
-        " --out-dir $(dirname {output.results_md}) --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/davis_table.py --eval {params.evals:q}'
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 # how a shard job starts its inner run: with this run's config files and --config entries
@@ -403,12 +408,12 @@ rule segment_shard:
         digest=lambda wc: shards.digest(
             SEGCFG, SHARDS[wc.shard], config["threads"]["segment"], *SHARD_CODE
         ),
-        targets=lambda wc: " ".join(
+        targets=lambda wc: [
             f for v in SHARDS[wc.shard] for f in video_outputs(SEGCFG, v)
-        ),
+        ],
         configfiles=SHARD_CONFIGFILES,
         config_args=SHARD_CONFIG_ARGS,
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/segment_shard.py --targets {params.targets}'
-        " --configfile {params.configfiles} --config-arg {params.config_args}"
-        " --cores {threads} --out {output} --log {log}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/segment_shard.py --targets {params.targets:q}'
+        " --configfile {params.configfiles:q} --config-arg {params.config_args:q}"
+        " --cores {threads} --out {output:q} --log {log:q}"

@@ -40,8 +40,8 @@ def test_two_seeds_are_two_jobs_per_model_and_each_seed_trains_from_its_own_teac
     seeds = {}
     for cmd in commands:
         cfg = json.loads(re.search(r"--config '(\{.*?\})'", cmd)[1])
-        out_dir = re.search(r"--out-dir \$\(dirname (\S+)\)", cmd)[1]
-        seeds[out_dir.split("results/classify/")[1].rsplit("/", 1)[0]] = cfg["classify"]["seed"]
+        out_dir = re.search(r"--out-dir (\S+)", cmd)[1]
+        seeds[out_dir.split("results/classify/")[1]] = cfg["classify"]["seed"]
         if "--teacher" in cmd:
             teacher = re.search(r"--teacher (\S+)", cmd)[1]
             assert teacher == ("results/classify/seed1/teacher/model.pt" if "seed1/" in out_dir

@@ -156,9 +156,10 @@ def test_sharded_run_retries_alone_and_reruns_exactly(tmp_path):
     assert_nothing_to_do(snakemake(wf, *outputs, "-n", "--configfile", "config/demo.yaml", "config/shards_test.yaml"))
 
 
-def test_the_run_config_is_passed_on_relative_and_quoted(tmp_path, monkeypatch):
+def test_the_run_config_is_passed_on_relative(tmp_path, monkeypatch):
+    # as arguments, one per file and entry: the rule quotes each ({params.configfiles:q})
     monkeypatch.chdir(tmp_path)
     files, args = shards.passed_on([tmp_path / "config" / "demo.yaml", "/elsewhere/my run.yaml"], ["a=1", "b=x y"])
-    assert files == "config/demo.yaml '/elsewhere/my run.yaml'"
-    assert args == "a=1 'b=x y'"
-    assert shards.passed_on([], None) == ("", "")
+    assert files == ["config/demo.yaml", "/elsewhere/my run.yaml"]
+    assert args == ["a=1", "b=x y"]
+    assert shards.passed_on([], None) == ([], [])

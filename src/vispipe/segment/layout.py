@@ -210,9 +210,10 @@ def entry(entries: dict, key: str, kind: str) -> dict:
         ) from None
 
 
-def fps_option(video: dict) -> str:
-    """extract_frames' ``--fps`` for a video entry that names one (a folder of frames), else nothing."""
-    return f"--fps {float(video['fps']):g}" if video.get("fps") else ""
+def fps_option(video: dict) -> list[str]:
+    """extract_frames' ``--fps`` for a video entry that names one (a folder of frames), else nothing
+    (as arguments: the rule quotes each)."""
+    return ["--fps", f"{float(video['fps']):g}"] if video.get("fps") else []
 
 
 def one_of(names: Iterable[str]) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -78,11 +77,11 @@ def digest(seg: Mapping, videos: Iterable[str], *extra) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def passed_on(configfiles: Sequence[str | Path], config_args: Sequence[str] | None) -> tuple[str, str]:
+def passed_on(configfiles: Sequence[str | Path], config_args: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """A run's ``--configfile`` paths (relative to the working directory when inside it, so that the
-    shard jobs' commands do not change when the folder moves) and ``--config`` entries, each quoted
-    for the shell, as a shard job passes them to its inner Snakemake."""
+    shard jobs' commands do not change when the folder moves) and ``--config`` entries, as a shard
+    job passes them to its inner Snakemake (arguments: the rule quotes each with ``:q``)."""
     cwd = Path.cwd()
     files = [Path(p).absolute() for p in configfiles]
     rel = [p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in files]
-    return " ".join(shlex.quote(str(p)) for p in rel), " ".join(shlex.quote(a) for a in config_args or ())
+    return [str(p) for p in rel], list(config_args or ())
