@@ -35,7 +35,7 @@ def start(
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPUS", "VISPIPE_WARM")
+        if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "VISPIPE_GPUS", "VISPIPE_WARM", "XDG_RUNTIME_DIR")
     }
     env.update(TMPDIR=str(tmp_path), VISPIPE_GPU_SLOTS_PER_DEVICE=str(slots), **env_extra)  # lock files: our own
     if gpus is not None:

@@ -5,12 +5,18 @@ that would hold a node for hours, and values that used to end in a traceback (do
 from __future__ import annotations
 
 import ast
+import fcntl
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import string
+import subprocess
+import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +152,127 @@ def test_paths_holding_shell_code_run_as_names(hostile_run):
     assert "synth00" in (seg / "davis/results.md").read_text()
     with np.load(wf / "data/tiny/train.npz") as npz:
         assert len(npz["labels"]) == 6 and list(npz["classes"]) == ["cat", "dog"]
+
+
+# ------------------------------------------------------------------------------ GPU slot locks
+
+NOBODY = 65534
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="making a folder another user's needs root")
+
+
+def launch_gpu_step(tmpdir: Path, *, user: int | None = None, python: str = sys.executable, pythonpath=None,
+                    timeout: float = 30, **env_extra) -> subprocess.CompletedProcess:  # fmt: skip
+    """``python -m vispipe.gpus`` in front of a job that prints its GPU, on one faked GPU."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "XDG_RUNTIME_DIR",
+                                                             "VISPIPE_GPU_HELD")}  # fmt: skip
+    env.update(TMPDIR=str(tmpdir), VISPIPE_GPUS="1", **env_extra)
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    job = [python, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"]
+    return subprocess.run([python, "-m", "vispipe.gpus", "--", *job], env=env, capture_output=True, text=True,
+                          timeout=timeout, user=user, group=user)  # fmt: skip
+
+
+@root_only
+def test_a_slot_folder_another_user_made_is_refused_and_nothing_is_written_through_it(tmp_path):
+    """The attack: another user makes the slot folder first, with the lock file a link to the victim's
+    ~/.bashrc. The step used to truncate the victim's file and write its PID into it."""
+    victim = tmp_path / "bashrc"
+    victim.write_text("export PATH=...\n")
+    folder = tmp_path / f"vispipe-gpu-slots-{os.geteuid()}"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    (folder / "gpu0-slot0.lock").symlink_to(victim)
+    os.lchown(folder / "gpu0-slot0.lock", NOBODY, NOBODY)
+    os.chown(folder, NOBODY, NOBODY)
+    proc = launch_gpu_step(tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{folder} is owned by uid {NOBODY}, not by you" in proc.stderr and "TMPDIR" in proc.stderr
+    assert victim.read_text() == "export PATH=...\n"
+
+
+@root_only
+def test_a_link_or_another_users_lock_file_in_ones_own_folder_is_refused_not_waited_on(tmp_path):
+    folder = tmp_path / f"vispipe-gpu-slots-{os.geteuid()}"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (folder / "gpu0-slot0.lock").symlink_to(victim)
+    proc = launch_gpu_step(tmp_path)
+    assert proc.returncode == 2 and "is a symbolic link to" in proc.stderr, proc.stderr
+    assert victim.read_text() == "keep\n"
+
+    # a lock file that is another user's (who may hold its flock forever): an error at once, no wait
+    (folder / "gpu0-slot0.lock").unlink()
+    (folder / "gpu0-slot0.lock").write_text("")
+    os.chown(folder / "gpu0-slot0.lock", NOBODY, NOBODY)
+    with open(folder / "gpu0-slot0.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = launch_gpu_step(tmp_path, timeout=20)
+    assert proc.returncode == 2 and f"owned by uid {NOBODY}, not by you" in proc.stderr, proc.stderr
+
+
+def test_the_slot_folder_is_made_private_and_xdg_runtime_dir_is_preferred(tmp_path):
+    proc = launch_gpu_step(tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
+    folder = tmp_path / f"vispipe-gpu-slots-{os.geteuid()}"
+    st = folder.lstat()
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert (folder / "gpu0-slot0.lock").is_file()
+
+    runtime = tmp_path / "run-user"
+    runtime.mkdir(mode=0o700)
+    proc = launch_gpu_step(tmp_path / "elsewhere", XDG_RUNTIME_DIR=str(runtime))
+    assert proc.returncode == 0, proc.stderr
+    assert (runtime / "vispipe-gpu-slots" / "gpu0-slot0.lock").is_file()
+    # a runtime folder open to others is not used: the private one under TMPDIR is
+    runtime.chmod(0o777)
+    (tmp_path / "t2").mkdir()
+    proc = launch_gpu_step(tmp_path / "t2", XDG_RUNTIME_DIR=str(runtime))
+    assert proc.returncode == 0 and (tmp_path / "t2" / f"vispipe-gpu-slots-{os.geteuid()}").is_dir(), proc.stderr
+
+
+@root_only
+def test_as_a_plain_user_the_slot_folder_is_its_own_and_roots_is_refused():
+    """The same launcher run as uid 65534 (nobody), from a copy of the four standard-library modules
+    it imports, by the system's Python: it makes its own 0700 folder, and refuses one root made."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if not python:
+        pytest.skip("no system python3 that another user can run")
+    shared = Path(tempfile.mkdtemp(prefix="vispipe-hostile-", dir="/tmp"))
+    try:
+        shared.chmod(0o1777)
+        pkg = shared / "pkg" / "vispipe"
+        pkg.mkdir(parents=True)
+        for name in ("__init__.py", "errors.py", "private.py", "gpus.py"):
+            shutil.copy(ROOT / "src" / "vispipe" / name, pkg / name)
+        for p in (shared / "pkg", pkg, *pkg.iterdir()):
+            p.chmod(0o755)
+        (shared / "tmp").mkdir(mode=0o1777)
+        (shared / "tmp").chmod(0o1777)
+        proc = launch_gpu_step(shared / "tmp", user=NOBODY, python=python, pythonpath=shared / "pkg")
+        assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
+        own = shared / "tmp" / f"vispipe-gpu-slots-{NOBODY}"
+        assert own.stat().st_uid == NOBODY and stat.S_IMODE(own.stat().st_mode) == 0o700
+
+        shutil.rmtree(own)
+        own.mkdir(mode=0o777)  # made first by root, open to all
+        own.chmod(0o777)
+        proc = launch_gpu_step(shared / "tmp", user=NOBODY, python=python, pythonpath=shared / "pkg")
+        assert proc.returncode == 2 and "owned by uid 0, not by you" in proc.stderr, proc.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_torch_compile_caches_go_to_a_private_folder(tmp_path, monkeypatch):
+    from vispipe.private import point_compiler_caches
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    point_compiler_caches()
+    folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    assert folder == tmp_path / "cache" / "vispipe" / "torchinductor"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.geteuid()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/chosen")
+    point_compiler_caches()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/chosen"  # the user's choice stands

@@ -19,8 +19,10 @@ job lives; a killed job's slot is freed by the kernel). With every slot taken it
   inner steps, vispipe.segment.shards): COMMAND runs as it is, on the job's GPU.
 - ``--slots-per-device``, default ``$VISPIPE_GPU_SLOTS_PER_DEVICE`` (which the workflow sets from
   the config key ``gpu_slots_per_device``) or 1: jobs that may share one GPU.
-- The lock files live in ``$TMPDIR/vispipe-gpu-slots-<uid>/``, per machine, so two Snakemake runs on
-  one machine share the slots too.
+- The lock files live in ``$XDG_RUNTIME_DIR/vispipe-gpu-slots/`` (else ``$TMPDIR/vispipe-gpu-slots-<uid>/``),
+  per user and machine, so two Snakemake runs on one machine share the slots too. The folder must be
+  this user's alone, and lock files are never followed through a link (vispipe/private.py): one
+  another user made is refused with an error naming it, never written to nor waited on.
 
 Standard library only: the launcher starts in milliseconds, and it never initialises CUDA.
 """
@@ -33,9 +35,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from .errors import UserError
+from .private import open_private_file, runtime_dir
 
 POLL_S = 0.2
 HELD = "VISPIPE_GPU_HELD"  # set in a job holding a slot; the steps it starts share it
@@ -62,9 +66,8 @@ def devices() -> list[str]:
 
 
 def lock_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / f"vispipe-gpu-slots-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
+    """This user's private folder of slot lock files (refused when someone else made it)."""
+    return runtime_dir("vispipe-gpu-slots")
 
 
 def claim(ids: list[str], slots_per_device: int, folder: Path | None = None) -> tuple[str, int]:
@@ -78,7 +81,7 @@ def claim(ids: list[str], slots_per_device: int, folder: Path | None = None) -> 
     waited = False
     while True:
         for device, slot in order:
-            fd = os.open(folder / f"gpu{device}-slot{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_private_file(folder / f"gpu{device}-slot{slot}.lock")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -121,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
         p.error("no command given")
     if args.slots_per_device < 1:
         p.error("--slots-per-device must be at least 1")
-    take_slot(args.slots_per_device)
+    try:
+        take_slot(args.slots_per_device)
+    except UserError as e:
+        print(f"vispipe.gpus: {e}", file=sys.stderr)
+        sys.exit(2)
     os.execvp(command[0], command)
 
 

@@ -364,9 +364,14 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__)
         return
     if argv[0] == "--gpu":  # a GPU step: take a GPU slot first (vispipe/gpus.py), held while it runs
+        from .errors import UserError
         from .gpus import take_slot
 
-        take_slot()
+        try:
+            take_slot()
+        except UserError as e:
+            print(f"vispipe.warm: {e}", file=sys.stderr)
+            sys.exit(2)
         argv = argv[1:]
     launch(argv[0], argv[1:])
 

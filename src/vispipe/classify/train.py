@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..io import atomic_path, save_torch
+from ..private import point_compiler_caches
 from ..runtime import device_name, seed_everything
 from .augment import BatchAugment, normalize, to_nchw, train_batches
 from .data import Split
@@ -176,6 +177,8 @@ class MaybeCompiled:
 
     def __init__(self, fn, enabled: bool, name: str) -> None:
         self.eager, self.name = fn, name
+        if enabled:
+            point_compiler_caches()  # not /tmp/torchinductor_<user>, which another user can make first
         self.fn = torch.compile(fn) if enabled else fn
 
     def __call__(self, *args):
