@@ -19,6 +19,7 @@ from vispipe.segment.layout import (
     EXPORT,
     FIRST,
     FIRST_PICTURES,
+    FRAME_LIMITS,
     INSTANCES,
     J_PLOT,
     KEY,
@@ -150,7 +151,7 @@ rule extract_frames:
         "../envs/vispipe.yaml"
     params:
         code=code("extract_frames.py"),
-        cfg=params_json("segment.frames"),
+        cfg=params_json("segment.frames", *FRAME_LIMITS),
         fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos")),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
@@ -177,7 +178,15 @@ rule segment_first:
     threads: config["threads"]["segment"]
     params:
         code=code("segment_first.py"),
-        cfg=lambda wc: params_json(*first_blocks(wc.target, DETECTOR)),
+        cfg=lambda wc: params_json(
+            *first_blocks(
+                wc.target,
+                DETECTOR,
+                prompted=bool(
+                    prompt_file(entry(VIDEOS, wc.video, "videos"), wc.target)
+                ),
+            )
+        ),
         prompt=lambda wc, input: ["--prompt", input.prompt] if input.prompt else [],
         out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:

@@ -5,7 +5,7 @@ or explodes or the object is occluded; sam2_video / edgetam_video: SAM2's / Edge
 tracker, memory bounded; sam3_video: SAM 3 detects the target's text and tracks it itself. With
 segment.redetect.every N, the detector and SAM2 detect again every N frames (new objects get new ids,
 returning ones their old ids).
-Writes --masks/NNNNN.png (uint8 instance ids), --tracks (per-frame state of every instance, events,
+Writes --masks/NNNNN.png (instance ids: 8-bit, 16-bit on a frame with an id past 255), --tracks (per-frame state of every instance, events,
 and the seconds of each stage) and --rle (the masks as COCO run-length encoding).
 
 Reads the segment.propagate, redetect, sam2, seed, device and models config keys, segment.flow or

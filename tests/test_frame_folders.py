@@ -19,6 +19,7 @@ from vispipe.segment.steps import extract_frames
 from vispipe.segment.synthetic import make_clip
 
 FRAMES = {"max_seconds": None, "stride": 1, "jpeg_quality": 95}
+LIMITS = {"max_pixels": 33_177_600, "downscale": False}  # config.yaml's
 
 
 def folder(root: Path, n: int = 10, suffix: str = ".jpg", name=lambda k: f"{k:05d}", size=(48, 64)) -> Path:
@@ -30,7 +31,7 @@ def folder(root: Path, n: int = 10, suffix: str = ".jpg", name=lambda k: f"{k:05
 
 
 def extract(src: Path, out: Path, fps: float | None = None, **frames) -> dict:
-    s = Settings.parse({"segment": {"frames": {**FRAMES, **frames}}})
+    s = Settings.parse({"segment": {"frames": {**FRAMES, **frames}, "limits": LIMITS}})
     return extract_frames(s, src, out / "frames", out / "meta.json", fps)
 
 

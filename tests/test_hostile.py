@@ -5,6 +5,7 @@ that would hold a node for hours, and values that used to end in a traceback (do
 from __future__ import annotations
 
 import ast
+import csv
 import fcntl
 import io
 import json
@@ -17,14 +18,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
+from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, copy_workflow, run_script, snakemake
+from conftest import DEMO_CONFIGS, ROOT, copy_workflow, run_script, snakemake
 
 # Every character a shell treats specially, a newline and letters beyond ASCII, in one folder name:
 # a command substitution or backtick that ran would leave a PWNED_* file in the job's folder.
@@ -276,3 +280,247 @@ def test_torch_compile_caches_go_to_a_private_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/chosen")
     point_compiler_caches()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/chosen"  # the user's choice stands
+
+
+# ------------------------------------------------------------------------------ bounded work per input
+
+W, H = 320, 240  # the static clip below: room for 300 objects of 12x12 pixels
+
+
+def cfg_args(override: dict | None = None) -> list[str]:
+    args = [a for c in DEMO_CONFIGS for a in ("--config", str(c))]
+    return args + ["--config", json.dumps(override)] if override else args
+
+
+def refused(proc, *fragments):
+    """A user error: exit 2, no traceback, each fragment in the message."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+def squares(n: int) -> np.ndarray:
+    """``n`` objects of 12x12 pixels on a grid, ids 1..n, as one uint16 id image (W x H)."""
+    ids = np.zeros((H, W), np.uint16)
+    for i in range(n):
+        y, x = divmod(i, W // 16)
+        ids[4 + 16 * y : 16 + 16 * y, 4 + 16 * x : 16 + 16 * x] = i + 1
+    return ids
+
+
+@pytest.fixture(scope="module")
+def static_clip(tmp_path_factory):
+    """A still textured scene as a 4-frame H.264 clip (W x H) and its kept frames: the flow moves
+    nothing, so an object's mask stays where the first frame put it."""
+    from vispipe.segment.video import write_h264
+
+    d = tmp_path_factory.mktemp("static")
+    rng = np.random.default_rng(1)
+    scene = cv2.resize(rng.integers(0, 255, (H // 8, W // 8, 3), np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
+    write_h264(d / "clip.mp4", [scene] * 4, Fraction(10), crf=12)
+    every = cfg_args({"segment": {"frames": {"stride": 1}}})
+    run_script("extract_frames", *every, "--video", d / "clip.mp4", "--frames", d / "frames", "--meta", d / "meta.json")
+    return d
+
+
+def test_a_prompt_file_of_a_million_points_is_refused_at_once(static_clip, tiny_models, tmp_path):
+    d = static_clip
+    prompt = tmp_path / "points.json"
+    prompt.write_text(json.dumps({"instances": [{"points": [[5, 5]] * 1_000_000, "labels": [1] * 1_000_000}]}))
+    args = ["--frames", d / "frames", "--meta", d / "meta.json", "--target", "rabbit", "--out-dir", tmp_path / "out",
+            "--sam2", tiny_models["sam2"], "--clipseg", tiny_models["clipseg"]]  # fmt: skip
+    refused(run_script("segment_first", *cfg_args(), *args, "--prompt", prompt, check=False),
+            str(prompt), "1,000,000 points", "segment.limits.max_prompt_points (10,000)")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"instances": [{"box": [0, 0, 8, 8]}] * 12}))
+    refused(run_script("segment_first", *cfg_args({"segment": {"limits": {"max_prompt_instances": 10}}}), *args,
+                       "--prompt", boxes, check=False), "12 instances", "segment.limits.max_prompt_instances (10)")  # fmt: skip
+
+
+def test_300_objects_go_through_every_step_as_16_bit_ids(static_clip, tiny_models, tmp_path):
+    """Ids above 255: a mask prompt with 300 objects -> propagate (16-bit id PNGs) -> overlay, every
+    export and the evaluation against 16-bit ground truth. It used to stop at uint8 (OverflowError)."""
+    from vispipe.segment.masks import read_id_mask
+
+    d, ids = static_clip, squares(300)
+    cv2.imwrite(str(tmp_path / "prompt.png"), ids)  # a 16-bit grey PNG
+    (tmp_path / "gt").mkdir()
+    for k in range(4):
+        cv2.imwrite(str(tmp_path / "gt" / f"{k:05d}.png"), ids)
+    frames = ["--frames", d / "frames", "--meta", d / "meta.json"]
+    t = tmp_path / "t"
+    flow_only = cfg_args({"segment": {"propagate": {"refine": False}}})
+    run_script("segment_first", *flow_only, *frames, "--target", "rabbit", "--out-dir", t, "--prompt",
+               tmp_path / "prompt.png", "--sam2", tiny_models["sam2"], "--clipseg", tiny_models["clipseg"])  # fmt: skip
+    assert len(json.loads((t / "instances.json").read_text())["instances"]) == 300
+    run_script("propagate", *flow_only, *frames, "--instances", t / "instances.json", "--masks", t / "masks",
+               "--tracks", t / "tracks.json", "--rle", t / "masks.rle.json", "--sam2", tiny_models["sam2"])  # fmt: skip
+    got = read_id_mask(t / "masks/00003.png")
+    assert got.dtype == np.uint16 and set(np.unique(got)) == set(range(301))
+    assert (got == ids).mean() > 0.99
+    track_args = ["--masks", t / "masks", "--tracks", t / "tracks.json"]
+    run_script("render_overlay", *cfg_args(), *frames, *track_args, "--out", t / "overlay.mp4", "--first",
+               t / "first/overlay.png")  # fmt: skip
+    export = cfg_args({"segment": {"export": {"formats": ["yolo", "cvat", "label_studio"]}}})
+    run_script("export_annotations", *export, *frames, *track_args, "--out-dir", t / "export")
+    assert len((t / "export/yolo/labels/00000.txt").read_text().splitlines()) == 300
+    assert 'id="299"' in (t / "export/cvat.xml").read_text()
+    run_script("evaluate_segmentation", "--masks", t / "masks", "--meta", d / "meta.json", "--ground-truth",
+               tmp_path / "gt", "--out-dir", t / "eval", "--no-match")  # fmt: skip
+    scores = list(csv.DictReader(io.StringIO((t / "eval/jf.csv").read_text())))
+    assert len({r["object"] for r in scores}) == 300
+    assert np.mean([float(r["J"]) for r in scores]) > 0.95
+
+
+def test_id_pngs_are_8_bit_up_to_255_and_16_bit_beyond(tmp_path):
+    from vispipe.segment.masks import id_mask, read_id_mask, write_image
+
+    small = id_mask({255: np.ones((4, 4), bool)}, (4, 4))
+    large = id_mask({256: np.ones((4, 4), bool), 1: np.eye(4, dtype=bool)}, (4, 4))
+    assert small.dtype == np.uint8 and large.dtype == np.uint16 and large[0, 0] == 1 and large[0, 1] == 256
+    for name, ids in (("a.png", small), ("b.png", large)):
+        write_image(tmp_path / name, ids, rgb=False)
+        back = read_id_mask(tmp_path / name)
+        assert back.dtype == ids.dtype and (back == ids).all()
+        with Image.open(tmp_path / name) as im:  # what other tools see: 8-bit grey, or 16-bit grey
+            assert im.mode == ("L" if ids.dtype == np.uint8 else "I;16")
+
+
+def test_frames_over_max_pixels_are_refused_before_decoding_or_scaled_down_when_asked(static_clip, tmp_path):
+    """The 320x240 clip (76,800 pixels) against max_pixels 40,000: refused, naming the file, its size
+    and the key; with downscale, every kept frame at 230x173 and meta saying so. The same for a
+    frame folder (re-encoded only when scaled) and a still image."""
+    d = static_clip
+    small = {"max_pixels": 40_000, "downscale": False}
+    out = ["--frames", tmp_path / "frames", "--meta", tmp_path / "meta.json"]
+    proc = run_script("extract_frames", *cfg_args({"segment": {"limits": small}}), "--video", d / "clip.mp4", *out,
+                      check=False)  # fmt: skip
+    refused(proc, f"video {d / 'clip.mp4'} is 320x240 = 76,800 pixels", "segment.limits.max_pixels (40,000)",
+            "segment.limits.downscale: true")  # fmt: skip
+    assert not (tmp_path / "frames").exists() and not (tmp_path / "meta.json").exists()
+
+    scaled = cfg_args({"segment": {"frames": {"stride": 1}, "limits": {**small, "downscale": True}}})
+    run_script("extract_frames", *scaled, "--video", d / "clip.mp4", *out)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert (meta["source"]["width"], meta["source"]["height"], meta["source"]["downscaled_from"]) == (
+        230,
+        173,
+        [320, 240],
+    )
+    assert all(cv2.imread(str(tmp_path / "frames" / f)).shape == (173, 230, 3) for f in meta["files"])
+
+    folder = ["--video", d / "frames", "--fps", "10", "--frames", tmp_path / "f2", "--meta", tmp_path / "m2.json"]
+    refused(run_script("extract_frames", *cfg_args({"segment": {"limits": small}}), *folder, check=False),
+            f"the frames of {d / 'frames'} is 320x240")  # fmt: skip
+    run_script("extract_frames", *scaled, *folder)
+    assert cv2.imread(str(tmp_path / "f2/00000.jpg")).shape == (173, 230, 3)
+
+
+def test_a_still_image_over_max_pixels_is_refused_or_scaled(static_clip, tiny_models, tmp_path):
+    image = static_clip / "frames/00000.jpg"
+    args = ["--image", image, "--target", "rabbit", "--clipseg", tiny_models["clipseg"], "--sam2", tiny_models["sam2"]]
+    small = {"max_pixels": 40_000, "downscale": False}
+    proc = run_script("segment_image", *cfg_args({"segment": {"limits": small}}), *args, "--out-dir", tmp_path / "a",
+                      check=False)  # fmt: skip
+    refused(proc, f"image {image} is 320x240 = 76,800 pixels", "segment.limits.max_pixels")
+    assert not (tmp_path / "a").exists()
+    run_script("segment_image", *cfg_args({"segment": {"limits": {**small, "downscale": True}}}), *args, "--out-dir",
+               tmp_path / "b")  # fmt: skip
+    assert cv2.imread(str(tmp_path / "b/overlay.png")).shape == (173, 230, 3)
+    assert json.loads((tmp_path / "b/instances.json").read_text())["downscaled_from"] == [320, 240]
+
+
+def test_frames_too_small_for_the_models_are_refused(tmp_path):
+    from vispipe.segment.video import write_h264
+
+    write_h264(tmp_path / "tiny.mp4", [np.zeros((8, 8, 3), np.uint8)] * 2, Fraction(10))
+    proc = run_script("extract_frames", *cfg_args(), "--video", tmp_path / "tiny.mp4", "--frames", tmp_path / "f",
+                      "--meta", tmp_path / "m.json", check=False)  # fmt: skip
+    refused(proc, "is 8x8", "under 16 pixels on a side are too small for the models")
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header says ``width`` x ``height`` (8-bit grey) and that holds no pixel data: what
+    a reader sees first of a decompression bomb, without making one."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_a_60000_pixel_mask_png_is_an_error_not_a_traceback(static_clip, tiny_models, tmp_path):
+    d = static_clip
+    png_header_only(tmp_path / "huge.png", 60000, 60000)
+    args = ["--frames", d / "frames", "--meta", d / "meta.json", "--target", "rabbit", "--out-dir", tmp_path / "out",
+            "--sam2", tiny_models["sam2"], "--clipseg", tiny_models["clipseg"]]  # fmt: skip
+    refused(run_script("segment_first", *cfg_args(), *args, "--prompt", tmp_path / "huge.png", check=False),
+            f"mask prompt {tmp_path / 'huge.png'} is too large to read")  # fmt: skip
+    (tmp_path / "gt").mkdir()
+    png_header_only(tmp_path / "gt/00000.png", 60000, 60000)
+    proc = run_script("evaluate_segmentation", "--masks", tmp_path, "--meta", d / "meta.json", "--ground-truth",
+                      tmp_path / "gt", "--out-dir", tmp_path / "eval", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_an_archive_member_over_max_file_mb_is_refused_before_it_is_read(tmp_path):
+    """A 6 MB tar.gz holding one 'image' of 70 MB of zeros: refused from the archive's listing."""
+    from vispipe.classify.data import DataError, prepare
+
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("train/cat/0000.jpg")
+        info.size = 70 * 2**20
+        tf.addfile(info, io.BytesIO(bytes(info.size)))
+    cfg = {"source": "folder", "name": "bomb", "path": str(archive), "limit_train": None, "limit_test": None,
+           "max_file_mb": 64}  # fmt: skip
+    with pytest.raises(
+        DataError, match=r"bomb.tar.gz:train/cat/0000.jpg is 70.0 MB, more than classify.data.max_file_mb \(64 MB\)"
+    ):
+        prepare(cfg, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("segment.frames.max_seconds", float("nan"), "segment.frames.max_seconds: nan is not allowed"),
+        ("segment.frames.max_seconds", float("inf"), "segment.frames.max_seconds: inf is not allowed"),
+        ("segment.videos.bigbuckbunny.fps", float("inf"), "segment.videos.bigbuckbunny.fps: inf is not allowed"),
+        (
+            "gpu_slots_per_device",
+            10**20,
+            "gpu_slots_per_device: 100000000000000000000 is greater than the maximum of 64",
+        ),
+        ("classify.data.name", "..", "classify.data.name: '..' is not allowed: Folder under data/"),
+        ("classify.data.name", ".", "classify.data.name: '.' is not allowed"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_key(key, value, message):
+    from vispipe.config import ConfigError, load, validate
+
+    cfg = load(DEMO_CONFIGS)
+    *parents, last = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_the_umask_is_read_without_changing_it(tmp_path, monkeypatch):
+    """Setting the umask to read it left a window in which another thread's new file got mode 0666."""
+    from vispipe.io import umask, write_text
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *_: pytest.fail("os.umask was called"))
+        assert umask() == 0o027
+        write_text(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(old)

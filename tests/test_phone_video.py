@@ -60,7 +60,9 @@ def red_corner(img: np.ndarray) -> str:
 
 
 def extract(video: Path, out: Path, **frames) -> dict:
-    s = Settings.parse({"segment": {"frames": {"max_seconds": None, "stride": 1, "jpeg_quality": 95, **frames}}})
+    limits = {"max_pixels": 33_177_600, "downscale": False}  # config.yaml's
+    s = Settings.parse({"segment": {"frames": {"max_seconds": None, "stride": 1, "jpeg_quality": 95, **frames},
+                                    "limits": limits}})  # fmt: skip
     return extract_frames(s, video, out / "frames", out / "meta.json")
 
 

@@ -456,7 +456,7 @@ def test_a_step_validates_its_config_once_at_entry_and_never_inside_the_library(
     import vispipe.config
     import vispipe.segment.settings as settings_module
     from vispipe.segment import steps
-    from vispipe.segment.settings import Settings
+    from vispipe.segment.settings import PER_KEY, Settings
 
     d, m = run
     seen = []
@@ -468,7 +468,10 @@ def test_a_step_validates_its_config_once_at_entry_and_never_inside_the_library(
     real = settings_module.validate
     monkeypatch.setattr(settings_module, "validate", counted)
     settings = Settings.parse(load([*DEMO_CONFIGS, {"segment": {"redetect": {"every": 2}}}]))
-    assert sorted(seen) == sorted(f"segment.{name}" for name in settings.as_config()["segment"])  # each block once
+    blocks = settings.as_config()["segment"]
+    expected = [f"segment.{name}" for name in blocks if name not in PER_KEY]
+    expected += [f"segment.{name}.{key}" for name in PER_KEY for key in blocks.get(name, {})]  # limits: key by key
+    assert sorted(seen) == sorted(expected)  # each block (or key) once
 
     def no_more(*args, **kwargs):
         raise AssertionError("the library validated a config block again")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
@@ -87,6 +88,11 @@ def _subschema(path: str) -> dict:
     return {"$defs": root.get("$defs", {}), **_resolve(node, root)}
 
 
+def schema_keys(path: str) -> set[str]:
+    """The keys the schema allows in the block at dotted ``path``."""
+    return set(_subschema(path).get("properties", {}))
+
+
 def _resolve(node: dict, root: dict) -> dict:
     ref = node.get("$ref")
     if ref and ref.startswith("#/$defs/"):
@@ -99,7 +105,23 @@ def _format_error(err, prefix: str) -> str:  # err: jsonschema.ValidationError
     msg = err.message
     if err.validator == "additionalProperties":
         msg += " (a typo? unknown keys are rejected)"
+    elif err.validator == "pattern" and isinstance(err.schema, dict) and err.schema.get("description"):
+        msg = f"{err.instance!r} is not allowed: {err.schema['description']}"
     return f"config key {where}: {msg}"
+
+
+def _not_finite(node: Any, where: str) -> list[str]:
+    """The keys below ``where`` whose value is NaN or infinity (YAML's .nan and .inf, JSON's NaN):
+    the schema's minimum and maximum let NaN through (every comparison with it is false)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [
+            f"config key {where or '<root>'}: {node} is not allowed (give a finite number, or null where the key takes it)"
+        ]
+    if isinstance(node, dict):
+        return [e for k, v in node.items() for e in _not_finite(v, f"{where}.{k}".strip("."))]
+    if isinstance(node, list):
+        return [e for i, v in enumerate(node) for e in _not_finite(v, f"{where}.{i}".strip("."))]
+    return []
 
 
 def validate(block: Any, path: str = "", where: str | None = None) -> Any:
@@ -109,9 +131,10 @@ def validate(block: Any, path: str = "", where: str | None = None) -> Any:
 
     validator = jsonschema.Draft202012Validator(_subschema(path))
     errors = sorted(validator.iter_errors(block), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [_format_error(e, path if where is None else where) for e in errors[:10]]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines) + f"\n({SCHEMA_HINT})")
+    lines = _not_finite(block, path if where is None else where)
+    lines += [_format_error(e, path if where is None else where) for e in errors[:10]]
+    if lines:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines[:10]) + f"\n({SCHEMA_HINT})")
     return block
 
 

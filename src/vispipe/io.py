@@ -37,7 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         with naming(path):
             yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600 files; honour the umask
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -56,8 +56,18 @@ def save_torch(obj: Any, path: str | Path) -> None:
         f.write(buffer.getbuffer())
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def umask() -> int:
+    """The process's umask, read without changing it: Linux shows it in /proc/self/status. Setting
+    it to read it (``os.umask(0)``, then back) leaves a moment in which a file another thread
+    creates gets mode 0666; that is the fallback only where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # the strictest value in the window, not 0
     os.umask(mask)
     return mask
 

@@ -108,22 +108,33 @@ def from_cifar10(root: str | Path) -> dict[str, Split]:
     return out
 
 
-def _iter_folder(path: Path) -> Iterator[tuple[str, bytes, str]]:
-    """Yield (relative path, file bytes, display name) for image files in a dir or archive."""
+def _check_size(size: int, name: str, max_bytes: int | None) -> None:
+    """A file (or archive member) larger than ``max_bytes`` is refused before it is read."""
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{name} is {size / 2**20:,.1f} MB, more than classify.data.max_file_mb "
+                        f"({max_bytes / 2**20:g} MB): no image of a dataset is that large; remove it, or raise the key")  # fmt: skip
+
+
+def _iter_folder(path: Path, max_bytes: int | None = None) -> Iterator[tuple[str, bytes, str]]:
+    """Yield (relative path, file bytes, display name) for image files in a dir or archive; one over
+    ``max_bytes`` is an error before its bytes are read (its size is in the folder's or the
+    archive's listing)."""
     if path.is_dir():
         for f in sorted(path.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                _check_size(f.stat().st_size, str(f), max_bytes)
                 yield f.relative_to(path).as_posix(), f.read_bytes(), str(f)
     elif tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
             for m in tar:
                 if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                    _check_size(m.size, f"{path}:{m.name}", max_bytes)
                     yield m.name.lstrip("./"), tar.extractfile(m).read(), f"{path}:{m.name}"
     else:
         raise DataError(f"{path} is neither a folder nor a .tar/.tar.gz archive")
 
 
-def from_folder(path: str | Path) -> dict[str, Split]:
+def from_folder(path: str | Path, max_file_mb: float | None = None) -> dict[str, Split]:
     """Read ``{train,test}/<class>/<image>`` from a directory or tar archive.
 
     Class names are the sorted folder names (torchvision's ImageFolder convention), so
@@ -135,7 +146,8 @@ def from_folder(path: str | Path) -> dict[str, Split]:
             f"data.path {path} does not exist; point it at a folder or archive with train/<class>/* and test/<class>/*"
         )
     found: dict[str, list[tuple[str, np.ndarray]]] = {s: [] for s in SPLITS}
-    for rel, blob, name in tqdm(_iter_folder(path), desc=f"reading {path.name}", unit="img", mininterval=2):
+    max_bytes = None if max_file_mb is None else int(max_file_mb * 2**20)
+    for rel, blob, name in tqdm(_iter_folder(path, max_bytes), desc=f"reading {path.name}", unit="img", mininterval=2):
         parts = rel.split("/")
         # accept an extra top-level folder (archive/train/cls/img.jpg)
         while parts and parts[0] not in SPLITS:
@@ -191,7 +203,7 @@ def prepare(cfg: dict, seed: int, download_root: str | Path = "data/downloads") 
     elif source == "folder":
         if not cfg["path"]:
             raise DataError("data.source is folder but data.path is null; set it to the folder or archive to read")
-        splits = from_folder(cfg["path"])
+        splits = from_folder(cfg["path"], cfg.get("max_file_mb"))
     elif source == "digits":
         splits = from_digits(seed)
     else:  # the schema rejects this first

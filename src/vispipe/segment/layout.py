@@ -46,6 +46,9 @@ METHOD_BLOCKS = {
     "sam3_video": ("segment.sam3_video",),
 }
 MODELS_BLOCK = "segment.models"
+# the limits on one input (segment.limits) each step applies: a frame's size, a prompt file's size
+FRAME_LIMITS = ("segment.limits.max_pixels", "segment.limits.downscale")
+PROMPT_LIMITS = ("segment.limits.max_prompt_instances", "segment.limits.max_prompt_points")
 
 
 def detector_of(seg: dict) -> str:
@@ -71,9 +74,10 @@ def detect_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
     return (f"segment.targets.{target}", *choice, f"segment.{detector}")
 
 
-def first_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
-    """The blocks segment_first reads for ``target``."""
-    return (*detect_blocks(target, detector), "segment.sam2", "segment.seed", "segment.device")
+def first_blocks(target: str, detector: str = "clipseg", prompted: bool = False) -> tuple[str, ...]:
+    """The blocks segment_first reads for ``target``; ``prompted``: from a prompt file, whose limits it applies."""
+    limits = PROMPT_LIMITS if prompted else ()
+    return (*detect_blocks(target, detector), "segment.sam2", *limits, "segment.seed", "segment.device")
 
 
 def propagate_blocks(target: str, redetect: bool, method: str = "flow", detector: str = "clipseg") -> tuple[str, ...]:
@@ -89,9 +93,9 @@ def propagate_blocks(target: str, redetect: bool, method: str = "flow", detector
 
 
 def image_blocks(target: str, detector: str = "clipseg") -> tuple[str, ...]:
-    """The blocks segment_image reads for ``target``: segment_first's and the overlay style."""
+    """The blocks segment_image reads for ``target``: segment_first's, the overlay style and the frame limits."""
     *detect, seed, device = first_blocks(target, detector)
-    return (*detect, "segment.overlay", seed, device)
+    return (*detect, "segment.overlay", *FRAME_LIMITS, seed, device)
 
 
 def model_dirs(models_cfg: dict, kinds: Iterable[str] = ("clipseg", "sam2")) -> dict[str, Path]:

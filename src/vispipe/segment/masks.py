@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_path, naming
+from ..io import atomic_path, naming, umask
 
 
 @contextlib.contextmanager
@@ -25,18 +24,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         with naming(path):
             yield tmp
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; honour the umask
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700 folders; honour the umask
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_image(path: str | Path, image: np.ndarray, rgb: bool = True, jpeg_quality: int = 95) -> None:
@@ -65,17 +58,42 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding a pixel: the check before
+    a file of unknown size is read. A damaged file, or one over PIL's decompression-bomb limit, is a
+    UserError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{what} {path} is too large to read: {e} Give a smaller file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e}; replace the file") from None
+
+
 def read_id_mask(path: str | Path) -> np.ndarray:
-    """An instance-id PNG (uint8, 0 = background) as written by :func:`id_mask`."""
+    """An instance-id PNG (uint8, or uint16 past id 255; 0 = background) as written by :func:`id_mask`."""
     ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if ids is None or ids.ndim != 2:
         raise UserError(f"cannot read mask {path}; rerun propagate")
     return ids
 
 
+MAX_ID = 65535  # a 16-bit PNG's largest value
+
+
 def id_mask(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Paint boolean masks into one uint8 image of instance ids; where they overlap, the lower id wins."""
-    ids = np.zeros(shape, dtype=np.uint8)
+    """Paint boolean masks into one image of instance ids; where they overlap, the lower id wins.
+
+    uint8 while every id is 255 or less (an 8-bit PNG, as DAVIS's); uint16 (a 16-bit grey PNG) on a
+    frame with a higher id: many prompted objects, or a long crowded video whose re-detection keeps
+    giving births. Every reader here takes both (:func:`read_id_mask`)."""
+    top = max(masks, default=0)
+    if top > MAX_ID:
+        raise UserError(f"instance id {top} does not fit a 16-bit id PNG (at most {MAX_ID} ids per target)")
+    ids = np.zeros(shape, dtype=np.uint8 if top <= 255 else np.uint16)
     for inst_id in sorted(masks, reverse=True):
         ids[masks[inst_id]] = inst_id
     return ids

@@ -51,10 +51,11 @@ def mask_picture(mask: np.ndarray) -> np.ndarray:
 
 
 def draw_instances(image: np.ndarray, ids: np.ndarray, labels: Mapping[int, str], style: dict) -> np.ndarray:
-    """Draw the instances of an id image (uint8, 0 = background) over an RGB image.
+    """Draw the instances of an id image (uint8 or uint16, 0 = background) over an RGB image.
 
     ``style`` is the ``segment.overlay`` config block; ``labels`` maps ids to their text."""
-    palette = np.array([(0, 0, 0)] + [color_of(i, style["colors"]) for i in range(1, 256)], np.float32)
+    top = int(ids.max(initial=0))
+    palette = np.array([(0, 0, 0)] + [color_of(i, style["colors"]) for i in range(1, max(top, 255) + 1)], np.float32)
     inside = (ids > 0)[..., None]
     blend = (1 - style["alpha"]) * image + style["alpha"] * palette[ids]
     out = np.where(inside, np.round(blend), image).astype(np.uint8)

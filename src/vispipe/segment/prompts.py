@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .masks import image_size
 
 SUFFIXES = (".png", ".json")
 
@@ -42,8 +43,12 @@ class Prompt:
         return "mask" if self.mask is not None else "+".join(k for k in ("box", "points") if getattr(self, k))
 
 
+LIMITS = "segment.limits"
+
+
 def read_mask_png(path: Path) -> np.ndarray:
-    """A palette or grey PNG as its indices / values (H, W) uint8."""
+    """A palette or grey (8- or 16-bit) PNG as its indices / values (H, W): uint8, or uint16 when an
+    id is above 255."""
     from PIL import Image
 
     try:
@@ -56,9 +61,9 @@ def read_mask_png(path: Path) -> np.ndarray:
             ids = np.array(im)
     except OSError as e:
         raise UserError(f"cannot read mask prompt {path}: {e}; replace the file") from e
-    if ids.max() > 255:
-        raise UserError(f"mask prompt {path} has ids above 255; number the objects 1 to 255")
-    return ids.astype(np.uint8)
+    if ids.min() < 0 or ids.max() > 65535:
+        raise UserError(f"mask prompt {path} has ids outside 0 to 65535; number the objects from 1")
+    return ids.astype(np.uint8 if ids.max() <= 255 else np.uint16)
 
 
 def _number_list(value, n: int | None, what: str, place: str) -> list[float]:
@@ -68,7 +73,13 @@ def _number_list(value, n: int | None, what: str, place: str) -> list[float]:
     return [float(v) for v in value]
 
 
-def _read_json(path: Path, width: int, height: int) -> list[Prompt]:
+def _check_count(path: Path, count: int, what: str, limit: int | None, key: str) -> None:
+    if limit is not None and count > limit:
+        raise UserError(f"{path} holds {count:,} {what}, more than {LIMITS}.{key} ({limit:,}): SAM2's work grows "
+                        f"with each; split the file, or raise {LIMITS}.{key}")  # fmt: skip
+
+
+def _read_json(path: Path, width: int, height: int, max_instances: int | None, max_points: int | None) -> list[Prompt]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -78,6 +89,9 @@ def _read_json(path: Path, width: int, height: int) -> list[Prompt]:
         raise UserError(
             f'{path}: expected {{"instances": [{{"box": [x0, y0, x1, y1]}}, ...]}} with at least one instance'
         )
+    _check_count(path, len(instances), "instances", max_instances, "max_prompt_instances")
+    points = sum(len(i["points"]) for i in instances if isinstance(i, dict) and isinstance(i.get("points"), list))
+    _check_count(path, points, "points", max_points, "max_prompt_points")
     frame = f"the first kept frame ({width}x{height}, upright)"
     prompts = []
     for n, inst in enumerate(instances, start=1):
@@ -113,22 +127,26 @@ def _read_json(path: Path, width: int, height: int) -> list[Prompt]:
     return prompts
 
 
-def read_prompts(path: str | Path, width: int, height: int) -> list[Prompt]:
-    """The instances a prompt file gives on a ``width`` x ``height`` first frame, in id order."""
+def read_prompts(path: str | Path, width: int, height: int, max_instances: int | None = None,
+                 max_points: int | None = None) -> list[Prompt]:  # fmt: skip
+    """The instances a prompt file gives on a ``width`` x ``height`` first frame, in id order; more
+    than ``max_instances`` instances or ``max_points`` points (segment.limits) is an error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"prompt file {path} does not exist; fix the path under segment.videos.<key>.prompts")
     if path.suffix.lower() == ".json":
-        return _read_json(path, width, height)
+        return _read_json(path, width, height, max_instances, max_points)
     if path.suffix.lower() != ".png":
         raise UserError(f"prompt file {path}: use a .png mask or a .json of boxes and points")
-    ids = read_mask_png(path)
-    if ids.shape != (height, width):
+    size = image_size(path, "mask prompt")  # compared before a pixel is decoded
+    if size != (width, height):
         raise UserError(
-            f"mask prompt {path} is {ids.shape[1]}x{ids.shape[0]} but the video's first kept frame is "
+            f"mask prompt {path} is {size[0]}x{size[1]} but the video's first kept frame is "
             f"{width}x{height} (upright); give the mask of that frame at its size"
         )
+    ids = read_mask_png(path)
     present = [int(i) for i in np.unique(ids) if i]
     if not present:
         raise UserError(f"mask prompt {path} holds no object (every pixel is 0)")
+    _check_count(path, len(present), "objects (ids)", max_instances, "max_prompt_instances")
     return [Prompt(i, mask=ids == i) for i in present]

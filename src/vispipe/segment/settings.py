@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import SCHEMA_HINT, ConfigError, validate
+from ..config import SCHEMA_HINT, ConfigError, schema_keys, validate
 
-BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "detector",
+BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "limits", "detector",
           "clipseg", "grounding_dino", "owlv2", "sam2", "flow", "propagate", "redetect", "overlay", "sam2_video", "edgetam_video",
           "sam3", "sam3_video", "export", "davis")  # fmt: skip
+
+
+# blocks whose keys a rule passes one by one (each step reads its own few): validated key by key
+PER_KEY = ("limits",)
 
 
 class Settings:
@@ -32,6 +36,7 @@ class Settings:
     samples: dict
     globs: dict
     frames: dict
+    limits: dict  # only the keys the step's rule passes (each step reads its own limits)
     detector: str
     clipseg: dict
     grounding_dino: dict
@@ -60,7 +65,18 @@ class Settings:
         unknown = sorted(set(segment) - set(BLOCKS))
         if unknown:
             validate(segment, "segment")  # names the unknown key the way every config error does
-        return cls({name: validate(segment[name], f"segment.{name}") for name in BLOCKS if name in segment})
+        blocks = {
+            name: validate(segment[name], f"segment.{name}")
+            for name in BLOCKS
+            if name in segment and name not in PER_KEY
+        }
+        for name in PER_KEY:
+            if name in segment:
+                block = segment[name]
+                if not isinstance(block, dict) or set(block) - schema_keys(f"segment.{name}"):
+                    validate(block, f"segment.{name}")  # names the wrong type or the unknown key
+                blocks[name] = {k: validate(v, f"segment.{name}.{k}") for k, v in block.items()}
+        return cls(blocks)
 
     def __getattr__(self, name: str) -> Any:
         if name not in BLOCKS:
@@ -72,6 +88,13 @@ class Settings:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("settings are read-only: parse a new config instead")
+
+    def limit(self, key: str) -> Any:
+        """``segment.limits.<key>``, which the step's rule passes; a ConfigError naming it when it did not."""
+        try:
+            return self.limits[key]
+        except KeyError:
+            raise ConfigError(f"config key segment.limits.{key} is missing ({SCHEMA_HINT})") from None
 
     def has(self, name: str) -> bool:
         """Whether the config gave block ``name``."""

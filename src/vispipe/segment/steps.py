@@ -48,7 +48,17 @@ from .layout import (
     image_blocks,
     propagate_blocks,
 )
-from .masks import atomic_dir, box_xyxy, decode_rle, encode_rle, id_mask, read_id_mask, read_image, write_image
+from .masks import (
+    atomic_dir,
+    box_xyxy,
+    decode_rle,
+    encode_rle,
+    id_mask,
+    image_size,
+    read_id_mask,
+    read_image,
+    write_image,
+)
 from .prompts import Prompt, read_prompts
 from .propagate import STATES, propagate
 from .propagate import track as track_with
@@ -58,7 +68,7 @@ from .sam3 import Sam3Stepper, Sam3VideoTracker
 from .sam3 import detect as sam3_detect
 from .settings import Settings
 from .timing import Stopwatch, ahead
-from .video import frame_folder, frame_suffix, kept_frames, write_h264
+from .video import fitted_size, frame_folder, frame_suffix, kept_frames, resized, write_h264
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,22 +149,29 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
 
     ``video`` may be a folder of frames (:func:`video.frame_folder`, at ``fps``): its kept frames are
     copied as they are, not re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``)."""
-    frames_cfg = s.frames
+    frames_cfg, limits = s.frames, (s.limit("max_pixels"), s.limit("downscale"))
     kept: list[int] = []
     files: list[str] = []
     times: list[Fraction] = []  # presentation times of the kept frames, after the first's
     with atomic_dir(frames_dir) as tmp:
         if video.is_dir():
             info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
+            size = fitted_size(info.width, info.height, f"the frames of {video}", *limits)
             for index, source in tqdm(sources, desc=f"copy {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}{frame_suffix(source)}")
-                shutil.copyfile(source, tmp / files[-1])
+                if size == (info.width, info.height):
+                    shutil.copyfile(source, tmp / files[-1])
+                else:  # segment.limits.downscale
+                    write_image(
+                        tmp / files[-1], resized(read_image(source), size), jpeg_quality=frames_cfg["jpeg_quality"]
+                    )
                 kept.append(index)
                 times.append(index / info.fps)
         else:
             if fps:
                 log.warning("%s: a video file plays at its container's rate; the fps given (%s) is ignored", video, fps)
-            info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"])
+            info, frames = kept_frames(video, frames_cfg["max_seconds"], frames_cfg["stride"], *limits)
+            size = fitted_size(info.width, info.height, f"video {video}", *limits)
             for frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}.jpg")
                 write_image(tmp / files[-1], frame.image, jpeg_quality=frames_cfg["jpeg_quality"])
@@ -170,8 +187,9 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         "source": {
             "fps": float(info.fps),
             "fps_fraction": str(info.fps),
-            "width": info.width,
-            "height": info.height,
+            "width": size[0],  # the kept frames' size, upright: the source's unless scaled down
+            "height": size[1],
+            **({"downscaled_from": [info.width, info.height]} if size != (info.width, info.height) else {}),
             "frame_count": info.frame_count,
             "duration_s": info.duration_s,
             "codec": info.codec,
@@ -188,8 +206,10 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         "times_s": [round(float(t), 6) for t in times],
     }
     write_json(meta_path, meta)
-    log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d, %s fps%s%s",
-             video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], info.width, info.height, info.fps,
+    log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d%s, %s fps%s%s",
+             video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], *size,
+             f" (scaled down from {info.width}x{info.height}: segment.limits.downscale)" if size != (info.width, info.height) else "",
+             info.fps,
              f", turned {info.rotation} degrees upright" if info.rotation else "",
              ", variable rate (the overlay keeps each frame's time)" if variable else "")  # fmt: skip
     return meta
@@ -454,7 +474,8 @@ def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, pr
     """The first frame from a prompt file (:mod:`vispipe.segment.prompts`): CLIPSeg is skipped; SAM2
     draws the boxes' and points' masks; a mask prompt is taken as it is."""
     image = read_image(frames_dir / meta["files"][0])
-    prompts = read_prompts(prompt_path, meta["source"]["width"], meta["source"]["height"])
+    prompts = read_prompts(prompt_path, meta["source"]["width"], meta["source"]["height"],
+                           s.limit("max_prompt_instances"), s.limit("max_prompt_points"))  # fmt: skip
     dirs = {"sam2": sam2_dir}
     loaded = _load_models(s, dirs)  # also for a mask prompt: propagation refines with it, outputs name it
     drawn = [p for p in prompts if p.mask is None]
@@ -485,7 +506,7 @@ def _segment_prompted(s: Settings, target: str, meta: dict, frames_dir: Path, pr
         "threshold": {"method": "none (prompt file)", "value": None},
         "found": len(instances),
         "instances": instances,
-        "provenance": _provenance(s, first_blocks(target, detector_kind(s)), loaded, dirs),
+        "provenance": _provenance(s, first_blocks(target, detector_kind(s), prompted=True), loaded, dirs),
     }  # fmt: skip
     random_weights = doc["weights"]["random"]
     _save_picture(out_dir / FIRST / HEATMAP, _prompt_picture(image, prompts), random_weights)
@@ -540,11 +561,15 @@ def segment_image(
         raise UserError(f"target {target!r} has no text prompt (segment.targets.{target}.prompt): a still image is"
                         " segmented from text; give the target one")  # fmt: skip
     style = s.overlay
-    image = read_image(image_path)
+    if not Path(image_path).is_file():
+        raise UserError(f"image not found: {image_path}; check the path under segment.images")
+    width, height = image_size(image_path)  # refused before its pixels are read when too large
+    size = fitted_size(width, height, f"image {image_path}", s.limit("max_pixels"), s.limit("downscale"))
+    image = resized(read_image(image_path), size)
     kind = detector_kind(s)
     dirs = {kind: detector_dir, "sam2": sam2_dir}
     loaded = _load_models(s, dirs)
-    where = {"image": str(image_path)}
+    where = {"image": str(image_path), **({"downscaled_from": [width, height]} if size != (width, height) else {})}
     prov = _provenance(s, image_blocks(target, kind), loaded, dirs)
     return _segment_picture(image, target, s, loaded, where, out_dir, out_dir / INSTANCES, prov, style)
 
@@ -845,15 +870,16 @@ def evaluate_segmentation(
     pred, gt = [], []
     for k, source_index in enumerate(meta["kept"]):
         pred.append(read_id_mask(Path(masks_dir) / f"{k:05d}.png"))
+        size = image_size(gt_files[source_index], "ground truth")  # compared before its pixels are read
+        if size != (pred[-1].shape[1], pred[-1].shape[0]):
+            raise UserError(
+                f"{gt_files[source_index]} is {size[0]}x{size[1]} but the video's frames are "
+                f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
+            )
         try:
             gt.append(read_palette_png(gt_files[source_index]))
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read ground truth {gt_files[source_index]}: {e}") from None
-        if pred[-1].shape != gt[-1].shape:
-            raise UserError(
-                f"{gt_files[source_index]} is {gt[-1].shape[1]}x{gt[-1].shape[0]} but the video's frames are "
-                f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
-            )
     per_frame = vos_eval.evaluate(pred, gt, frames=meta["kept"], match=match)
     table = vos_eval.summary(per_frame)
     ids = vos_eval.identity(pred, gt)

@@ -143,11 +143,14 @@ def write_palette_png(path: str | Path, ids: np.ndarray) -> None:
 
 
 def read_palette_png(path: str | Path) -> np.ndarray:
-    """Object ids of a DAVIS-style PNG: the palette indices (mode P or L), never the colours."""
-    image = Image.open(path)
-    if image.mode not in ("P", "L"):
-        raise ValueError(f"{path} is a {image.mode} image; ground truth must be palette (P) or grey (L) object ids")
-    return np.asarray(image)
+    """Object ids of a DAVIS-style PNG: the palette indices (mode P or L), never the colours; or the
+    values of a 16-bit grey PNG (more than 255 objects), as uint16."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L", "I;16", "I"):
+            raise ValueError(f"{path} is a {image.mode} image; ground truth must be palette (P) or grey (L, 16-bit) "
+                             "object ids")  # fmt: skip
+        ids = np.asarray(image)
+    return ids if ids.dtype == np.uint8 else ids.astype(np.uint16)
 
 
 def save_clip(clip: Clip, video: str | Path, gt_dir: str | Path) -> None:

@@ -15,9 +15,43 @@ from pathlib import Path
 from typing import NamedTuple
 
 import av
+import cv2
 import numpy as np
 
 from ..errors import UserError
+from .masks import image_size
+
+MIN_SIDE = 16  # pixels: a smaller frame is refused (the models' preprocessing cannot take it)
+LIMIT_KEY = "segment.limits.max_pixels"
+
+
+def fitted_size(width: int, height: int, where: str, max_pixels: int | None = None,
+                downscale: bool = False) -> tuple[int, int]:  # fmt: skip
+    """The size a ``width`` x ``height`` frame of ``where`` (a file, named in the error) is kept at:
+    as it is, or, over ``max_pixels`` (segment.limits), scaled down to fit when ``downscale`` and
+    refused otherwise, before any pixel is decoded. Frames under :data:`MIN_SIDE` are refused."""
+    small = f"frames under {MIN_SIDE} pixels on a side are too small for the models; give a larger video or image"
+    if min(width, height) < MIN_SIDE:
+        raise UserError(f"{where} is {width}x{height}: {small}")
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    if not downscale:
+        raise UserError(
+            f"{where} is {width}x{height} = {width * height:,} pixels, more than {LIMIT_KEY} ({max_pixels:,}): "
+            f"raise that key, or set segment.limits.downscale: true to scale it down"
+        )
+    scale = math.sqrt(max_pixels / (width * height))
+    w, h = int(width * scale), int(height * scale)
+    if min(w, h) < MIN_SIDE:
+        raise UserError(f"{where} scaled down to {LIMIT_KEY} ({max_pixels:,}) would be {w}x{h}: {small}")
+    return w, h
+
+
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size`` (width, height); area averaging, as for a downscale."""
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -52,9 +86,13 @@ def _open(path: Path):
     return container
 
 
-def kept_frames(path: str | Path, max_seconds: float | None, stride: int) -> tuple[SourceInfo, Iterator[KeptFrame]]:
+def kept_frames(
+    path: str | Path, max_seconds: float | None, stride: int, max_pixels: int | None = None, downscale: bool = False
+) -> tuple[SourceInfo, Iterator[KeptFrame]]:
     """The source's stream info and an iterator of its kept frames: every ``stride``-th frame of the
-    first ``max_seconds`` seconds (all of them when ``None``), turned upright.
+    first ``max_seconds`` seconds (all of them when ``None``), turned upright. Frames over
+    ``max_pixels`` are refused before decoding, or scaled down with ``downscale`` (:func:`fitted_size`);
+    the info gives the source's own size.
 
     Phones record as players do not show: the sensor's landscape frames plus a display matrix that
     says how to turn them (portrait video), and a variable frame rate. So a frame's time is its
@@ -67,6 +105,11 @@ def kept_frames(path: str | Path, max_seconds: float | None, stride: int) -> tup
     if not fps:
         container.close()
         raise UserError(f"{path}: the video stream has no frame rate; re-encode it (ffmpeg -i in -r 25 out.mp4)")
+    try:
+        fitted_size(stream.codec_context.width, stream.codec_context.height, f"video {path}", max_pixels, downscale)
+    except UserError:
+        container.close()
+        raise
     decoded = container.decode(stream)
     try:
         first = next(decoded, None)  # its display matrix says how every frame stands
@@ -85,6 +128,7 @@ def kept_frames(path: str | Path, max_seconds: float | None, stride: int) -> tup
         quarter_turns * 90,
     )
     limit = Fraction(max_seconds) if max_seconds is not None else None
+    size = fitted_size(info.width, info.height, f"video {path}", max_pixels, downscale)
 
     def frames() -> Iterator[KeptFrame]:
         try:
@@ -99,8 +143,8 @@ def kept_frames(path: str | Path, max_seconds: float | None, stride: int) -> tup
                 if limit is not None and time_s >= limit:
                     break
                 if index % stride == 0:
-                    image = frame.to_ndarray(format="rgb24")
-                    yield KeptFrame(index, np.ascontiguousarray(np.rot90(image, quarter_turns)), time_s)
+                    image = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), quarter_turns))
+                    yield KeptFrame(index, resized(image, size), time_s)
         except av.FFmpegError as e:
             raise UserError(f"cannot decode video {path}: {e}. The file is damaged; replace it.") from e
         finally:
@@ -127,8 +171,6 @@ def frame_folder(
     :func:`kept_frames` chooses them, at ``fps`` (:data:`FOLDER_FPS` when ``None``). Frames are in
     number order when every name is a number (then a missing number is an error), else in name
     order; they must share one format and one size."""
-    from PIL import Image
-
     path = Path(path)
     files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
     if not files:
@@ -146,13 +188,7 @@ def frame_folder(
                                 " its frames or fill the gap")  # fmt: skip
     else:
         files.sort(key=lambda p: p.name)
-    sizes = {}
-    for p in files:
-        try:
-            with Image.open(p) as im:  # reads the header only
-                sizes[p] = im.size
-        except OSError as e:
-            raise UserError(f"cannot read frame {p}: {e}; replace the file") from e
+    sizes = {p: image_size(p, "frame") for p in files}  # the headers only
     first = files[0]
     for p in files:
         if sizes[p] != sizes[first]:

@@ -67,21 +67,31 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, boundary: float = BOUNDARY) -> 
     return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
+def pair_iou(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], pred_ids: Sequence[int]) -> np.ndarray:
+    """The mask IoU of every (ground-truth id, predicted id) pair on one frame, (len(gt_ids),
+    len(pred_ids)); 0 where neither is present. One joint histogram of the two id images, not a
+    pass over the pixels per pair (300 objects: 90,000 pairs)."""
+
+    def index(ids_image: np.ndarray, ids: Sequence[int]) -> np.ndarray:  # id -> 1..n, anything else 0
+        lut = np.zeros(max(int(ids_image.max(initial=0)), max(ids, default=0)) + 1, np.int64)
+        lut[list(ids)] = np.arange(1, len(ids) + 1)
+        return lut[ids_image]
+
+    n_g, n_p = len(gt_ids), len(pred_ids)
+    joint = index(gt, gt_ids) * (n_p + 1) + index(pred, pred_ids)
+    counts = np.bincount(joint.ravel(), minlength=(n_g + 1) * (n_p + 1)).reshape(n_g + 1, n_p + 1)
+    inter = counts[1:, 1:].astype(np.float64)
+    union = counts[1:, :].sum(1)[:, None] + counts[:, 1:].sum(0)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def match_ids(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> dict[int, int]:
     """{ground-truth id: predicted id}, one to one, maximising the IoU summed over frames."""
     gt_ids = sorted({int(i) for g in gt for i in np.unique(g) if i})
     pred_ids = sorted({int(i) for p in pred for i in np.unique(p) if i})
     if not gt_ids or not pred_ids:
         return {}
-    score = np.zeros((len(gt_ids), len(pred_ids)))
-    for p, g in zip(pred, gt):
-        for a, gi in enumerate(gt_ids):
-            gm = g == gi
-            for b, pi in enumerate(pred_ids):
-                pm = p == pi
-                union = np.logical_or(gm, pm).sum()
-                if union:
-                    score[a, b] += np.logical_and(gm, pm).sum() / union
+    score = sum(pair_iou(p, g, gt_ids, pred_ids) for p, g in zip(pred, gt))
     rows, cols = linear_sum_assignment(-score)
     return {gt_ids[a]: pred_ids[b] for a, b in zip(rows, cols) if score[a, b] > 0}
 
@@ -145,12 +155,7 @@ def identity(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou: float = 
     for p, g in zip(pred, gt):
         gt_ids = [int(i) for i in np.unique(g) if i]
         pred_ids = [int(i) for i in np.unique(p) if i]
-        overlap = np.zeros((len(gt_ids), len(pred_ids)))
-        for a, gi in enumerate(gt_ids):
-            gm = g == gi
-            for b, pi in enumerate(pred_ids):
-                pm = p == pi
-                overlap[a, b] = np.logical_and(gm, pm).sum() / np.logical_or(gm, pm).sum()
+        overlap = pair_iou(p, g, gt_ids, pred_ids)
         acc.update(gt_ids, pred_ids, np.where(overlap >= iou, 1 - overlap, np.nan))
         frames.append((gt_ids, pred_ids, overlap))
     names = {"idf1": "idf1", "idp": "idp", "idr": "idr", "num_switches": "id_switches", "mota": "mota",
