@@ -7,7 +7,7 @@ propagate, render_overlay) with the demo's tiny random models on the CPU, on the
 - **snakemake**: ``snakemake --cores C`` on a copy of the workflow, the clips as
   ``segment.videos`` entries; models are built first (``fetch_models``), outside the timing.
 - **loop**: C Python processes, each importing once and calling the same library functions
-  (``vispipe.segment.steps``) for its share of the clips, models loaded from disk at each call as
+  (``vispipe.segment.steps``: frames, first, propagate, overlay) for its share of the clips, models loaded from disk at each call as
   the steps do. Every step runs on one thread on both sides (Snakemake's ``--set-threads``), so C
   steps run side by side on C cores either way.
 
@@ -50,8 +50,8 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def make_clips(folder: Path, n: int, seconds: float, size: tuple[int, int], fps: int = 10) -> list[Path]:
-    """``n`` synthetic clips (vispipe.segment.synthetic, a different seed each) as H.264 MP4s."""
-    from vispipe.segment.synthetic import make_clip, save_clip
+    """``n`` synthetic clips (vispipe.segment.evaluation.synthetic, a different seed each) as H.264 MP4s."""
+    from vispipe.segment.evaluation.synthetic import make_clip, save_clip
 
     paths = []
     for i in range(n):
@@ -98,7 +98,7 @@ t0 = __import__("time").perf_counter()
 import cv2, torch
 torch.set_num_threads(int(sys.argv[3])); cv2.setNumThreads(int(sys.argv[3]))
 from vispipe.config import load
-from vispipe.segment import steps
+from vispipe.segment.steps import first, frames, overlay, propagate
 from vispipe.segment.settings import Settings
 
 cfg = load(["config/config.yaml", "config/demo.yaml", "bench.yaml"])
@@ -107,12 +107,12 @@ models = {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}
 for key in json.loads(sys.argv[1]):
     out = Path("loop") / key
     video = Path(cfg["segment"]["videos"][key]["path"])
-    steps.extract_frames(s, video, out / "frames", out / "meta.json")
+    frames.extract_frames(s, video, out / "frames", out / "meta.json")
     t = out / "shape"
-    steps.segment_first(s, "shape", out / "frames", out / "meta.json", t, models["clipseg"], models["sam2"])
-    steps.propagate_video(s, out / "frames", out / "meta.json", t / "instances.json", t / "masks",
+    first.segment_first(s, "shape", out / "frames", out / "meta.json", t, models["clipseg"], models["sam2"])
+    propagate.propagate_video(s, out / "frames", out / "meta.json", t / "instances.json", t / "masks",
                           t / "tracks.json", t / "masks.rle.json", models["sam2"], models["clipseg"])
-    steps.render_overlay(s, out / "frames", out / "meta.json", t / "masks", t / "tracks.json",
+    overlay.render_overlay(s, out / "frames", out / "meta.json", t / "masks", t / "tracks.json",
                          t / "overlay.mp4", t / "first" / "overlay.png")
 """
 

@@ -18,8 +18,8 @@ the ratio to the peer and our per-stage breakdown (vispipe.segment.timing), and 
 
 Then the detectors (segment.detector), full size with random weights (Grounding DINO-tiny's,
 OWLv2-base-patch16's and SAM 3's architectures, transformers' default configs; the tiny tokenizers,
-since the real vocabularies need the network), on the same frames: ours (vispipe.segment.boxes /
-vispipe.segment.sam3: the model's post-processing, then NMS across phrases) against the model's own
+since the real vocabularies need the network), on the same frames: ours (vispipe.segment.detect: grounding_dino, owlv2,
+sam3: the model's post-processing, then NMS across phrases) against the model's own
 transformers loop (processor, model, post-processing), and ours followed by SAM2's box refinement,
 per frame. SAM 3 reads one phrase (two double its 0.8-billion-parameter forward on a CPU).
 
@@ -54,14 +54,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vispipe.runtime import device_name, pick_device  # noqa: E402
-from vispipe.segment import boxes as boxes_mod  # noqa: E402
-from vispipe.segment import edgetam, models, sam3  # noqa: E402
-from vispipe.segment.propagate import propagate, track  # noqa: E402
-from vispipe.segment.sam2 import Sam2Refiner, autocast_dtype  # noqa: E402
-from vispipe.segment.sam2 import autocast as cast  # noqa: E402
-from vispipe.segment.sam2_video import Sam2VideoTracker, TrackerStepper  # noqa: E402
-from vispipe.segment.synthetic import make_clip  # noqa: E402
+from vispipe.segment import models  # noqa: E402
+from vispipe.segment.detect import grounding_dino, owlv2, sam3  # noqa: E402
+from vispipe.segment.evaluation.synthetic import make_clip  # noqa: E402
+from vispipe.segment.models import edgetam  # noqa: E402
+from vispipe.segment.models.tokenizers import tiny_bert_tokenizer, tiny_clip_tokenizer  # noqa: E402
+from vispipe.segment.refine import Sam2Refiner, autocast_dtype  # noqa: E402
+from vispipe.segment.refine import autocast as cast  # noqa: E402
 from vispipe.segment.timing import Stopwatch  # noqa: E402
+from vispipe.segment.track import sam3_video  # noqa: E402
+from vispipe.segment.track.flow import propagate  # noqa: E402
+from vispipe.segment.track.loop import track  # noqa: E402
+from vispipe.segment.track.sam2_video import Sam2VideoTracker, TrackerStepper  # noqa: E402
+from vispipe.segment.types import Loaded  # noqa: E402
 
 # config/config.yaml's segment block: the seed's Farneback, SAM2 prompts and bounds
 FLOW = {"method": "farneback", "scale": 1.0, "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
@@ -135,28 +140,28 @@ SAM3_PHRASES = PHRASES[:1]
 SAM3_KNOBS = {"score_threshold": 0.5, "mask_threshold": 0.5, "nms_iou": 0.5, "max_instances": 10}
 
 
-def full_size_detector(kind: str, device: torch.device) -> models.Loaded:
+def full_size_detector(kind: str, device: torch.device) -> Loaded:
     """Grounding DINO-tiny, OWLv2-base-patch16 or SAM 3 (transformers' default configs) with random weights."""
     import transformers as t
 
     torch.manual_seed(0)
     if kind == "sam3":
         model = t.Sam3Model(t.Sam3Config())
-        processor = t.Sam3Processor(image_processor=t.Sam3ImageProcessor(), tokenizer=models.tiny_clip_tokenizer(32))
+        processor = t.Sam3Processor(image_processor=t.Sam3ImageProcessor(), tokenizer=tiny_clip_tokenizer(32))
     elif kind == "grounding_dino":
-        tokenizer = models.tiny_bert_tokenizer()
+        tokenizer = tiny_bert_tokenizer()
         model = t.GroundingDinoForObjectDetection(t.GroundingDinoConfig())
         processor = t.GroundingDinoProcessor(image_processor=t.GroundingDinoImageProcessor(), tokenizer=tokenizer)
     else:
-        tokenizer = models.tiny_clip_tokenizer()
+        tokenizer = tiny_clip_tokenizer()
         tokenizer.model_max_length = 16  # OWLv2's text length
         model = t.Owlv2ForObjectDetection(t.Owlv2Config(vision_config={"image_size": 960}))  # the ensemble checkpoint's
         processor = t.Owlv2Processor(image_processor=t.Owlv2ImageProcessor(), tokenizer=tokenizer)
-    return models.Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
+    return Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
 
 
 @torch.inference_mode()
-def detector_peer(loaded: models.Loaded, kind: str, frame) -> int:
+def detector_peer(loaded: Loaded, kind: str, frame) -> int:
     """The model's own loop, as its model card writes it: processor, model, post-processing."""
     h, w = frame.shape[:2]
     if kind == "sam3":  # its model card's loop
@@ -167,7 +172,9 @@ def detector_peer(loaded: models.Loaded, kind: str, frame) -> int:
             target_sizes=[(h, w)],
         )  # fmt: skip
     elif kind == "grounding_dino":
-        inputs = loaded.processor(images=frame, text=boxes_mod.caption(PHRASES), return_tensors="pt").to(loaded.device)
+        inputs = loaded.processor(images=frame, text=grounding_dino.caption(PHRASES), return_tensors="pt").to(
+            loaded.device
+        )
         out = loaded.model(**inputs)
         (res,) = loaded.processor.post_process_grounded_object_detection(
             out, inputs["input_ids"], threshold=KNOBS["box_threshold"], text_threshold=KNOBS["text_threshold"],
@@ -206,8 +213,8 @@ def detector_row(kind: str, frames, refiner: Sam2Refiner, device, sync) -> dict:
 
     def ours(f):
         if kind == "sam3":
-            return [b for b, _ in sam3.detect(loaded, f, SAM3_PHRASES, SAM3_KNOBS)]
-        return boxes_mod.DETECT[kind](loaded, f, PHRASES, KNOBS)
+            return [b for b, _ in sam3.found(loaded, f, SAM3_PHRASES, SAM3_KNOBS)]
+        return {"grounding_dino": grounding_dino, "owlv2": owlv2}[kind].boxes(loaded, f, PHRASES, KNOBS)
 
     modes = {"ours": ours, "peer": lambda f: detector_peer(loaded, kind, f)}
     if kind != "sam3":  # SAM 3's own masks are its instances (segment.sam3.refine: false)
@@ -240,7 +247,7 @@ def detector_table(report: dict) -> str:
 
 
 @torch.inference_mode()
-def sam3_peer_loop(loaded: models.Loaded):
+def sam3_peer_loop(loaded: Loaded):
     """SAM 3's own documented streaming loop, one frame per call."""
     model, processor, device = loaded.model, loaded.processor, loaded.device
     session = processor.init_video_session(inference_device=device)
@@ -254,7 +261,7 @@ def sam3_peer_loop(loaded: models.Loaded):
     return step
 
 
-def full_size_tracker(kind: str, device: torch.device) -> models.Loaded:
+def full_size_tracker(kind: str, device: torch.device) -> Loaded:
     """EdgeTAM (its released RepViT-M1 architecture) or SAM 3's video model, with random weights."""
     import transformers as t
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
@@ -268,8 +275,8 @@ def full_size_tracker(kind: str, device: torch.device) -> models.Loaded:
     else:
         model = sam3.spread_scores(t.Sam3VideoModel(t.Sam3VideoConfig()))  # so that the tracker has objects
         processor = t.Sam3VideoProcessor(image_processor=t.Sam3ImageProcessor(), video_processor=Sam2VideoVideoProcessor(),
-                                         tokenizer=models.tiny_clip_tokenizer(32))  # fmt: skip
-    return models.Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
+                                         tokenizer=tiny_clip_tokenizer(32))  # fmt: skip
+    return Loaded(model.to(device).eval(), processor, {"source": "bench", "random_weights": True}, device)
 
 
 SAM3_VIDEO = {"score_threshold": 0.5, "new_object_threshold": 0.7, "max_objects": 5, "max_cond_frames": 16,
@@ -301,7 +308,7 @@ def tracker_row(kind: str, frames, first, autocast, device, sync) -> dict:
                 return ours_stepper.start(frame, {1: first})
             return ours_stepper.step(k, frame, None, [1], {1: first}, set())
     else:
-        ours_stepper = sam3.Sam3Stepper(sam3.Sam3VideoTracker(loaded, SAM3_PHRASES, SAM3_VIDEO, autocast))
+        ours_stepper = sam3_video.Sam3Stepper(sam3_video.Sam3VideoTracker(loaded, SAM3_PHRASES, SAM3_VIDEO, autocast))
         peer_step = sam3_peer_loop(loaded)
 
         def peer(k, frame):

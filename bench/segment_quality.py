@@ -3,12 +3,12 @@
 
 What can be measured honestly without real weights: the `flow` propagator with SAM2 refinement off
 (`segment.propagate.refine: false`), seeded with the ground-truth masks of the objects in view on
-the first frame, scored with J, F and J&F (vispipe.segment.vos_eval, equal to vos-benchmark's
+the first frame, scored with J, F and J&F (vispipe.segment.evaluation.vos, equal to vos-benchmark's
 scorer). Every flow setting runs on the same clips in the same process; the first is the seed's
 (Farneback at full resolution). Also: one-step J (warp frame k-1's true mask to frame k, mean over
 the steps where nothing hides object 1) and milliseconds of flow per frame.
 
-Then whether the ids hold (vispipe.segment.vos_eval.identity: ID switches, IDF1, ids used), with a
+Then whether the ids hold (vispipe.segment.vos.identity: ID switches, IDF1, ids used), with a
 perfect detector (the true masks, shuffled) re-detecting every 5, 10 and 20 frames and the seed's
 flow warping alone between detections (the masks drift): the matcher as configured, against the
 same matcher with appearance switched off (``min_similarity`` above 1), in the same run.
@@ -27,11 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vispipe.segment import vos_eval
-from vispipe.segment.flow import backward_flow, warp_mask
-from vispipe.segment.masks import id_mask
-from vispipe.segment.propagate import propagate
-from vispipe.segment.synthetic import make_clip
+from vispipe.segment.evaluation import vos
+from vispipe.segment.evaluation.synthetic import make_clip
+from vispipe.segment.files.masks import id_mask
+from vispipe.segment.track.flow import backward_flow, propagate, warp_mask
 
 FARNEBACK = {"method": "farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
              "poly_sigma": 1.2}  # fmt: skip
@@ -53,10 +52,10 @@ def run(clip, params: dict) -> dict:
     empty = np.zeros(clip.masks[0].shape, bool)
     ids = sorted(first)
     pred = [np.select([r.masks.get(i, empty) for i in ids], ids, 0).astype(np.uint8) for r in results]
-    table = vos_eval.summary(vos_eval.evaluate(pred, list(clip.masks), match=False)).set_index("object")
+    table = vos.summary(vos.evaluate(pred, list(clip.masks), match=False)).set_index("object")
     steps = range(5, int(0.7 * len(clip.frames)))
     one_step = [
-        vos_eval.region_j(
+        vos.region_j(
             warp_mask(clip.masks[k - 1] == 1, backward_flow(clip.frames[k - 1], clip.frames[k], params)),
             clip.masks[k] == 1,
         )
@@ -93,7 +92,7 @@ def identity_row(clip, every: int, min_similarity: float) -> dict:
     results = propagate(iter(clip.frames), first, None, SETTINGS["farneback, scale 1.0 (seed)"], BOUNDS, 0,
                         Oracle(clip), redetect)  # fmt: skip
     pred = [id_mask(r.masks, clip.masks[0].shape) for r in results]  # as the id PNGs are painted
-    scores = vos_eval.identity(pred, list(clip.masks))
+    scores = vos.identity(pred, list(clip.masks))
     return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "HOTA": scores["hota"],
             "AssA": scores["assa"], "ids used": scores["predicted_ids"], "objects": scores["objects"]}  # fmt: skip
 

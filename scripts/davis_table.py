@@ -7,7 +7,7 @@ F-Mean) and results.md, in --out-dir."""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.steps import davis_table
+from vispipe.segment.steps.evaluate import davis_table
 
 
 def build_parser():

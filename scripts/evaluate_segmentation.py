@@ -8,7 +8,7 @@ j_per_frame.png to --out-dir. Predicted ids are matched to ground-truth objects 
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.steps import evaluate_segmentation
+from vispipe.segment.steps.evaluate import evaluate_segmentation
 
 
 def build_parser():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_tracks
-from vispipe.segment.export import FORMATS
+from vispipe.segment.files.formats import FORMATS
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import export_annotations
+from vispipe.segment.steps.export import export_annotations
 
 
 def build_parser():

@@ -9,9 +9,9 @@ Reads the segment.frames config key."""
 from pathlib import Path
 
 from vispipe import cli
+from vispipe.segment.files.frames import FOLDER_FPS
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import extract_frames
-from vispipe.segment.video import FOLDER_FPS
+from vispipe.segment.steps.frames import extract_frames
 
 
 def build_parser():

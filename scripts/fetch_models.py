@@ -13,7 +13,7 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.layout import TRACKER_MODELS
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import fetch_models
+from vispipe.segment.steps.models import fetch_models
 
 
 def build_parser():

@@ -9,7 +9,7 @@ Annotations/480p/), for segment.davis."""
 from pathlib import Path
 
 from vispipe import cli
-from vispipe.segment.synthetic import make_clip, save_clip, save_davis
+from vispipe.segment.evaluation.synthetic import make_clip, save_clip, save_davis
 
 
 def build_parser():

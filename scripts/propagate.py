@@ -17,7 +17,7 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_models
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import propagate_video
+from vispipe.segment.steps.propagate import propagate_video
 
 
 def build_parser():

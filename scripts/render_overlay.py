@@ -10,7 +10,7 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_tracks
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import render_overlay
+from vispipe.segment.steps.overlay import render_overlay
 
 
 def build_parser():

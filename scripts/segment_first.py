@@ -13,7 +13,7 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.args import add_frames, add_models
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import segment_first
+from vispipe.segment.steps.first import segment_first
 
 
 def build_parser():

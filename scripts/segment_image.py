@@ -11,7 +11,7 @@ from pathlib import Path
 from vispipe import cli
 from vispipe.segment.args import add_models
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import segment_image
+from vispipe.segment.steps.first import segment_image
 
 
 def build_parser():

@@ -102,6 +102,31 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return counts
 
 
+def param_triggered(dry_run_output: str) -> dict[str, int]:
+    """{rule: jobs} of the jobs ``snakemake -n`` plans because their params (config blocks, code hash)
+    changed: what an edit triggers itself, not the jobs downstream that rerun on their new inputs."""
+    counts: dict[str, int] = {}
+    rule = None
+    for line in dry_run_output.splitlines():
+        header = re.fullmatch(r"(?:local)?rule (\w+):", line.strip())
+        if header:
+            rule = header[1]
+        elif rule and line.strip().startswith("reason:"):
+            if "Params have changed" in line:
+                counts[rule] = counts.get(rule, 0) + 1
+            rule = None
+    return counts
+
+
+def library_copy(workdir: Path) -> tuple[Path, dict]:
+    """A copy of the library in ``workdir/src`` that a test may edit, and the environment that
+    imports it (PYTHONPATH) in the steps' and Snakemake's processes."""
+    src = workdir / "src"
+    if not src.exists():
+        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return src, {**env_with_venv(), "PYTHONPATH": str(src)}
+
+
 def assert_nothing_to_do(result: subprocess.CompletedProcess | str) -> None:
     """Snakemake (``-n``) said every requested file is up to date and listed no job.
 

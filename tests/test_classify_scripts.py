@@ -289,9 +289,10 @@ def test_sigterm_to_the_process_group_with_workers_exits_cleanly(digits, teacher
     import signal
 
     out, log = tmp_path / "w", tmp_path / "w.log"
-    cmd = student_cmd(digits, teacher, out, log) + ["--config", json.dumps({"classify": {"num_workers": 2}})]
-    proc = subprocess.Popen(cmd, env=env_with_venv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    # 20 epochs (about 10 s on an idle machine): still training when the last delay is over; killed early
+    longer = {"classify": {"num_workers": 2, "student": {"train": {"epochs": 20}}}}
+    proc = subprocess.Popen(student_cmd(digits, teacher, out, log, longer), env=env_with_venv(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and "augmentation on the CPU in workers" in log.read_text():

@@ -13,9 +13,13 @@ import torch
 from conftest import DEMO_CONFIGS, ROOT, run_script
 from vispipe.config import ConfigError, deep_merge, load
 from vispipe.provenance import config_sha256
-from vispipe.segment import boxes, models
-from vispipe.segment.clipseg import heatmap
+from vispipe.segment import models
+from vispipe.segment.detect import grounding_dino, owlv2
+from vispipe.segment.detect.clipseg import heatmap
 from vispipe.segment.layout import image_blocks, model_dirs, propagate_blocks
+from vispipe.segment.types import Loaded
+
+DETECT = {"grounding_dino": grounding_dino, "owlv2": owlv2}
 
 FRAME = ROOT / "resources/demo/bigbuckbunny_frame.jpg"
 PHRASES = ["a white rabbit", "a tree"]
@@ -49,7 +53,7 @@ def test_the_tiny_detectors_load_back_through_from_pretrained(detectors):
 def test_boxes_are_in_the_image_and_best_first(detectors, image, kind):
     loaded = models.load(kind, detectors[kind], torch.device("cpu"))
     knobs = {"box_threshold": 0.0, "text_threshold": 0.0, "score_threshold": 0.0, "nms_iou": 0.5, "max_instances": 6}
-    found = boxes.DETECT[kind](loaded, image, PHRASES, knobs)
+    found = DETECT[kind].boxes(loaded, image, PHRASES, knobs)
     assert 1 <= len(found) <= 6  # a threshold of 0 keeps every box: NMS and max_instances cut them
     h, w = image.shape[:2]
     for b in found:
@@ -60,7 +64,7 @@ def test_boxes_are_in_the_image_and_best_first(detectors, image, kind):
     assert {b.phrase for b in found} <= set(PHRASES)  # each box named by a configured phrase
     # the threshold is honoured: nothing at all above a score of 1
     strict = dict(knobs, box_threshold=1.0, score_threshold=1.0)
-    assert boxes.DETECT[kind](loaded, image, PHRASES, strict) == []
+    assert DETECT[kind].boxes(loaded, image, PHRASES, strict) == []
 
 
 class _Fixed(torch.nn.Module):
@@ -75,9 +79,9 @@ class _Fixed(torch.nn.Module):
         return SimpleNamespace(logits=self.logits, pred_boxes=self.boxes)
 
 
-def _owlv2_answering(detectors, boxes, logits) -> models.Loaded:
+def _owlv2_answering(detectors, boxes, logits) -> Loaded:
     real = models.load("owlv2", detectors["owlv2"], torch.device("cpu"))
-    return models.Loaded(_Fixed(boxes, logits), real.processor, real.source, real.device)
+    return Loaded(_Fixed(boxes, logits), real.processor, real.source, real.device)
 
 
 def test_owlv2_boxes_are_scaled_to_its_padded_square(detectors):
@@ -85,7 +89,7 @@ def test_owlv2_boxes_are_scaled_to_its_padded_square(detectors):
     fractions of the longer side on both axes. On a 640x360 frame, a box centred at (0.5, 0.25) with
     size (0.2, 0.1) is (256, 128)-(384, 192); scaling y by the height instead would put it at y 72-108."""
     fixed = _owlv2_answering(detectors, [[0.5, 0.25, 0.2, 0.1], [0.5, 0.5, 0.01, 0.01]], [[9.0, -9.0], [-9.0, -9.0]])
-    found = boxes.owlv2(fixed, np.zeros((360, 640, 3), np.uint8), ["a rabbit", "a tree"],
+    found = owlv2.boxes(fixed, np.zeros((360, 640, 3), np.uint8), ["a rabbit", "a tree"],
                         {"score_threshold": 0.5, "nms_iou": 0.5, "max_instances": 5})  # fmt: skip
     assert [(b.xyxy, b.phrase) for b in found] == [([256.0, 128.0, 384.0, 192.0], "a rabbit")]
 
@@ -97,10 +101,10 @@ def test_one_object_matched_by_two_phrases_is_one_instance(detectors):
     logits = [[2.0, -9.0], [-9.0, 3.0], [1.0, -9.0]]
     fixed = _owlv2_answering(detectors, found_boxes, logits)
     image, knobs = np.zeros((100, 100, 3), np.uint8), {"score_threshold": 0.5, "nms_iou": 0.5, "max_instances": 5}
-    found = boxes.owlv2(fixed, image, ["a rabbit", "a tree"], knobs)
+    found = owlv2.boxes(fixed, image, ["a rabbit", "a tree"], knobs)
     assert [b.phrase for b in found] == ["a tree", "a rabbit"] and found[1].xyxy == [75.0, 75.0, 85.0, 85.0]
-    assert len(boxes.owlv2(fixed, image, ["a rabbit", "a tree"], dict(knobs, nms_iou=1.0))) == 3  # 1 keeps all
-    assert [b.phrase for b in boxes.owlv2(fixed, image, ["a rabbit", "a tree"], dict(knobs, max_instances=1))] == [
+    assert len(owlv2.boxes(fixed, image, ["a rabbit", "a tree"], dict(knobs, nms_iou=1.0))) == 3  # 1 keeps all
+    assert [b.phrase for b in owlv2.boxes(fixed, image, ["a rabbit", "a tree"], dict(knobs, max_instances=1))] == [
         "a tree"
     ]
 
@@ -108,9 +112,9 @@ def test_one_object_matched_by_two_phrases_is_one_instance(detectors):
 def test_a_grounding_dino_label_names_the_phrase_it_shares_most_words_with():
     """Its tokens above text_threshold may span two phrases, be partial, or be none."""
     phrases = ["a tree", "a white rabbit"]
-    assert boxes.matched_phrase("white rabbit. a", phrases) == "a white rabbit"
-    assert boxes.matched_phrase("tree", phrases) == "a tree"
-    assert boxes.matched_phrase("", phrases) == "a tree"  # nothing to go by: the first
+    assert grounding_dino.matched_phrase("white rabbit. a", phrases) == "a white rabbit"
+    assert grounding_dino.matched_phrase("tree", phrases) == "a tree"
+    assert grounding_dino.matched_phrase("", phrases) == "a tree"  # nothing to go by: the first
 
 
 def test_clipseg_with_several_phrases_takes_their_pixelwise_maximum(tiny_models, image):
@@ -161,7 +165,7 @@ def test_segment_image_with_another_detector_writes_the_same_outputs(detectors, 
 def test_re_detection_uses_the_configured_detector(detectors, tiny_models, tmp_path):
     """propagate with segment.redetect.every 2 and OWLv2: the detector runs on frames 2 and 4, and its
     instances enter the tracks exactly as CLIPSeg's do."""
-    from vispipe.segment.synthetic import make_clip, save_clip
+    from vispipe.segment.evaluation.synthetic import make_clip, save_clip
 
     clip = tmp_path / "clip.mp4"
     save_clip(make_clip(n_frames=5, size=(120, 160)), clip, tmp_path / "gt")

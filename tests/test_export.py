@@ -16,9 +16,9 @@ from defusedxml import ElementTree
 
 from conftest import DEMO_CONFIGS, run_script
 from vispipe.errors import UserError
-from vispipe.segment.masks import write_image
+from vispipe.segment.files.masks import write_image
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import export_annotations
+from vispipe.segment.steps.export import export_annotations
 
 H, W, N = 96, 128, 8
 GONE = {2: (3, 4)}  # instance 2 is out of view on these frames

@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import snakemake
 from vispipe.errors import UserError
+from vispipe.segment.evaluation.synthetic import make_clip
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import extract_frames
-from vispipe.segment.synthetic import make_clip
+from vispipe.segment.steps.frames import extract_frames
 
 FRAMES = {"max_seconds": None, "stride": 1, "jpeg_quality": 95}
 LIMITS = {"max_pixels": 33_177_600, "downscale": False}  # config.yaml's

@@ -312,7 +312,7 @@ def squares(n: int) -> np.ndarray:
 def static_clip(tmp_path_factory):
     """A still textured scene as a 4-frame H.264 clip (W x H) and its kept frames: the flow moves
     nothing, so an object's mask stays where the first frame put it."""
-    from vispipe.segment.video import write_h264
+    from vispipe.segment.files.frames import write_h264
 
     d = tmp_path_factory.mktemp("static")
     rng = np.random.default_rng(1)
@@ -341,7 +341,7 @@ def test_a_prompt_file_of_a_million_points_is_refused_at_once(static_clip, tiny_
 def test_300_objects_go_through_every_step_as_16_bit_ids(static_clip, tiny_models, tmp_path):
     """Ids above 255: a mask prompt with 300 objects -> propagate (16-bit id PNGs) -> overlay, every
     export and the evaluation against 16-bit ground truth. It used to stop at uint8 (OverflowError)."""
-    from vispipe.segment.masks import read_id_mask
+    from vispipe.segment.files.masks import read_id_mask
 
     d, ids = static_clip, squares(300)
     cv2.imwrite(str(tmp_path / "prompt.png"), ids)  # a 16-bit grey PNG
@@ -374,7 +374,7 @@ def test_300_objects_go_through_every_step_as_16_bit_ids(static_clip, tiny_model
 
 
 def test_id_pngs_are_8_bit_up_to_255_and_16_bit_beyond(tmp_path):
-    from vispipe.segment.masks import id_mask, read_id_mask, write_image
+    from vispipe.segment.files.masks import id_mask, read_id_mask, write_image
 
     small = id_mask({255: np.ones((4, 4), bool)}, (4, 4))
     large = id_mask({256: np.ones((4, 4), bool), 1: np.eye(4, dtype=bool)}, (4, 4))
@@ -432,7 +432,7 @@ def test_a_still_image_over_max_pixels_is_refused_or_scaled(static_clip, tiny_mo
 
 
 def test_frames_too_small_for_the_models_are_refused(tmp_path):
-    from vispipe.segment.video import write_h264
+    from vispipe.segment.files.frames import write_h264
 
     write_h264(tmp_path / "tiny.mp4", [np.zeros((8, 8, 3), np.uint8)] * 2, Fraction(10))
     proc = run_script("extract_frames", *cfg_args(), "--video", tmp_path / "tiny.mp4", "--frames", tmp_path / "f",

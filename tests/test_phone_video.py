@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DEMO_CONFIGS, run_script
 from vispipe.segment.settings import Settings
-from vispipe.segment.steps import extract_frames
+from vispipe.segment.steps.frames import extract_frames
 
 CODED = (64, 96)  # height, width as the sensor records them: landscape
 MS = Fraction(1, 1000)

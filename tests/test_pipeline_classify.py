@@ -14,10 +14,12 @@ pytestmark = pytest.mark.slow
 
 CLS = "results/classify"
 # Measured on the demo (chance is 10%): teacher 96.9 / 97.2%, student 95.3 / 92.5%, no KD 92.5 / 90.6% in two
-# sessions' runs. Top-1 on 360 test digits moves by a few points between runs (1 digit = 0.28 points),
-# so a student's top-1 cannot tell a working distillation from a broken one: that is checked directly
-# below (test_the_distilled_student_is_closer_to_its_teacher).
-FLOOR = {"teacher": 0.95, "student": 0.88, "variants/no_kd": 0.85}
+# sessions' runs, and no KD 84.4% on a later machine with the same code and pins (two commits apart, the
+# same number: the run is deterministic on one CPU, not across CPUs). Top-1 on 360 test digits moves by
+# a few points between machines (1 digit = 0.28 points), so a student's top-1 cannot tell a working
+# distillation from a broken one: that is checked directly below
+# (test_the_distilled_student_is_closer_to_its_teacher). The floors catch a chain that learns nothing.
+FLOOR = {"teacher": 0.95, "student": 0.88, "variants/no_kd": 0.80}
 PICTURES = ["confusion_counts.png", "confusion_normalized.png", "per_class_accuracy.png", "pred_grid.png"]
 
 
@@ -186,18 +188,15 @@ def test_a_bad_config_stops_snakemake_naming_the_key(workflow_dir, bad, message)
 
 
 def test_a_code_edit_reruns_exactly_the_steps_that_run_that_code(demo_run):
-    """Snakemake sees the scripts and the library through the rules' `code` param (vispipe/codedeps.py)."""
+    """Snakemake sees the scripts and the library through the rules' `code` param (vispipe/codedeps.py).
+    (The segmentation steps' own checks: tests/test_segment_pipeline.py.)"""
     import os
-    import shutil
     import subprocess
     import sys
 
-    from conftest import ROOT, env_with_venv
+    from conftest import library_copy
 
-    src = demo_run / "src"  # a copy of the library that this test may edit, imported via PYTHONPATH
-    if not src.exists():
-        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    env = {**env_with_venv(), "PYTHONPATH": str(src)}
+    src, env = library_copy(demo_run)  # a copy of the library that this test may edit, imported via PYTHONPATH
 
     def dry_run():
         proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml"],
@@ -216,15 +215,14 @@ def test_a_code_edit_reruns_exactly_the_steps_that_run_that_code(demo_run):
     finally:
         train.write_text(original)
         os.utime(train)
-    flow = src / "vispipe/segment/flow.py"
+    flow = src / "vispipe/segment/track/flow.py"
     original = flow.read_text()
     try:
         flow.write_text(original + "\n# an edit\n")
         counts = job_counts(dry_run().stdout)
-        assert counts and not {"train_teacher", "train_student", "evaluate", "compare_models", "ablation"} & set(counts)
-        # every segmentation script imports segment/steps.py, which imports flow.py: the whole chain
-        # reruns; the download rule (fetch_models) is not code-triggered
-        assert counts.get("propagate") and counts.get("extract_frames") and "fetch_models" not in counts
+        # the flow tracker runs in propagate alone: the frames, the first frame and training stay
+        assert counts.get("propagate") and not {"extract_frames", "segment_first", "segment_image", "fetch_models",
+                                                "train_teacher", "train_student", "evaluate"} & set(counts), counts  # fmt: skip
     finally:
         flow.write_text(original)
 

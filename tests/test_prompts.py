@@ -16,11 +16,11 @@ from PIL import Image
 from conftest import DEMO_CONFIGS, job_counts, run_script, snakemake
 from vispipe.config import ConfigError
 from vispipe.errors import UserError
+from vispipe.segment.evaluation.synthetic import make_clip, write_palette_png
+from vispipe.segment.files.masks import decode_rle
+from vispipe.segment.files.prompts import read_prompts
 from vispipe.segment.layout import check_target_keys
-from vispipe.segment.masks import decode_rle
-from vispipe.segment.prompts import read_prompts
 from vispipe.segment.samples import with_samples
-from vispipe.segment.synthetic import make_clip, write_palette_png
 
 H, W = 96, 128
 
@@ -208,8 +208,8 @@ def test_sam2_receives_each_instances_own_box_and_points(tiny_models):
     import torch
 
     from vispipe.segment import models
-    from vispipe.segment.prompts import Prompt
-    from vispipe.segment.sam2 import Sam2Refiner
+    from vispipe.segment.files.prompts import Prompt
+    from vispipe.segment.refine import Sam2Refiner
 
     sam2 = models.load("sam2", tiny_models["sam2"], torch.device("cpu"))
     calls = []

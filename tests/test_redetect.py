@@ -5,9 +5,10 @@ masks, as a perfect CLIPSeg + SAM2 would give) isolates the matching from the mo
 import numpy as np
 import pytest
 
-from vispipe.segment.propagate import match_score, propagate
-from vispipe.segment.sam2 import Refined
-from vispipe.segment.synthetic import make_clip
+from vispipe.segment.associate import match_score
+from vispipe.segment.evaluation.synthetic import make_clip
+from vispipe.segment.track.flow import propagate
+from vispipe.segment.types import Refined
 
 FLOW = {"method": "dis", "dis_preset": "fast", "scale": 1.0}
 BOUNDS = {"min_area_ratio": 0.5, "max_area_ratio": 2.0, "lost_area_ratio": 0.2, "min_sam2_score": 0.5,
@@ -167,7 +168,7 @@ def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
     """One object in view for 4 frames, tracked as id 7 on frames 0-1 and as id 9 on frames 2-3:
     one ID switch; the best one-to-one id correspondence covers 2 of 4 frames on each side, so
     IDF1 = 2 * 2 / (2 * 2 + 2 + 2) = 0.5 (HOTA below); a prediction that overlaps by less than IoU 0.5 is no pair."""
-    from vispipe.segment.vos_eval import identity
+    from vispipe.segment.evaluation.vos import identity
 
     gt = [np.zeros((20, 20), np.uint8) for _ in range(4)]
     for g in gt:
@@ -187,8 +188,8 @@ def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
 def oracle_ids(clip, every: int) -> tuple[dict, list, list]:
     """The warp-only flow propagator with a perfect detector re-detecting every ``every`` frames:
     the identity scores against the truth, the events and the frames' results."""
-    from vispipe.segment.masks import id_mask
-    from vispipe.segment.vos_eval import identity
+    from vispipe.segment.evaluation.vos import identity
+    from vispipe.segment.files.masks import id_mask
 
     first = {i: clip.masks[0] == i for i in np.unique(clip.masks[0]) if i}
     redetect = {"every": every, "match_iou": 0.5, "min_similarity": 0.8}

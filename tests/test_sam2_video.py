@@ -13,9 +13,9 @@ from transformers import Sam2Model, Sam2VideoModel
 
 from vispipe.errors import UserError
 from vispipe.segment import models
-from vispipe.segment.propagate import track
-from vispipe.segment.sam2_video import Sam2VideoTracker, TrackerStepper
 from vispipe.segment.timing import Stopwatch, ahead
+from vispipe.segment.track.loop import track
+from vispipe.segment.track.sam2_video import Sam2VideoTracker, TrackerStepper
 
 CPU = torch.device("cpu")
 BOUNDS = {"use_object_score": True}

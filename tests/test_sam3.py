@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from vispipe.errors import UserError
-from vispipe.segment import models, sam3
-from vispipe.segment.propagate import track
+from vispipe.segment import models
+from vispipe.segment.detect import sam3
+from vispipe.segment.track import sam3_video
+from vispipe.segment.track.loop import track
 
 CPU = torch.device("cpu")
 KNOBS = {"score_threshold": 0.5, "mask_threshold": 0.5, "nms_iou": 0.5, "max_instances": 10}
@@ -58,7 +60,7 @@ def test_one_folder_loads_as_detector_and_tracker(folder, video):
 def test_instances_are_in_the_image_best_first_and_one_per_object_across_phrases(folder):
     loaded = models.load("sam3", folder, CPU)
     image = square(3, 180, 260)
-    found = sam3.detect(loaded, image, ["a red square"], KNOBS)
+    found = sam3.found(loaded, image, ["a red square"], KNOBS)
     assert found, "the tiny model finds something at the usual thresholds"
     for box, mask in found:
         x0, y0, x1, y1 = box.xyxy
@@ -66,23 +68,23 @@ def test_instances_are_in_the_image_best_first_and_one_per_object_across_phrases
         assert box.phrase == "a red square" and KNOBS["score_threshold"] <= box.score <= 1
     assert [b.score for b, _ in found] == sorted((b.score for b, _ in found), reverse=True)
     # the same phrase twice finds every object twice: the NMS across phrases keeps one of each
-    twice = sam3.detect(loaded, image, ["a red square", "a red square"], KNOBS)
+    twice = sam3.found(loaded, image, ["a red square", "a red square"], KNOBS)
     assert [b.xyxy for b, _ in twice] == [b.xyxy for b, _ in found]
     every = dict(KNOBS, nms_iou=1.0, max_instances=255)  # no NMS, no cut: each phrase's every instance
-    assert len(sam3.detect(loaded, image, ["a red square"] * 2, every)) == 2 * len(
-        sam3.detect(loaded, image, ["a red square"], every)
+    assert len(sam3.found(loaded, image, ["a red square"] * 2, every)) == 2 * len(
+        sam3.found(loaded, image, ["a red square"], every)
     )
-    assert sam3.detect(loaded, image, ["a red square"], dict(KNOBS, score_threshold=1.0)) == []
-    assert len(sam3.detect(loaded, image, ["a red square"] * 2, dict(KNOBS, nms_iou=1.0, max_instances=1))) == 1
+    assert sam3.found(loaded, image, ["a red square"], dict(KNOBS, score_threshold=1.0)) == []
+    assert len(sam3.found(loaded, image, ["a red square"] * 2, dict(KNOBS, nms_iou=1.0, max_instances=1))) == 1
     with pytest.raises(UserError, match=r"is \d+ tokens, and SAM 3 reads at most 32: shorten it"):
-        sam3.detect(loaded, image, ["a red square on a dark grey background, moving"], KNOBS)  # a token a letter
+        sam3.found(loaded, image, ["a red square on a dark grey background, moving"], KNOBS)  # a token a letter
 
 
 def stream(video, n, prune=True, cap=True, max_objects=10, max_cond_frames=4):
     """The square clip streamed: (k, tracker, frame k's objects); the tiny model finds 7 objects on
     frame 0 and one more on each of frames 1 to 3 (up to ``max_objects``)."""
     knobs = dict(VIDEO, max_objects=max_objects, max_cond_frames=max_cond_frames)
-    tracker = sam3.Sam3VideoTracker(video, ["a red square"], knobs, prune=prune, cap=cap)
+    tracker = sam3_video.Sam3VideoTracker(video, ["a red square"], knobs, prune=prune, cap=cap)
     for k in range(n):
         yield k, tracker, tracker.track(k, square(k))
 
@@ -137,7 +139,7 @@ def test_sam3s_ids_map_onto_ours():
     a[2:8, 2:8], b[12:18, 12:18], c[2:8, 12:18], ours2[12:18, 2:8] = True, True, True, True
     answers = {0: {10: a, 11: b}, 1: {10: a, 11: b, 12: c}, 2: {11: b, 12: c}, 3: {10: a, 11: b, 12: c}}
     frames = ((np.zeros((20, 20, 3), np.uint8), None) for _ in range(4))
-    results = list(track(frames, {1: a, 2: ours2}, sam3.Sam3Stepper(Scripted(answers))))
+    results = list(track(frames, {1: a, 2: ours2}, sam3_video.Sam3Stepper(Scripted(answers))))
     events = [(k, e["event"], e["id"]) for k, r in enumerate(results) for e in r.events]
     assert events == [(0, "born", 1), (0, "born", 2), (1, "born", 3), (1, "born", 4), (1, "lost", 2), (2, "lost", 1),
                       (3, "revived", 1)]  # fmt: skip

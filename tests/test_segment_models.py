@@ -12,10 +12,11 @@ from transformers import CLIPSegForImageSegmentation, Sam2Model
 from conftest import DEMO_VIDEO
 from vispipe.errors import UserError
 from vispipe.segment import models
-from vispipe.segment.clipseg import find_instances, heatmap
-from vispipe.segment.propagate import STATES, propagate
-from vispipe.segment.sam2 import Sam2Refiner
-from vispipe.segment.video import kept_frames
+from vispipe.segment.detect.clipseg import find_instances, heatmap
+from vispipe.segment.files.frames import kept_frames
+from vispipe.segment.refine import Sam2Refiner
+from vispipe.segment.track.flow import propagate
+from vispipe.segment.types import STATES
 
 FLOW = {"scale": 0.5, "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
 BOUNDS = {

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from vispipe.segment import vos_eval
-from vispipe.segment.flow import backward_flow, warp_mask
-from vispipe.segment.propagate import propagate
-from vispipe.segment.synthetic import make_clip, read_palette_png, save_clip
+from vispipe.segment.evaluation import vos
+from vispipe.segment.evaluation.synthetic import make_clip, read_palette_png, save_clip
+from vispipe.segment.track.flow import backward_flow, propagate, warp_mask
 
 FARNEBACK = {"method": "farneback", "scale": 1.0, "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
              "poly_n": 5, "poly_sigma": 1.2}  # fmt: skip
@@ -75,12 +74,12 @@ def test_j_and_f_equal_the_reference_scorer(clip):
         if k % 11 == 5:
             p[rng.random(p.shape) < 0.01] = 3  # speckle
         pred.append(p)
-    ours = vos_eval.evaluate(pred, list(clip.masks), match=False)
+    ours = vos.evaluate(pred, list(clip.masks), match=False)
     ref = evaluator_mod.Evaluator()
     for p, g in list(zip(pred, clip.masks))[1:-1]:  # vos-benchmark skips the first and last frames
         ref.feed_frame(p, g)
     ref_j, ref_f = ref.conclude()
-    table = vos_eval.summary(ours).set_index("object")
+    table = vos.summary(ours).set_index("object")
     assert sorted(ref_j) == [1, 2, 3]
     for obj in (1, 2, 3):
         assert table.loc[str(obj), "J"] * 100 == pytest.approx(ref_j[obj], abs=1e-9)
@@ -90,11 +89,11 @@ def test_j_and_f_equal_the_reference_scorer(clip):
 
 def test_ids_are_matched_to_the_ground_truth_once_per_video(clip):
     swapped = [np.select([m == 1, m == 2, m == 3], [7, 5, 9], 0).astype(np.uint8) for m in clip.masks]
-    per_frame = vos_eval.evaluate(swapped, list(clip.masks))
+    per_frame = vos.evaluate(swapped, list(clip.masks))
     assert dict(zip(per_frame["object"], per_frame["pred_id"])) == {1: 7, 2: 5, 3: 9}
     assert (per_frame["J"] == 1).all() and (per_frame["F"] == 1).all()
-    unmatched = vos_eval.evaluate([np.zeros_like(m) for m in clip.masks], list(clip.masks))
-    assert unmatched["pred_id"].isna().all() and vos_eval.summary(unmatched).iloc[-1]["J"] < 0.2
+    unmatched = vos.evaluate([np.zeros_like(m) for m in clip.masks], list(clip.masks))
+    assert unmatched["pred_id"].isna().all() and vos.summary(unmatched).iloc[-1]["J"] < 0.2
 
 
 @pytest.mark.parametrize("method", ["farneback", "dis"])
@@ -105,8 +104,8 @@ def test_one_flow_step_keeps_a_translating_textured_object(clip, method):
     js, still = [], []
     for k in range(5, 30):
         flow = backward_flow(clip.frames[k - 1], clip.frames[k], params)
-        js.append(vos_eval.region_j(warp_mask(clip.masks[k - 1] == 1, flow), clip.masks[k] == 1))
-        still.append(vos_eval.region_j(clip.masks[k - 1] == 1, clip.masks[k] == 1))
+        js.append(vos.region_j(warp_mask(clip.masks[k - 1] == 1, flow), clip.masks[k] == 1))
+        still.append(vos.region_j(clip.masks[k - 1] == 1, clip.masks[k] == 1))
     assert min(js) >= 0.95 and np.mean(js) >= np.mean(still) + 0.05, (js, still)
 
 
@@ -121,8 +120,8 @@ def test_warping_alone_over_the_clip_with_the_ground_truth_first_frame(clip):
     assert {r.info[1]["reason"] for r in results[1:]} == {"not refined"}
     empty = np.zeros(clip.masks[0].shape, bool)
     pred = [np.select([r.masks.get(1, empty), r.masks.get(2, empty)], [1, 2], 0) for r in results]
-    table = vos_eval.summary(vos_eval.evaluate(pred, list(clip.masks), match=False)).set_index("object")
-    still = vos_eval.summary(vos_eval.evaluate([clip.masks[0] * (clip.masks[0] < 3)] * 40, list(clip.masks),
+    table = vos.summary(vos.evaluate(pred, list(clip.masks), match=False)).set_index("object")
+    still = vos.summary(vos.evaluate([clip.masks[0] * (clip.masks[0] < 3)] * 40, list(clip.masks),
                                                match=False)).set_index("object")  # fmt: skip
     assert table.loc["1", "J"] >= 0.5 and still.loc["1", "J"] < 0.35, (table, still)
     assert table.loc["3", "J&F"] == 0  # it enters later: found only by re-detection, which this does not do
@@ -155,8 +154,8 @@ def test_the_evaluation_script_names_a_bad_ground_truth(tmp_path, clip):
     import json
 
     from conftest import run_script
-    from vispipe.segment.masks import id_mask, write_image
-    from vispipe.segment.synthetic import write_palette_png
+    from vispipe.segment.evaluation.synthetic import write_palette_png
+    from vispipe.segment.files.masks import id_mask, write_image
 
     masks, gt = tmp_path / "masks", tmp_path / "gt"
     masks.mkdir()

@@ -175,7 +175,7 @@ def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path, n
 
 def assert_png_equals_rle(ids: list[np.ndarray], rle_path) -> dict[int, dict[int, np.ndarray]]:
     """Each frame's id PNG is exactly its RLE masks, the lower id winning an overlap; {frame: {id: mask}}."""
-    from vispipe.segment.masks import decode_rle
+    from vispipe.segment.files.masks import decode_rle
 
     rle = json.loads(rle_path.read_text())
     assert len(rle["images"]) == len(ids) and rle["categories"] == [{"id": 1, "name": "rabbit"}]
@@ -455,8 +455,8 @@ def test_a_step_validates_its_config_once_at_entry_and_never_inside_the_library(
     settings only: with the validator made to fail after parsing, the whole step still runs."""
     import vispipe.config
     import vispipe.segment.settings as settings_module
-    from vispipe.segment import steps
     from vispipe.segment.settings import PER_KEY, Settings
+    from vispipe.segment.steps.propagate import propagate_video
 
     d, m = run
     seen = []
@@ -479,7 +479,7 @@ def test_a_step_validates_its_config_once_at_entry_and_never_inside_the_library(
     for module in (vispipe.config, settings_module):
         monkeypatch.setattr(module, "validate", no_more)
     out = tmp_path / "t"
-    steps.propagate_video(settings, d / "frames", d / "meta.json", d / "rabbit/instances.json", out / "masks",
+    propagate_video(settings, d / "frames", d / "meta.json", d / "rabbit/instances.json", out / "masks",
                           out / "tracks.json", out / "rle.json", m["sam2"], m["clipseg"])  # fmt: skip
     assert len(list((out / "masks").iterdir())) == 5
     with pytest.raises(AttributeError, match="read-only"):

@@ -10,12 +10,13 @@ from pycocotools import mask as coco_mask
 
 from vispipe.config import ConfigError
 from vispipe.segment import layout
-from vispipe.segment.clipseg import find_instances
-from vispipe.segment.flow import backward_flow, warp_mask
-from vispipe.segment.masks import box_xyxy, decode_rle, encode_rle, id_mask
+from vispipe.segment.detect.clipseg import find_instances
+from vispipe.segment.files.masks import decode_rle, encode_rle, id_mask
+from vispipe.segment.geometry import box_xyxy
 from vispipe.segment.overlay import banner, color_of, draw_instances, hex_to_rgb
-from vispipe.segment.propagate import decide, propagate
-from vispipe.segment.sam2 import Refined, ring, sample_points
+from vispipe.segment.refine import ring, sample_points
+from vispipe.segment.track.flow import backward_flow, decide, propagate, warp_mask
+from vispipe.segment.types import Refined
 
 FLOW = {"scale": 1.0, "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
 BOUNDS = {

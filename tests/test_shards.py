@@ -63,7 +63,7 @@ STAMPS = [shards.stamp("0000"), shards.stamp("0001")]  # a0 a1 | a2 a3
 
 
 def _clip(path: Path, seed: int) -> None:
-    from vispipe.segment.synthetic import make_clip, save_clip
+    from vispipe.segment.evaluation.synthetic import make_clip, save_clip
 
     save_clip(make_clip(6, (96, 128), seed=seed), path, path.parent / "gt" / path.stem)
 

@@ -420,7 +420,7 @@ def test_profile_dry_run(profile, tmp_path):
 
 
 def _make_clips(folder: Path) -> None:
-    from vispipe.segment.synthetic import make_clip, save_clip
+    from vispipe.segment.evaluation.synthetic import make_clip, save_clip
 
     for i, key in enumerate(CLIPS):
         save_clip(make_clip(6, (96, 128), seed=i), folder / f"{key}.mp4", folder / "gt" / key)

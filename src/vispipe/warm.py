@@ -52,7 +52,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # list a step imports beyond this one was measured by running all four steps after it: nothing left).
 _T = "transformers.models."
 PRELOAD = (
-    "vispipe.segment.steps",
+    *(f"vispipe.segment.steps.{m}" for m in ("frames", "first", "propagate", "overlay", "export")),
+    "vispipe.segment.detect.clipseg",  # the default detector and tracker (others import by name when chosen)
+    "vispipe.segment.track.flow",
     "jsonschema",
     "av",
     "pycocotools.mask",

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..config import ConfigError
+from . import registry
 
 SEG = "results/segment"
 HEATMAP, MASK, OVERLAY = "heatmap.png", "mask.png", "overlay.png"
@@ -29,11 +30,18 @@ DAVIS_DIR = f"{SEG}/davis"
 DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"
 DAVIS_OUTPUTS = [DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD]
 EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
-DETECTORS = ("clipseg", "grounding_dino", "owlv2", "sam3")  # segment.detector: text -> instances
+DETECTORS = tuple(registry.DETECTORS)  # segment.detector: text -> instances
 # segment.propagate.method -> the model its tracker runs, besides SAM2 (which every run fetches)
-TRACKER_MODELS = {"edgetam_video": "edgetam", "sam3_video": "sam3"}
-KINDS = (*DETECTORS, "sam2", "edgetam")  # every model fetch_models can fetch
+TRACKER_MODELS = {name: t.model for name, t in registry.TRACKERS.items() if t.model not in (None, "sam2")}
+KINDS = tuple(registry.MODELS)  # every model fetch_models can fetch
 RANDOM_TINY = "random-tiny"
+RANDOM_WARNING = (
+    "RANDOM WEIGHTS: these are tiny, randomly initialised models (segment.models.source: random-tiny) "
+    "that only exercise the pipeline. Expect heatmaps of noise and masks that cover arbitrary regions, "
+    "not the prompt's object; every picture and video carries a red RANDOM WEIGHTS strip. For the real "
+    "CLIPSeg and SAM2 (network once, about 1 GB): snakemake --cores all --configfile config/demo.yaml "
+    "--config 'segment={models: {source: hub}}'"
+)
 
 # The config blocks each step reads: what its rule passes and what its provenance hashes. A step run
 # without model folders also reads segment.models (to find them).
@@ -110,14 +118,7 @@ def model_dirs(models_cfg: dict, kinds: Iterable[str] = ("clipseg", "sam2")) -> 
     return {kind: root / models_cfg[kind]["repo"].replace("/", "--") for kind in kinds}
 
 
-DEFAULT_REPOS = {
-    "clipseg": "CIDAS/clipseg-rd64-refined",
-    "grounding_dino": "IDEA-Research/grounding-dino-tiny",
-    "owlv2": "google/owlv2-base-patch16-ensemble",
-    "sam2": "facebook/sam2.1-hiera-small",
-    "sam3": "facebook/sam3",
-    "edgetam": "yonigozlan/EdgeTAM-hf",
-}
+DEFAULT_REPOS = {kind: model.repo for kind, model in registry.MODELS.items()}
 
 
 def check_target_keys(seg: dict) -> None:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+RANDOM_BANNER = "RANDOM WEIGHTS (demo): not a real segmentation"  # across every picture of random weights
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
@@ -32,7 +33,7 @@ def heatmap_picture(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> 
 
 
 def boxes_picture(image: np.ndarray, boxes: list, colors: list[str] | None = None) -> np.ndarray:
-    """A box detector's answer over the RGB image: each box (:class:`vispipe.segment.boxes.Box`) outlined
+    """A box detector's answer over the RGB image: each box (:class:`vispipe.segment.types.Box`) outlined
     in its instance's colour, labelled with its phrase and score."""
     colors = colors or ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
     out = image.copy()

@@ -15,9 +15,7 @@ from typing import Any
 
 from ..config import SCHEMA_HINT, ConfigError, schema_keys, validate
 
-BLOCKS = ("seed", "device", "models", "targets", "videos", "images", "samples", "globs", "frames", "limits", "detector",
-          "clipseg", "grounding_dino", "owlv2", "sam2", "flow", "propagate", "redetect", "overlay", "sam2_video", "edgetam_video",
-          "sam3", "sam3_video", "export", "davis")  # fmt: skip
+BLOCKS = tuple(schema_keys("segment"))  # every block the schema knows: a new model's block needs no edit here
 
 
 # blocks whose keys a rule passes one by one (each step reads its own few): validated key by key

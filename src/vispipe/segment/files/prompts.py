@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from .masks import image_size
+from ...errors import UserError
+from .masks import image_size, read_ids
 
 SUFFIXES = (".png", ".json")
 
@@ -44,26 +44,6 @@ class Prompt:
 
 
 LIMITS = "segment.limits"
-
-
-def read_mask_png(path: Path) -> np.ndarray:
-    """A palette or grey (8- or 16-bit) PNG as its indices / values (H, W): uint8, or uint16 when an
-    id is above 255."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L", "I;16", "I"):
-                raise UserError(
-                    f"mask prompt {path} is a {im.mode} image; give a palette (DAVIS) or greyscale id PNG"
-                    " (pixel = object id, 0 = background)"
-                )
-            ids = np.array(im)
-    except OSError as e:
-        raise UserError(f"cannot read mask prompt {path}: {e}; replace the file") from e
-    if ids.min() < 0 or ids.max() > 65535:
-        raise UserError(f"mask prompt {path} has ids outside 0 to 65535; number the objects from 1")
-    return ids.astype(np.uint8 if ids.max() <= 255 else np.uint16)
 
 
 def _number_list(value, n: int | None, what: str, place: str) -> list[float]:
@@ -144,7 +124,7 @@ def read_prompts(path: str | Path, width: int, height: int, max_instances: int |
             f"mask prompt {path} is {size[0]}x{size[1]} but the video's first kept frame is "
             f"{width}x{height} (upright); give the mask of that frame at its size"
         )
-    ids = read_mask_png(path)
+    ids = read_ids(path, "mask prompt", "replace the file")
     present = [int(i) for i in np.unique(ids) if i]
     if not present:
         raise UserError(f"mask prompt {path} holds no object (every pixel is 0)")

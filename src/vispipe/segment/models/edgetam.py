@@ -1,9 +1,9 @@
 """EdgeTAM (Zhou et al., "EdgeTAM: On-Device Track Anything Model", CVPR 2025) as
-``segment.propagate.method: edgetam_video``: SAM 2's tracker with a RepViT image encoder and a 2D
+``segment.propagate.method: edgetam_video`` (:mod:`..track.edgetam_video`): SAM 2's tracker with a RepViT image encoder and a 2D
 spatial perceiver that compresses each frame's memory (64 x 64 features to 512 latents).
 
 transformers' ``EdgeTamVideoModel`` streams through the same session as ``Sam2VideoModel`` (the one
-``Sam2VideoProcessor`` makes), so :class:`~vispipe.segment.sam2_video.Sam2VideoTracker` runs it
+``Sam2VideoProcessor`` makes), so :class:`~vispipe.segment.track.sam2_video.Sam2VideoTracker` runs it
 unchanged and its pruning keeps memory flat (``tests/test_sam2_video.py``). Two things of transformers
 5.18 (the version ``constraints.txt`` pins) need working around, both here:
 
@@ -60,6 +60,16 @@ def model_class():
 
     EdgeTamVideo.__name__ = EdgeTamVideo.__qualname__ = "EdgeTamVideoModel"  # what config.json records
     return EdgeTamVideo
+
+
+VIDEO_ONLY = True  # a tracker only: it loads as its video model whatever a caller asks
+
+
+def classes(video: bool = False):
+    """(model class, processor class): EdgeTAM's model and SAM2's video processor, as its repo has them."""
+    from transformers import Sam2VideoProcessor
+
+    return model_class(), Sam2VideoProcessor
 
 
 TINY_SIZE = 256

@@ -1,4 +1,5 @@
-"""SAM2 refinement: each coarse mask becomes a box plus sampled points, SAM2 returns a sharp mask.
+"""SAM2 refinement: each coarse mask becomes a box plus sampled points, SAM2 returns a sharp mask
+(:class:`~vispipe.segment.types.Refined`). SAM2's classes and tiny model: :mod:`.models.sam2`.
 
 SAM 2 (Ravi et al., "SAM 2: Segment Anything in Images and Videos", 2024) takes boxes and labelled
 points as prompts. As in the seed notebook, every instance is prompted with its bounding box,
@@ -11,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
-from .masks import box_xyxy
-from .models import Loaded
+from .geometry import box_xyxy
 from .timing import Stopwatch
+from .types import Loaded, Refined
 
 
 def ring(mask: np.ndarray, border: int) -> np.ndarray:
@@ -56,15 +56,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype) if dtype is not None else nullcontext()
 
 
-@dataclass
-class Refined:
-    """SAM2's answer for one instance."""
-
-    mask: np.ndarray  # bool, image size
-    iou_score: float  # SAM2's own estimate of the mask's IoU
-    object_score: float  # logit that the object is present (< 0: absent, e.g. occluded)
-
-
 class Sam2Refiner:
     """Refine coarse masks on an image with SAM2 (``Sam2Model`` + ``Sam2Processor``)."""
 
@@ -97,7 +88,7 @@ class Sam2Refiner:
 
     @torch.inference_mode()
     def prompted(self, image: np.ndarray, prompts: Sequence) -> list[Refined]:
-        """SAM2's mask for each user prompt (:class:`vispipe.segment.prompts.Prompt`: a box and/or
+        """SAM2's mask for each user prompt (:class:`vispipe.segment.files.prompts.Prompt`: a box and/or
         points), one call each: instances may differ in what they give."""
         out = []
         for p in prompts:

@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import UserError
+from ...errors import UserError
 from .masks import image_size
 
 MIN_SIDE = 16  # pixels: a smaller frame is refused (the models' preprocessing cannot take it)

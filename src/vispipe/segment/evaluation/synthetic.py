@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_path
-from .masks import atomic_dir
+from ...io import atomic_path
+from ..files.masks import atomic_dir, read_ids
 
 # The DAVIS palette's first colours (index 0 black = background), as in the dataset's PNGs.
 PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128]
@@ -143,20 +143,14 @@ def write_palette_png(path: str | Path, ids: np.ndarray) -> None:
 
 
 def read_palette_png(path: str | Path) -> np.ndarray:
-    """Object ids of a DAVIS-style PNG: the palette indices (mode P or L), never the colours; or the
-    values of a 16-bit grey PNG (more than 255 objects), as uint16."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L", "I;16", "I"):
-            raise ValueError(f"{path} is a {image.mode} image; ground truth must be palette (P) or grey (L, 16-bit) "
-                             "object ids")  # fmt: skip
-        ids = np.asarray(image)
-    return ids if ids.dtype == np.uint8 else ids.astype(np.uint16)
+    """Object ids of a DAVIS-style PNG (:func:`vispipe.segment.files.masks.read_ids`)."""
+    return read_ids(path, "ground truth", "replace the file")
 
 
 def save_clip(clip: Clip, video: str | Path, gt_dir: str | Path) -> None:
     """The clip as an H.264 MP4 and its masks as ``gt_dir/NNNNN.png`` (one per frame)."""
     with atomic_path(video) as tmp:
-        from .video import write_h264  # here: making clips in memory needs no PyAV
+        from ..files.frames import write_h264  # here: making clips in memory needs no PyAV
 
         write_h264(tmp, clip.frames, clip.fps, crf=12)
     with atomic_dir(gt_dir) as tmp_dir:

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import UserError
-from ..io import atomic_path, naming, umask
+from ...errors import UserError
+from ...io import atomic_path, naming, umask
 
 
 @contextlib.contextmanager
@@ -73,12 +73,31 @@ def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
         raise UserError(f"cannot read {what} {path}: {e}; replace the file") from None
 
 
+def read_ids(path: str | Path, what: str = "mask", fix: str = "rerun propagate") -> np.ndarray:
+    """The object ids of a PNG: a palette PNG's indices (DAVIS's annotations; never its colours) or a
+    grey PNG's values, 8- or 16-bit (the id PNGs :func:`id_mask` makes): uint8, or uint16 where an id
+    is above 255. The one reader of id PNGs: masks, prompts and ground truth. A file it cannot read,
+    or of another kind, is a UserError naming it as ``what`` and saying ``fix``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "I;16", "I"):
+                raise UserError(f"{what} {path} is a {im.mode} image; give a palette (DAVIS) or greyscale id PNG"
+                                " (pixel = object id, 0 = background)")  # fmt: skip
+            ids = np.array(im)
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{what} {path} is too large to read: {e} Give a smaller file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e}; {fix}") from None
+    if ids.ndim != 2 or ids.min(initial=0) < 0 or ids.max(initial=0) > MAX_ID:
+        raise UserError(f"{what} {path} holds no ids from 0 to {MAX_ID}; {fix}")
+    return ids if ids.dtype == np.uint8 else ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16)
+
+
 def read_id_mask(path: str | Path) -> np.ndarray:
-    """An instance-id PNG (uint8, or uint16 past id 255; 0 = background) as written by :func:`id_mask`."""
-    ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if ids is None or ids.ndim != 2:
-        raise UserError(f"cannot read mask {path}; rerun propagate")
-    return ids
+    """An id PNG that propagate wrote (:func:`read_ids`)."""
+    return read_ids(path)
 
 
 MAX_ID = 65535  # a 16-bit PNG's largest value
@@ -112,9 +131,3 @@ def decode_rle(rle: dict) -> np.ndarray:
     from pycocotools import mask as coco_mask
 
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
-
-
-def box_xyxy(mask: np.ndarray) -> list[int]:
-    """Tight box ``[x0, y0, x1, y1]`` (x1, y1 exclusive) of a non-empty boolean mask."""
-    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-    return [x, y, x + w, y + h]

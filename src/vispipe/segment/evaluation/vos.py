@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
+
+from ..geometry import assign, pair_iou
 
 BOUNDARY = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
 
@@ -67,24 +68,6 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, boundary: float = BOUNDARY) -> 
     return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
-def pair_iou(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], pred_ids: Sequence[int]) -> np.ndarray:
-    """The mask IoU of every (ground-truth id, predicted id) pair on one frame, (len(gt_ids),
-    len(pred_ids)); 0 where neither is present. One joint histogram of the two id images, not a
-    pass over the pixels per pair (300 objects: 90,000 pairs)."""
-
-    def index(ids_image: np.ndarray, ids: Sequence[int]) -> np.ndarray:  # id -> 1..n, anything else 0
-        lut = np.zeros(max(int(ids_image.max(initial=0)), max(ids, default=0)) + 1, np.int64)
-        lut[list(ids)] = np.arange(1, len(ids) + 1)
-        return lut[ids_image]
-
-    n_g, n_p = len(gt_ids), len(pred_ids)
-    joint = index(gt, gt_ids) * (n_p + 1) + index(pred, pred_ids)
-    counts = np.bincount(joint.ravel(), minlength=(n_g + 1) * (n_p + 1)).reshape(n_g + 1, n_p + 1)
-    inter = counts[1:, 1:].astype(np.float64)
-    union = counts[1:, :].sum(1)[:, None] + counts[:, 1:].sum(0)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def match_ids(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> dict[int, int]:
     """{ground-truth id: predicted id}, one to one, maximising the IoU summed over frames."""
     gt_ids = sorted({int(i) for g in gt for i in np.unique(g) if i})
@@ -92,8 +75,8 @@ def match_ids(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> dict[int,
     if not gt_ids or not pred_ids:
         return {}
     score = sum(pair_iou(p, g, gt_ids, pred_ids) for p, g in zip(pred, gt))
-    rows, cols = linear_sum_assignment(-score)
-    return {gt_ids[a]: pred_ids[b] for a, b in zip(rows, cols) if score[a, b] > 0}
+    pairs = assign(score)
+    return {gt_ids[a]: pred_ids[b] for a, b in pairs if score[a, b] > 0}
 
 
 def evaluate(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], frames: Sequence[int] | None = None,
@@ -219,7 +202,7 @@ def j_plot(per_frame: pd.DataFrame, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import save_figure
+    from ...io import save_figure
 
     fig, ax = plt.subplots(figsize=(9, 3.6))
     for obj, rows in per_frame.groupby("object"):

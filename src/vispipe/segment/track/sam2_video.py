@@ -13,7 +13,7 @@ the latest). Memory stays flat (``tests/test_sam2_video.py`` streams 300 frames)
 re-anchoring edit the session's dictionaries as transformers 5.18 lays them out (the version
 ``constraints.txt`` pins); the tests would catch a layout that changed.
 
-:class:`TrackerStepper` fits the tracker into :func:`~vispipe.segment.propagate.track`, so the outputs
+:class:`TrackerStepper` fits the tracker into :func:`~vispipe.segment.track.loop.track`, so the outputs
 (instance-id PNGs, ``tracks.json`` states, COCO RLE) and re-detection are those of the ``flow`` mode:
 a visible mask is ``refined`` (reason ``tracked``); SAM2's object score below 0 makes an instance
 ``lost`` (``occluded``) on that frame while SAM2 keeps looking for it; a re-detection anchors SAM2 on
@@ -22,15 +22,18 @@ the detected mask (a new conditioning frame).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .models import Loaded
-from .propagate import FrameResult, instance_info
-from .sam2 import autocast
-from .timing import Stopwatch
+from ..refine import autocast
+from ..timing import Stopwatch
+from ..types import FrameResult, Loaded, Stepper, scored_info
+from . import Context, plain
+
+log = logging.getLogger(__name__)
 
 
 def tensor_bytes(obj, seen: set | None = None) -> int:
@@ -136,7 +139,7 @@ class Sam2VideoTracker:
 
 
 class TrackerStepper:
-    """:class:`Sam2VideoTracker` as a propagator of :func:`~vispipe.segment.propagate.track`."""
+    """:class:`Sam2VideoTracker` as a propagator of :func:`~vispipe.segment.track.loop.track`."""
 
     def __init__(self, tracker: Sam2VideoTracker, bounds: dict):
         self.tracker, self.use_object_score = tracker, bounds["use_object_score"]
@@ -158,12 +161,12 @@ class TrackerStepper:
             if visible:
                 carried[i] = mask
             if i in hidden:  # SAM2 still follows it, but no detection agreed with it yet
-                result.info[i] = _info("lost", "not re-detected", None, score)
+                result.info[i] = scored_info("lost", "not re-detected", None, score)
             elif visible:
                 result.masks[i] = mask
-                result.info[i] = _info("refined", "tracked", mask, score)
+                result.info[i] = scored_info("refined", "tracked", mask, score)
             else:
-                result.info[i] = _info(
+                result.info[i] = scored_info(
                     "lost", "occluded" if score is not None and score < 0 else "vanished", None, score
                 )
         return result
@@ -178,8 +181,15 @@ class TrackerStepper:
         tracker.track(k, frame)
 
 
-def _info(state: str, reason: str, mask: np.ndarray | None, score: float | None) -> dict:
-    """An instance's bookkeeping, as the flow mode writes it (SAM2's tracker gives no IoU estimate)."""
-    info = instance_info(state, reason, mask)
-    info["object_score"] = None if score is None else round(score, 4)
-    return info
+def build(ctx: Context) -> tuple[object, Stepper]:
+    """SAM2's tracker (``segment.sam2_video``) on the kept frames."""
+    return plain(ctx), TrackerStepper(tracker(ctx, ctx.settings.sam2_video, "sam2"), ctx.settings.propagate)
+
+
+def tracker(ctx: Context, knobs: dict, name: str) -> Sam2VideoTracker:
+    """The streaming tracker over ``ctx.video_model`` with ``knobs`` (``max_cond_frames``, ``offload_state``)."""
+    t = Sam2VideoTracker(ctx.video_model, knobs["max_cond_frames"], knobs["offload_state"], ctx.dtype, ctx.clock,
+                         name=name)  # fmt: skip
+    log.info("%s's own tracker (segment.propagate.method: %s), memory window %d frames",
+             "SAM2" if name == "sam2" else "EdgeTAM", ctx.name, t.window)  # fmt: skip
+    return t

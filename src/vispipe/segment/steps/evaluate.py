@@ -1,0 +1,99 @@
+"""The evaluate_segmentation and davis_table steps: J, F, J&F and identity against ground truth, and a
+DAVIS-layout dataset's tables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ...errors import UserError
+from ...io import write_json, write_text
+from ..evaluation import vos
+from ..files.masks import image_size, read_id_mask, read_ids
+from ..layout import DAVIS_GLOBAL, DAVIS_MD, DAVIS_PER_SEQUENCE, IDENTITY, J_PLOT, JF_CSV, JF_MD
+from .common import read_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_segmentation(
+    masks_dir: Path, meta_path: Path, gt_dir: Path, out_dir: Path, match: bool = True
+) -> pd.DataFrame:
+    """J, F and J&F of a target's masks against a video's ground truth: ``jf.md`` (per object and
+    mean, and whether the ids held), ``jf.csv`` (per frame and object), ``j_per_frame.png`` and
+    ``identity.json`` (ID switches, IDF1, MOTA, HOTA: :func:`.vos.identity`) in ``out_dir``. ``match``:
+    predicted ids are matched to the ground truth's once per video; False compares them as they are
+    (the semi-supervised protocol, whose first-frame mask gave the ids)."""
+    meta = read_json(meta_path, "extract_frames", ("kept",))
+    gt_files = sorted(p for p in Path(gt_dir).iterdir() if p.suffix.lower() == ".png") if Path(gt_dir).is_dir() else []
+    if not gt_files:
+        raise UserError(f"ground truth {gt_dir} holds no PNG: set segment.videos.<key>.ground_truth to a folder of "
+                        "id PNGs, one per source frame")  # fmt: skip
+    if max(meta["kept"]) >= len(gt_files):
+        raise UserError(
+            f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(meta['kept'])}: "
+            "it needs one PNG per source frame (in name order)"
+        )
+    pred, gt = [], []
+    for k, source_index in enumerate(meta["kept"]):
+        pred.append(read_id_mask(Path(masks_dir) / f"{k:05d}.png"))
+        size = image_size(gt_files[source_index], "ground truth")  # compared before its pixels are read
+        if size != (pred[-1].shape[1], pred[-1].shape[0]):
+            raise UserError(
+                f"{gt_files[source_index]} is {size[0]}x{size[1]} but the video's frames are "
+                f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
+            )
+        gt.append(read_ids(gt_files[source_index], "ground truth", "replace the file"))
+    per_frame = vos.evaluate(pred, gt, frames=meta["kept"], match=match)
+    table = vos.summary(per_frame)
+    ids = vos.identity(pred, gt)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = [
+        f"J&F of {masks_dir} against {gt_dir} ({len(pred)} kept frames; means skip the first and the last).",
+        "Predicted ids are matched to ground-truth objects once per video (largest total IoU)." if match
+        else "Predicted ids are the ground truth's (semi-supervised: the first-frame mask gave them).",
+        "",
+        table.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "matched ids (ground truth -> predicted): "
+        + ", ".join(f"{o} -> {'none' if pd.isna(p) else int(p)}" for o, p in per_frame.groupby("object")["pred_id"].first().items()),
+        "",
+        f"Identity, frame by frame (motmetrics: a predicted and a true mask pair at IoU >= {vos.IDENTITY_IOU};"
+        " HOTA, DetA, AssA: TrackEval, averaged over IoU thresholds 0.05 ... 0.95):",
+        "",
+        pd.DataFrame([ids]).to_markdown(index=False, floatfmt=".3f"),
+    ]  # fmt: skip
+    write_text(out_dir / JF_MD, "\n".join(md) + "\n")
+    write_json(out_dir / IDENTITY, {"iou": vos.IDENTITY_IOU, **ids})
+    write_text(out_dir / JF_CSV, per_frame.to_csv(index=False))
+    target_dir = Path(masks_dir).parent
+    vos.j_plot(per_frame, out_dir / J_PLOT, f"J per frame: {target_dir.parent.name} / {target_dir.name}")
+    log.info("J&F\n%s", table.to_string(index=False))
+    return table
+
+
+def davis_table(evals: dict[str, Path], out_dir: Path) -> pd.DataFrame:
+    """The dataset's tables from each sequence's ``jf.csv`` (``evals``: sequence -> file), in the
+    DAVIS 2017 evaluation's layout: ``global_results.csv``, ``per-sequence_results.csv`` and
+    ``results.md`` in ``out_dir``; returns the global row."""
+    per_frame = {}
+    for seq, path in evals.items():
+        try:
+            per_frame[seq] = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"cannot read {path} ({e}); rerun evaluate_segmentation for {seq}") from None
+    global_df, per_seq = vos.davis_tables(per_frame)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / DAVIS_GLOBAL, global_df.to_csv(index=False, float_format="%.6f"))
+    write_text(out_dir / DAVIS_PER_SEQUENCE, per_seq.to_csv(index=False, float_format="%.6f"))
+    md = [
+        f"Semi-supervised results on {len(per_frame)} sequences ({len(per_seq)} objects), in the layout of the"
+        " DAVIS 2017 evaluation (first and last frames not scored; means over objects).",
+        "", "Global results:", "", global_df.to_markdown(index=False, floatfmt=".3f"),
+        "", "Per sequence results:", "", per_seq.to_markdown(index=False, floatfmt=".3f"),
+    ]  # fmt: skip
+    write_text(out_dir / DAVIS_MD, "\n".join(md) + "\n")
+    log.info("J&F-Mean %.3f over %d objects of %d sequences", global_df["J&F-Mean"][0], len(per_seq), len(per_frame))
+    return global_df
