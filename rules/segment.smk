@@ -1,8 +1,10 @@
 # Text-guided segmentation: models -> frames -> first frame -> propagation -> overlay; still images.
 # Videos, images and targets are keys of config["segment"] (videos and images also rows of sample
 # sheets and matches of folder patterns: vispipe.segment.samples); each rule passes only the config
-# blocks it reads, so editing a knob reruns exactly the steps that read it. File names come from
-# vispipe.segment.layout; outputs named from a file name take vispipe.layout.output_key's key.
+# blocks it reads, so editing a knob reruns exactly the steps that read it, and hashes the code it runs
+# (its script's imports, and the detector, tracker or formats the config picks by name:
+# vispipe.segment.registry.step_modules). File names come from vispipe.segment.layout; outputs
+# named from a file name take vispipe.layout.output_key's key.
 
 import hashlib
 import os
@@ -45,6 +47,7 @@ from vispipe.segment.layout import (
     tracker_model,
     video_outputs,
 )
+from vispipe.segment.registry import step_modules
 from vispipe.segment.samples import with_samples
 from vispipe.segment import shards
 
@@ -177,7 +180,7 @@ rule segment_first:
         "../envs/vispipe.yaml"
     threads: config["threads"]["segment"]
     params:
-        code=code("segment_first.py"),
+        code=code("segment_first.py", *step_modules("segment_first", SEGCFG)),
         cfg=lambda wc: params_json(
             *first_blocks(
                 wc.target,
@@ -216,7 +219,7 @@ rule propagate:
         "../envs/vispipe.yaml"
     threads: config["threads"]["segment"]
     params:
-        code=code("propagate.py"),
+        code=code("propagate.py", *step_modules("propagate", SEGCFG)),
         tracker=lambda wc, input: ["--tracker", input.tracker] if TRACKER else [],
         cfg=lambda wc: params_json(
             *propagate_blocks(
@@ -273,7 +276,7 @@ rule export_annotations:
     conda:
         "../envs/vispipe.yaml"
     params:
-        code=code("export_annotations.py"),
+        code=code("export_annotations.py", *step_modules("export_annotations", SEGCFG)),
         cfg=params_json("segment.export"),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm scripts/export_annotations.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
@@ -304,7 +307,7 @@ rule segment_image:
         "../envs/vispipe.yaml"
     threads: config["threads"]["segment"]
     params:
-        code=code("segment_image.py"),
+        code=code("segment_image.py", *step_modules("segment_image", SEGCFG)),
         cfg=lambda wc: params_json(*image_blocks(wc.target, DETECTOR)),
         out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:
@@ -377,7 +380,7 @@ SHARD_CONFIGFILES, SHARD_CONFIG_ARGS = shards.passed_on(
 
 # what every shard's steps run: their scripts (with the vispipe modules they import) and these rules
 SHARD_CODE = [
-    code(f"{step}.py")
+    code(f"{step}.py", *step_modules(step, SEGCFG))
     for step in (
         "extract_frames",
         "segment_first",

@@ -20,7 +20,9 @@ def test_each_script_reaches_its_own_chain_only():
     train, compare, propagate = names("train_student.py"), names("compare_models.py"), names("propagate.py")
     assert {"vispipe/classify/train.py", "vispipe/classify/trivial_augment.py", "vispipe/classify/vit.py"} <= train
     assert "vispipe/classify/compare.py" in compare and "vispipe/classify/train.py" not in compare
-    assert {"vispipe/segment/flow.py", "vispipe/segment/propagate.py"} <= propagate
+    assert {"vispipe/segment/track/loop.py", "vispipe/segment/steps/propagate.py"} <= propagate
+    # a tracker is picked by name (vispipe/segment/registry.py): the rules add it to the hash, not the imports
+    assert "vispipe/segment/track/flow.py" not in propagate
     assert not any(n.startswith("vispipe/classify/") for n in propagate)
     assert not any(n.startswith("vispipe/segment/") for n in train)
     assert {"vispipe/__init__.py", "vispipe/cli.py"} <= train & compare & propagate  # shared plumbing
@@ -70,3 +72,15 @@ def test_the_hash_does_not_depend_on_where_the_checkout_lies(tmp_path):
     second = checkout(tmp_path / "b" / "0")
     (second[1].parent / "scripts").rename(tmp_path / "b" / "zscripts")
     assert code_hash(*first) == code_hash(tmp_path / "b" / "zscripts" / "step.py", second[1])
+
+
+def test_modules_a_step_imports_by_name_join_its_hash(tmp_path):
+    """``modules``: what a registry imports by name (no import line shows it), with what they import."""
+    script = _package(tmp_path)
+    assert "vispipe/unused.py" not in {str(f.relative_to(tmp_path)) for f in source_files(script, tmp_path)}
+    got = {str(f.relative_to(tmp_path)) for f in source_files(script, tmp_path, ("vispipe.unused",))}
+    assert "vispipe/unused.py" in got
+    before = code_hash(script, tmp_path, ("vispipe.unused",))
+    (tmp_path / "vispipe/unused.py").write_text("x = 2\n")
+    source_files.cache_clear()
+    assert code_hash(script, tmp_path, ("vispipe.unused",)) != before

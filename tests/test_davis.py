@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT, job_counts, run_script, snakemake
 from vispipe.config import ConfigError
-from vispipe.segment import vos_eval
+from vispipe.segment.evaluation import vos
 from vispipe.segment.samples import davis_sequences
 
 SEQUENCES, FRAMES = 2, 30
@@ -82,10 +82,43 @@ def test_the_tables_equal_vos_benchmarks_on_the_same_masks(davis_run, tmp_path):
     assert all(float(ours[f"{seq}_1"]["J-Mean"]) > 0.4 for seq in ("synth00", "synth01"))
 
 
+@pytest.mark.parametrize(
+    ("edited", "triggered", "runs"),
+    [
+        # the evaluation, and the tables from its files (Snakemake names that reason, not their own code)
+        ("segment/evaluation/vos.py", {"evaluate_segmentation": SEQUENCES},
+         {"evaluate_segmentation": SEQUENCES, "davis_table": 1}),
+        ("segment/files/formats/yolo.py", {}, {}),  # no export here: an export format reruns nothing
+    ],
+)  # fmt: skip
+def test_an_edit_to_the_evaluation_reruns_the_evaluation_alone(davis_run, edited, triggered, runs):
+    import subprocess
+    import sys
+
+    from conftest import library_copy, param_triggered
+
+    wf, _ = davis_run
+    src, env = library_copy(wf)
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml", "config/davis.yaml",
+           "flow.yaml", "--", f"{TABLES}/results.md"]  # fmt: skip
+    path = src / "vispipe" / edited
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit\n")
+        proc = subprocess.run(cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and param_triggered(out) == triggered, out[-4000:]
+        counts = job_counts(out)
+        counts.pop("all", None)
+        assert counts == runs, counts  # nothing upstream: not the frames, the first frame, propagation
+    finally:
+        path.write_text(original)
+
+
 def test_recall_and_decay_as_the_davis_2017_evaluation_computes_them():
     """db_statistics against values worked by hand: 8 frames, J falling from 1 to 0.3."""
     values = np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
-    mean, recall, decay = vos_eval.db_statistics(values)
+    mean, recall, decay = vos.db_statistics(values)
     # bins of the DAVIS code: np.round(np.linspace(1, 8, 5)) - 1 = [0, 2, 4, 5, 7] -> [0:3], [2:5], [4:6], [5:8]
     assert mean == pytest.approx(0.65) and recall == pytest.approx(5 / 8)
     assert decay == pytest.approx(np.mean([1.0, 0.9, 0.8]) - np.mean([0.5, 0.4, 0.3]))

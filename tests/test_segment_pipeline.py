@@ -51,7 +51,7 @@ def test_the_rle_file_is_coco_with_video_and_track_ids_read_by_pycocotools(seg_r
     import numpy as np
     from pycocotools.coco import COCO
 
-    from vispipe.segment.masks import read_id_mask
+    from vispipe.segment.files.masks import read_id_mask
 
     run = seg_run / SEG / "rabbit"
     coco = COCO(str(run / "masks.rle.json"))
@@ -177,8 +177,8 @@ def test_a_video_with_ground_truth_is_scored(seg_run):
     import numpy as np
 
     from conftest import run_script
-    from vispipe.segment.masks import read_id_mask
-    from vispipe.segment.synthetic import read_palette_png
+    from vispipe.segment.evaluation.synthetic import read_palette_png
+    from vispipe.segment.files.masks import read_id_mask
 
     run_script("make_synthetic", "--video", "resources/synthetic/clip.mp4", "--ground-truth",
                "resources/synthetic/clip_gt", "--frames", "24", cwd=seg_run)  # fmt: skip
@@ -264,7 +264,7 @@ def test_the_demo_tracks_export_through_the_rule(seg_run):
     assert all((out / "yolo/images" / f).resolve() == (seg_run / SEG / "frames" / f).resolve() for f in meta["files"])
     import numpy as np
 
-    from vispipe.segment.masks import read_id_mask
+    from vispipe.segment.files.masks import read_id_mask
 
     shown = set()  # the ids the PNGs show on some frame
     for f in tracks["frames"]:
@@ -276,3 +276,49 @@ def test_the_demo_tracks_export_through_the_rule(seg_run):
     assert {r["meta"]["track_id"] for r in task["predictions"][0]["result"]} == shown
     (seg_run / "export.yaml").write_text("segment: {export: {formats: [cvat]}}\n")
     assert job_counts(snakemake(seg_run, "-n", *configs).stdout) == {"export_annotations": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    ("edited", "triggered", "untouched"),
+    [
+        # an export format: the exports alone (they feed nothing)
+        ("segment/files/formats/cvat.py", {"export_annotations": 1}, {"propagate", "render_overlay"}),
+        # the flow tracker: propagate, and what reads its masks; not the frames nor the first frame
+        ("segment/track/flow.py", {"propagate": 1}, {"extract_frames", "segment_first", "segment_image"}),
+        # the configured detector: the first frame and the still image; another detector: nothing
+        ("segment/detect/clipseg.py", {"segment_first": 1, "segment_image": 1}, {"extract_frames"}),
+        ("segment/detect/owlv2.py", {}, set()),
+        ("segment/track/sam2_video.py", {}, set()),  # a tracker the config does not use
+        ("segment/evaluation/vos.py", {}, set()),  # the demo scores nothing (tests/test_davis.py does)
+    ],
+)
+def test_a_code_edit_reruns_the_steps_that_run_that_code(seg_run, edited, triggered, untouched):
+    """The rules hash each step's code: its script's imports, and the detector, tracker and formats the
+    config picks by name (vispipe.segment.registry.step_modules). An edit reruns the steps that run the
+    edited module, and Snakemake's usual cascade below them; nothing else."""
+    import subprocess
+    import sys
+
+    from conftest import library_copy, param_triggered
+
+    src, env = library_copy(seg_run)
+    (seg_run / "export.yaml").write_text("segment: {export: {formats: [yolo, cvat, label_studio]}}\n")
+
+    def dry_run():
+        cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml", "export.yaml"]
+        proc = subprocess.run(cmd, cwd=seg_run, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    assert_nothing_to_do(dry_run())
+    path = src / "vispipe" / edited
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit\n")
+        out = dry_run()
+        assert param_triggered(out) == triggered, out[-4000:]
+        assert not untouched & set(job_counts(out)), job_counts(out)
+        if not triggered:
+            assert_nothing_to_do(out)
+    finally:
+        path.write_text(original)

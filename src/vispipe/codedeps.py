@@ -57,10 +57,19 @@ def _imports(file: Path, module: str) -> set[str]:
 
 
 @cache
-def source_files(script: Path, root: Path) -> tuple[Path, ...]:
-    """``script`` and every vispipe module file it reaches through imports (sorted, unique)."""
+def source_files(script: Path, root: Path, modules: tuple[str, ...] = ()) -> tuple[Path, ...]:
+    """``script`` and every vispipe module file it reaches through imports (sorted, unique); also
+    ``modules`` (dotted names) and what they reach: the modules a step imports by name
+    (vispipe.segment.registry), which no ``import`` line shows."""
     seen: dict[Path, str] = {}
     todo: list[tuple[Path, str]] = [(script, "__main__")]
+    for name in modules:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # the module and the packages on its way
+            found = _module_file(".".join(parts[:i]), root)
+            if found is None:
+                raise ValueError(f"no module {'.'.join(parts[:i])} under {root}")
+            todo.append((found, ".".join(parts[:i])))
     while todo:
         file, module = todo.pop()
         if file in seen:
@@ -77,19 +86,21 @@ def source_files(script: Path, root: Path) -> tuple[Path, ...]:
     return tuple(sorted(seen))
 
 
-def code_hash(script: str | Path, root: Path | None = None) -> str:
-    """sha256 (16 hex) over the contents of ``script`` and the vispipe modules it runs."""
+def code_hash(script: str | Path, root: Path | None = None, modules: tuple[str, ...] = ()) -> str:
+    """sha256 (16 hex) over the contents of ``script`` and the vispipe modules it runs (``modules``:
+    those it imports by name, see :func:`source_files`)."""
     root = root or package_root()
     script = Path(script).resolve()
     # keyed and ordered by names that do not depend on where the checkout lies
     keyed = {(str(f.relative_to(root)) if f.is_relative_to(root) else f"<script>/{f.name}"): f
-             for f in source_files(script, root)}  # fmt: skip
+             for f in source_files(script, root, tuple(modules))}  # fmt: skip
     h = hashlib.sha256()
     for key in sorted(keyed):
         h.update(key.encode() + b"\0" + keyed[key].read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def script_hash(scripts_dir: str | Path, name: str) -> str:
-    """:func:`code_hash` of ``scripts_dir/name`` (the rules' ``code`` param)."""
-    return code_hash(Path(scripts_dir) / name)
+def script_hash(scripts_dir: str | Path, name: str, *modules: str) -> str:
+    """:func:`code_hash` of ``scripts_dir/name`` and the ``modules`` it imports by name (the rules'
+    ``code`` param)."""
+    return code_hash(Path(scripts_dir) / name, modules=modules)
