@@ -30,6 +30,7 @@ from vispipe.segment.layout import (
     PICTURES,
     SEG,
     TRACKS,
+    TRACK_FRAMES,
     VIDEO_KEY,
     check_target_keys,
     detector_of,
@@ -72,6 +73,14 @@ try:
     }
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+# segment.keep_frames: the frames kept after the run, or deleted after their last consumer (the
+# yolo export links to them, so it needs them kept)
+KEEP_FRAMES = SEGCFG.get("keep_frames", True)
+if not KEEP_FRAMES and "yolo" in SEGCFG.get("export", {}).get("formats", []):
+    raise WorkflowError(
+        "config keys segment.keep_frames: false and segment.export.formats: [yolo] do not go together: the"
+        " YOLO images are links to the frames; keep the frames (keep_frames: true) or drop the yolo export"
+    )
 # the tracker's folder as propagate's input (none for flow and sam2_video)
 TRACKER_INPUT = {"tracker": MODEL_DIRS[TRACKER]} if TRACKER else {}
 
@@ -146,7 +155,12 @@ rule extract_frames:
     input:
         video=lambda wc: entry(VIDEOS, wc.video, "videos")["path"],
     output:
-        frames=directory(f"{SEG}/{{video}}/frames"),
+        # segment.keep_frames: false deletes them after the video's last step that reads them
+        frames=(
+            directory(f"{SEG}/{{video}}/frames")
+            if KEEP_FRAMES
+            else temp(directory(f"{SEG}/{{video}}/frames"))
+        ),
         meta=f"{SEG}/{{video}}/meta.json",
     log:
         "logs/segment/{video}/extract_frames.log",
@@ -210,6 +224,8 @@ rule propagate:
     output:
         masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
+        # its frames, one line each, beside it (written as they come; the scripts find them there)
+        track_frames=f"{SEG}/{{video}}/{{target}}/{TRACK_FRAMES}",
         rle=f"{SEG}/{{video}}/{{target}}/masks.rle.json",
     log:
         "logs/segment/{video}/{target}/propagate.log",
@@ -245,6 +261,7 @@ rule render_overlay:
         meta=f"{SEG}/{{video}}/meta.json",
         masks=f"{SEG}/{{video}}/{{target}}/masks",
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
+        track_frames=f"{SEG}/{{video}}/{{target}}/{TRACK_FRAMES}",
     output:
         video=SEG_IN_REPORT(f"{SEG}/{{video}}/{{target}}/{OVERLAY_VIDEO}"),
         first=SEG_IN_REPORT(f"{SEG}/{{video}}/{{target}}/{FIRST}/{OVERLAY}"),
@@ -269,6 +286,7 @@ rule export_annotations:
         meta=f"{SEG}/{{video}}/meta.json",
         masks=f"{SEG}/{{video}}/{{target}}/masks",
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
+        track_frames=f"{SEG}/{{video}}/{{target}}/{TRACK_FRAMES}",
     output:
         directory(f"{SEG}/{{video}}/{{target}}/{EXPORT}"),
     log:

@@ -2,7 +2,7 @@
 """Decode the kept frames of a video (every stride-th frame of the first max_seconds) into
 --frames/NNNNN.jpg and describe them in --meta (source fps, size, frame count, stride, kept indices).
 --video may also be a folder of frames (DAVIS / YouTube-VOS layout: 00000.jpg, 00001.jpg, ...), at
---fps: its kept frames are copied as they are, not re-encoded.
+--fps: its kept frames are read in place (linked from --frames, never copied nor re-encoded).
 
 Reads the segment.frames config key."""
 

@@ -47,7 +47,7 @@ COMPARED = [
     "results/classify/teacher/model.pt",
     "results/classify/student/eval/metrics.json",
     *(f"results/segment/{v}/{t}/{f}" for v, t in PAIRS
-      for f in ("masks", "tracks.json", "masks.rle.json", "instances.json", "first/mask.png")),
+      for f in ("masks", "tracks.json", "tracks.jsonl", "masks.rle.json", "instances.json", "first/mask.png")),
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from vispipe.provenance import config_sha256
 from vispipe.segment import models
 from vispipe.segment.detect import grounding_dino, owlv2
 from vispipe.segment.detect.clipseg import heatmap
+from vispipe.segment.files.tracks import load as load_tracks
 from vispipe.segment.layout import image_blocks, model_dirs, propagate_blocks
 from vispipe.segment.types import Loaded
 
@@ -186,7 +187,7 @@ def test_re_detection_uses_the_configured_detector(detectors, tiny_models, tmp_p
                "--instances", d / "t/instances.json", "--masks", d / "t/masks", "--tracks", d / "t/tracks.json",
                "--rle", d / "t/rle.json", *models_args, "--log", tmp_path / "log")  # fmt: skip
     assert f"re-detecting {PHRASES!r} every 2 kept frames (owlv2)" in (tmp_path / "log").read_text()
-    tracks = json.loads((d / "t/tracks.json").read_text())
+    tracks = load_tracks(d / "t/tracks.json")
     assert "re-detection" in tracks["stage_times"]["stage_seconds"]  # the detector ran, and was timed
     # frames 2 and 4 say what re-detection did to each instance; the frames between say nothing of it
     redetected = {"re-detected", "revived", "born", "not re-detected"}
@@ -232,7 +233,7 @@ def test_each_detector_and_tracker_runs_through_snakemake_on_the_demo(tmp_path):
     for path in (f"{video}/instances.json", image):
         doc = json.loads((wf / path).read_text())
         assert doc["detector"] == "grounding_dino" and doc["weights"]["models"][0] == "random-tiny"
-    tracks = json.loads((wf / video / "tracks.json").read_text())
+    tracks = load_tracks(wf / video / "tracks.json")
     first = json.loads((wf / video / "instances.json").read_text())["instances"]
     assert tracks["frames"] and set(tracks["instances"]) == {i["id"] for i in first}
     assert tracks["method"] == "edgetam_video" and "edgetam image encoder" in tracks["stage_times"]["stage_seconds"]
@@ -253,7 +254,7 @@ def test_each_detector_and_tracker_runs_through_snakemake_on_the_demo(tmp_path):
 
     choose("sam3", "sam3_video")  # one model, one folder: detector and tracker
     snakemake(wf, *configs, "--", f"{video}/overlay.mp4", image)
-    doc, tracks = (json.loads((wf / p).read_text()) for p in (image, f"{video}/tracks.json"))
+    doc, tracks = json.loads((wf / image).read_text()), load_tracks(wf / video / "tracks.json")
     assert doc["detector"] == "sam3" and all(i["mask_from"] == "sam3" for i in doc["instances"])
     assert tracks["method"] == "sam3_video" and len(tracks["frames"]) == 13 and tracks["events"]
     models = sorted(p.name for p in (wf / "resources/models").iterdir() if not p.name.startswith("."))

@@ -44,9 +44,12 @@ def exact_clip(root: Path) -> tuple[Path, Path, Path, Path, list[np.ndarray]]:
     meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 25.0}, "count": N,
             "kept": list(range(0, 2 * N, 2)), "files": files, "output_fps": "25/2",  # as extract_frames writes it
             "times_s": [round(k / 12.5, 6) for k in range(N)]}  # fmt: skip
-    tracks = {"target": "rabbit", "frames": [{"frame": k, "file": f"{k:05d}.png"} for k in range(N)]}
+    tracks = {"target": "rabbit", "frames_file": "tracks.jsonl", "frame_count": N}  # as propagate writes them
     (root / "meta.json").write_text(json.dumps(meta))
     (root / "tracks.json").write_text(json.dumps(tracks))
+    (root / "tracks.jsonl").write_text(
+        "".join(json.dumps({"frame": k, "file": f"{k:05d}.png"}) + "\n" for k in range(N))
+    )
     return frames, root / "meta.json", masks, root / "tracks.json", ids
 
 

@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from conftest import DEMO_CONFIGS, ROOT, copy_workflow, run_script, snakemake
+from vispipe.segment.files.tracks import load as load_tracks
 
 # Every character a shell treats specially, a newline and letters beyond ASCII, in one folder name:
 # a command substitution or backtick that ran would leave a PWNED_* file in the job's folder.
@@ -149,7 +150,7 @@ def test_paths_holding_shell_code_run_as_names(hostile_run):
     for video, count in (("clip", 8), ("folder", 4), ("sheetclip", 8)):
         meta = json.loads((seg / video / "meta.json").read_text())
         assert meta["count"] == count and Path(meta["video"]).parent.name in (HOSTILE, ONE_LINE), meta["video"]
-        tracks = json.loads((seg / video / "shape/tracks.json").read_text())
+        tracks = load_tracks(seg / video / "shape/tracks.json")
         assert len(tracks["frames"]) == count and (seg / video / "shape/overlay.mp4").stat().st_size > 0
     assert {p.name for p in (seg / "clip/shape/export").iterdir()} >= {"yolo", "cvat.xml", "label_studio.json"}
     assert (seg / "images/still/shape/overlay.png").is_file()

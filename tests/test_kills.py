@@ -82,7 +82,7 @@ def steps(inp: Path) -> dict:
                           ["first/heatmap.png", "first/mask.png", "instances.json"]),
         "propagate": ("propagate", lambda o: [*cfg(), *seg_in, "--instances", inp / "rabbit/instances.json",
                       *models, "--masks", o / "masks", "--tracks", o / "tracks.json", "--rle", o / "rle.json"],
-                      ["masks/", "tracks.json", "rle.json"]),
+                      ["masks/", "tracks.json", "tracks.jsonl", "rle.json"]),
         "render_overlay": ("render_overlay", lambda o: [*cfg(), *seg_in, "--masks", inp / "rabbit/masks",
                            "--tracks", inp / "rabbit/tracks.json", "--out", o / "overlay.mp4", "--first",
                            o / "first.png"], ["overlay.mp4", "first.png"]),
@@ -149,6 +149,12 @@ def complete(path: Path, ref: Path) -> str | None:
         elif suffix in (".png", ".jpg"):
             with Image.open(path) as im:
                 im.load()
+        elif suffix == ".jsonl":  # propagate's frames: every line whole, and all of them
+            lines, want = path.read_text().splitlines(), ref.read_text().splitlines()
+            if len(lines) != len(want):
+                return f"{len(lines)} of {len(want)} lines"
+            for line in lines:
+                json.loads(line)
         elif suffix == ".npz":
             with np.load(path) as z, np.load(ref) as want:  # every array read in full: a cut one fails here
                 if sorted(z.files) != sorted(want.files):

@@ -19,6 +19,7 @@ from vispipe.errors import UserError
 from vispipe.segment.evaluation.synthetic import make_clip, write_palette_png
 from vispipe.segment.files.masks import decode_rle
 from vispipe.segment.files.prompts import read_prompts
+from vispipe.segment.files.tracks import load as load_tracks
 from vispipe.segment.layout import check_target_keys
 from vispipe.segment.samples import with_samples
 
@@ -94,7 +95,7 @@ def test_both_propagators_carry_prompted_instances(clip, tiny_models, tmp_path, 
     proc = run_script("propagate", *cfg(extra), "--frames", root / "frames", "--meta", root / "meta.json",
                       "--instances", t / "instances.json", "--masks", t / "masks", "--tracks", t / "tracks.json",
                       "--rle", t / "masks.rle.json", "--sam2", tiny_models["sam2"], "--clipseg", root / "no-clipseg")  # fmt: skip
-    tracks = json.loads((t / "tracks.json").read_text())
+    tracks = load_tracks(t / "tracks.json")
     assert tracks["instances"] == [int(i) for i in np.unique(c.masks[0]) if i] and len(tracks["frames"]) == 8
     assert "re-detection needs text" in proc.stderr  # no text: re-detection is off, and the log says so
     assert all(e["frame"] == 0 for e in tracks["events"] if e["event"] == "born")  # no id born by re-detection

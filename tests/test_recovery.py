@@ -165,6 +165,7 @@ def outputs(wf: Path) -> dict:
         "teacher": {k: (v.dtype, v.shape, v.numpy().tobytes()) for k, v in weights.items()},
         "history": drop_timing(list(csv.DictReader((wf / TEACHER / "history.csv").open()))),
         "tracks": drop_timing(json.loads((wf / TRACK / "tracks.json").read_text())),
+        "track_frames": (wf / TRACK / "tracks.jsonl").read_text(),
         "rle": drop_timing(json.loads((wf / TRACK / "masks.rle.json").read_text())),
         "masks": {p.name: p.read_bytes() for p in sorted(masks.iterdir())},
     }

@@ -49,7 +49,8 @@ def test_each_tracker_module_builds_a_stepper(name):
 
 @pytest.mark.parametrize("name", registry.FORMATS)
 def test_each_format_module_writes(name):
-    assert callable(registry.load(registry.FORMATS, name).write)
+    writer = registry.load(registry.FORMATS, name).Writer
+    assert all(callable(getattr(writer, verb, None)) for verb in ("add", "close", "discard")), name
 
 
 CONFIG = {

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_nothing_to_do, assert_overlay_shows_masks, job_counts, snakemake
 from vispipe.config import load
+from vispipe.segment.files.tracks import load as load_tracks
 from vispipe.segment.layout import final_outputs
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def test_overlay_mp4_decodes_as_h264_at_source_fps_over_stride(seg_run):
     assert frames[0].shape == (meta["source"]["height"], meta["source"]["width"], 3) == (720, 1280, 3)
     masks = sorted((seg_run / SEG / "rabbit/masks").glob("*.png"))
     assert len(masks) == meta["count"] == len(list((seg_run / SEG / "frames").glob("*.jpg")))
-    tracks = json.loads((seg_run / SEG / "rabbit/tracks.json").read_text())
+    tracks = load_tracks(seg_run / SEG / "rabbit/tracks.json")
     assert len(tracks["frames"]) == meta["count"] and tracks["weights"]["random"]
     style = load([seg_run / "config/config.yaml", seg_run / "config/demo.yaml"])["segment"]["overlay"]
     assert_overlay_shows_masks(
@@ -55,7 +56,7 @@ def test_the_rle_file_is_coco_with_video_and_track_ids_read_by_pycocotools(seg_r
 
     run = seg_run / SEG / "rabbit"
     coco = COCO(str(run / "masks.rle.json"))
-    tracks = json.loads((run / "tracks.json").read_text())
+    tracks = load_tracks(run / "tracks.json")
     assert [v["id"] for v in coco.dataset["videos"]] == [1] and coco.dataset["videos"][0]["length"] == len(coco.imgs)
     seen = set()
     for k, image in sorted(coco.imgs.items()):
@@ -259,7 +260,7 @@ def test_the_demo_tracks_export_through_the_rule(seg_run):
     snakemake(seg_run, *configs)
     out = seg_run / SEG / "rabbit/export"
     meta = json.loads((seg_run / SEG / "meta.json").read_text())
-    tracks = json.loads((seg_run / SEG / "rabbit/tracks.json").read_text())
+    tracks = load_tracks(seg_run / SEG / "rabbit/tracks.json")
     assert sorted(p.name for p in (out / "yolo/labels").iterdir()) == [f"{k:05d}.txt" for k in range(meta["count"])]
     assert all((out / "yolo/images" / f).resolve() == (seg_run / SEG / "frames" / f).resolve() for f in meta["files"])
     import numpy as np

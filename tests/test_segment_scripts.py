@@ -9,6 +9,7 @@ import pytest
 
 from conftest import DEMO_CONFIGS, DEMO_VIDEO, ROOT, assert_overlay_shows_masks, run_script
 from vispipe.config import load
+from vispipe.segment.files.tracks import load as load_tracks
 
 SCRIPTS = ["fetch_models", "extract_frames", "segment_first", "propagate", "render_overlay", "segment_image",
            "evaluate_segmentation", "make_synthetic", "export_annotations", "davis_table"]  # fmt: skip
@@ -136,7 +137,7 @@ def test_propagate_with_a_tracker_writes_the_same_outputs(run, trackers, tmp_pat
                "--log", out / "log")  # fmt: skip
     assert_propagate_outputs(out / "masks", out / "tracks.json", out / "rle.json", t / "instances.json",
                              new_ids=method == "sam3_video")  # fmt: skip
-    tracks, flow = (json.loads(p.read_text()) for p in (out / "tracks.json", t / "tracks.json"))
+    tracks, flow = (load_tracks(p) for p in (out / "tracks.json", t / "tracks.json"))
     assert tracks["method"] == method and flow["method"] == "flow"
     assert {"decode", "write", *stages} <= set(tracks["stage_times"]["stage_seconds"])
     assert {"flow", "sam2 image encoder", "sam2 prompt + mask decode"} <= set(flow["stage_times"]["stage_seconds"])
@@ -159,7 +160,7 @@ def assert_propagate_outputs(masks_dir, tracks_path, rle_path, instances_path, n
     assert [p.name for p in masks] == [f"{k:05d}.png" for k in range(5)]
     ids = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in masks]
     assert all(m.shape == (720, 1280) and m.dtype == np.uint8 for m in ids)
-    tracks = json.loads(tracks_path.read_text())
+    tracks = load_tracks(tracks_path)
     n = json.loads(instances_path.read_text())["found"]
     assert len(tracks["frames"]) == 5 and tracks["instances"][:n] == list(range(1, n + 1))
     assert new_ids or len(tracks["instances"]) == n
@@ -431,7 +432,7 @@ def test_propagate_with_re_detection_records_its_events(run, tmp_path):
     run_script("propagate", *cfg_args(redetect), "--frames", d / "frames", "--meta", d / "meta.json", "--instances",
                d / "rabbit/instances.json", "--masks", out / "masks", "--tracks", out / "tracks.json", "--rle",
                out / "rle.json", "--sam2", m["sam2"], "--clipseg", m["clipseg"], "--log", tmp_path / "log")  # fmt: skip
-    tracks = json.loads((out / "tracks.json").read_text())
+    tracks = load_tracks(out / "tracks.json")
     assert "re-detecting 'rabbit' every 2 kept frames" in (tmp_path / "log").read_text()
     assert "re-detection" in tracks["stage_times"]["stage_seconds"]  # CLIPSeg's share of it, timed
     reasons = {k: {v["reason"] for v in tracks["frames"][k]["instances"].values()} for k in (2, 4)}

@@ -7,7 +7,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,63 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class Spool:
+    """A list of JSON-ready items kept on disk, not in memory: :meth:`append` writes each as one line of
+    a temporary file beside ``near`` (removed by :meth:`close`); iterating reads them back in order.
+    What a step collects frame by frame for a file it can only write at the end."""
+
+    def __init__(self, near: str | Path):
+        near = Path(near)
+        near.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{near.name}.", suffix=".spool", dir=near.parent)
+        self.path, self.count = Path(name), 0
+        self._file = os.fdopen(fd, "w")
+
+    def append(self, item: Any) -> None:
+        with naming(self.path):
+            self._file.write(json.dumps(item) + "\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[Any]:
+        self._file.flush()
+        with open(self.path) as f:
+            for line in f:
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def dump_json(obj: Any, f, indent: int, level: int = 0) -> None:
+    """Write ``obj`` to the text file ``f`` as ``json.dumps(obj, indent=indent)`` would, where any
+    iterable that is not a dict or a string (a list, a generator, a :class:`Spool`) is a list written
+    item by item: a document larger than memory, written as it is read."""
+    pad, end = "\n" + " " * indent * (level + 1), "\n" + " " * indent * level
+    if isinstance(obj, dict):
+        for n, (key, value) in enumerate(obj.items()):
+            f.write(("{" if n == 0 else ",") + pad + json.dumps(key) + ": ")
+            dump_json(value, f, indent, level + 1)
+        f.write(end + "}" if obj else "{}")
+    elif isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        empty = True
+        for item in obj:
+            f.write(("[" if empty else ",") + pad)
+            dump_json(item, f, indent, level + 1)
+            empty = False
+        f.write("[]" if empty else end + "]")
+    else:
+        f.write(json.dumps(obj))
+
+
+def write_json_streamed(path: str | Path, doc: Any, indent: int = 2) -> None:
+    """:func:`dump_json` of ``doc`` into ``path``, atomically: the bytes :func:`write_json` writes
+    (``indent`` 2), without the document's lists in memory."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        dump_json(doc, f, indent)
+        f.write("\n")
 
 
 def save_figure(fig, path: str | Path, **kwargs) -> None:

@@ -19,6 +19,7 @@ SEG = "results/segment"
 HEATMAP, MASK, OVERLAY = "heatmap.png", "mask.png", "overlay.png"
 PICTURES = [HEATMAP, MASK, OVERLAY]
 INSTANCES, TRACKS, OVERLAY_VIDEO = "instances.json", "tracks.json", "overlay.mp4"
+TRACK_FRAMES = "tracks.jsonl"  # propagate's per-frame entries, one line each, beside tracks.json (its summary)
 FIRST = "first"  # a video's first-frame pictures: results/segment/{video}/{target}/first/
 FIRST_PICTURES = [HEATMAP, MASK]  # segment_first's; render_overlay draws first/overlay.png
 # evaluation against ground truth (videos with segment.videos.<key>.ground_truth): {video}/{target}/eval/

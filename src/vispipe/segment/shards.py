@@ -32,6 +32,7 @@ SHARDS = f"{SEG}/shards"  # results/segment/shards/<shard>.json, one per shard j
 RULE = "segment_shard"
 # the keys of the segment block that list samples; a shard's digest keeps its own videos only
 SAMPLE_KEYS = ("videos", "images", "samples", "globs")
+NO_RERUN = ("keep_frames",)  # how long the frames stay on disk: no step computes anything else
 
 
 def clips_per_job(set_resources: Mapping | None) -> int:
@@ -72,7 +73,7 @@ def stamp(shard: str) -> str:
 def digest(seg: Mapping, videos: Iterable[str], *extra) -> str:
     """A short hash of what a shard's steps read: ``seg`` without its samples but with ``videos``'
     entries, and ``extra`` (code hashes, threads)."""
-    shared = {k: v for k, v in seg.items() if k not in SAMPLE_KEYS}
+    shared = {k: v for k, v in seg.items() if k not in SAMPLE_KEYS and k not in NO_RERUN}
     blob = json.dumps([shared, {v: seg["videos"][v] for v in videos}, list(extra)], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -93,6 +93,20 @@ def read_ids(path: str | Path, what: str = "mask", fix: str = "rerun propagate")
     if ids.ndim != 2 or ids.min(initial=0) < 0 or ids.max(initial=0) > MAX_ID:
         raise UserError(f"{what} {path} holds no ids from 0 to {MAX_ID}; {fix}")
     return ids if ids.dtype == np.uint8 else ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16)
+
+
+class IdPngs(Sequence):
+    """A video's id PNGs as a sequence that reads each file when indexed (every time): the masks of
+    any number of frames without holding them in memory."""
+
+    def __init__(self, paths: Sequence[str | Path], what: str = "mask", fix: str = "rerun propagate"):
+        self.paths, self.what, self.fix = list(paths), what, fix
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return read_ids(self.paths[k], self.what, self.fix)
 
 
 def read_id_mask(path: str | Path) -> np.ndarray:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ...errors import UserError
+from ..files.tracks import frames_path
 from ..layout import TRACKER_MODELS
 from ..settings import Settings
 
@@ -57,12 +58,15 @@ def read_json(path: Path, rule: str, keys: tuple[str, ...] = ()) -> dict:
 
 
 def read_tracks(tracks_path: Path, meta: dict, meta_path: Path, keys: tuple[str, ...]) -> dict:
-    """propagate's tracks.json, which must hold one entry per kept frame of ``meta``."""
-    tracks = read_json(tracks_path, "propagate", keys)
-    if len(tracks["frames"]) != meta["count"]:
+    """propagate's tracks.json (the summary; its frames are read one by one with
+    :func:`vispipe.segment.files.tracks.frames`), which must count one entry per kept frame of ``meta``."""
+    tracks = read_json(tracks_path, "propagate", (*keys, "frame_count"))
+    if tracks["frame_count"] != meta["count"]:
         raise UserError(
-            f"{tracks_path} has {len(tracks['frames'])} frames but {meta_path} {meta['count']}; rerun propagate"
+            f"{tracks_path} has {tracks['frame_count']} frames but {meta_path} {meta['count']}; rerun propagate"
         )
+    if not frames_path(tracks_path, tracks).is_file():
+        raise UserError(f"{frames_path(tracks_path, tracks)} does not exist; rerun the propagate rule")
     return tracks
 
 

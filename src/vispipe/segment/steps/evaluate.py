@@ -11,7 +11,7 @@ import pandas as pd
 from ...errors import UserError
 from ...io import write_json, write_text
 from ..evaluation import vos
-from ..files.masks import image_size, read_id_mask, read_ids
+from ..files.masks import IdPngs, image_size
 from ..layout import DAVIS_GLOBAL, DAVIS_MD, DAVIS_PER_SEQUENCE, IDENTITY, J_PLOT, JF_CSV, JF_MD
 from .common import read_json
 
@@ -36,16 +36,14 @@ def evaluate_segmentation(
             f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(meta['kept'])}: "
             "it needs one PNG per source frame (in name order)"
         )
-    pred, gt = [], []
-    for k, source_index in enumerate(meta["kept"]):
-        pred.append(read_id_mask(Path(masks_dir) / f"{k:05d}.png"))
-        size = image_size(gt_files[source_index], "ground truth")  # compared before its pixels are read
-        if size != (pred[-1].shape[1], pred[-1].shape[0]):
-            raise UserError(
-                f"{gt_files[source_index]} is {size[0]}x{size[1]} but the video's frames are "
-                f"{pred[-1].shape[1]}x{pred[-1].shape[0]}: the ground truth must match the video's size"
-            )
-        gt.append(read_ids(gt_files[source_index], "ground truth", "replace the file"))
+    pred = IdPngs([Path(masks_dir) / f"{k:05d}.png" for k in range(len(meta["kept"]))])
+    gt = IdPngs([gt_files[i] for i in meta["kept"]], "ground truth", "replace the file")
+    for p, g in zip(pred.paths, gt.paths):  # sizes from the headers, before any pixel is read
+        size, want = image_size(g, "ground truth"), image_size(p, "mask")
+        if size != want:
+            raise UserError(f"{g} is {size[0]}x{size[1]} but the video's frames are {want[0]}x{want[1]}: the ground "
+                            "truth must match the video's size")  # fmt: skip
+    # read from disk on each pass (a few): memory does not grow with the video
     per_frame = vos.evaluate(pred, gt, frames=meta["kept"], match=match)
     table = vos.summary(per_frame)
     ids = vos.identity(pred, gt)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from ..files.formats import export
+from ..files.tracks import frames
 from ..settings import Settings
 from .common import read_meta, read_tracks
 
@@ -28,12 +29,12 @@ def export_annotations(
     if not formats:
         raise UserError("no export format chosen: set segment.export.formats (yolo, cvat, label_studio) or --formats")
     meta = read_meta(meta_path, frames_dir)
-    tracks = read_tracks(tracks_path, meta, meta_path, ("frames", "target"))
-    missing = [f["file"] for f in tracks["frames"] if not (masks_dir / f["file"]).is_file()]
+    tracks = read_tracks(tracks_path, meta, meta_path, ("target",))
+    missing = [f["file"] for f in frames(tracks_path, tracks) if not (masks_dir / f["file"]).is_file()]
     if missing:
         raise UserError(
             f"{masks_dir} lacks {len(missing)} mask(s) listed in {tracks_path} ({missing[0]}, ...); rerun propagate"
         )
-    written = export(formats, masks_dir, meta, tracks, frames_dir, out_dir, video_url)
+    written = export(formats, masks_dir, meta, tracks_path, tracks, frames_dir, out_dir, video_url)
     log.info("%s: %s", out_dir, ", ".join(written))
     return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +22,8 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
     """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``.
 
     ``video`` may be a folder of frames (:func:`video.frame_folder`, at ``fps``): its kept frames are
-    copied as they are, not re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``)."""
+    linked, read in place, never copied nor re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``: links to
+    the dataset's files; re-encoded only when ``segment.limits.downscale`` scales them)."""
     frames_cfg, limits = s.frames, (s.limit("max_pixels"), s.limit("downscale"))
     kept: list[int] = []
     files: list[str] = []
@@ -31,10 +32,10 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         if video.is_dir():
             info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
             size = fitted_size(info.width, info.height, f"the frames of {video}", *limits)
-            for index, source in tqdm(sources, desc=f"copy {video.name}", unit="frame"):
+            for index, source in tqdm(sources, desc=f"link {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}{frame_suffix(source)}")
-                if size == (info.width, info.height):
-                    shutil.copyfile(source, tmp / files[-1])
+                if size == (info.width, info.height):  # read in place: a link, never a copy
+                    os.symlink(source.resolve(), tmp / files[-1])
                 else:  # segment.limits.downscale
                     write_image(
                         tmp / files[-1], resized(read_image(source), size), jpeg_quality=frames_cfg["jpeg_quality"]

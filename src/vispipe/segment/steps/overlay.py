@@ -13,6 +13,7 @@ from ...io import atomic_path
 from .. import overlay
 from ..files.frames import write_h264
 from ..files.masks import read_id_mask, read_image, write_image
+from ..files.tracks import frames
 from ..layout import RANDOM_WARNING
 from ..settings import Settings
 from .common import read_meta, read_tracks
@@ -33,14 +34,14 @@ def render_overlay(
     and the first of them as ``first_path`` (``first/overlay.png``) when given."""
     style = s.overlay
     meta = read_meta(meta_path, frames_dir)
-    tracks = read_tracks(tracks_path, meta, meta_path, ("frames", "target", "weights"))
+    tracks = read_tracks(tracks_path, meta, meta_path, ("target", "weights"))
     target, random_weights = tracks["target"], tracks["weights"]["random"]
     if random_weights:
         log.warning("%s", RANDOM_WARNING)
 
     def drawn():
         size = (meta["source"]["height"], meta["source"]["width"])
-        for k, (frame_file, track) in enumerate(zip(meta["files"], tracks["frames"])):
+        for k, (frame_file, track) in enumerate(zip(meta["files"], frames(tracks_path, tracks))):
             ids = read_id_mask(masks_dir / track["file"])
             if ids.shape != size:
                 raise UserError(

@@ -15,7 +15,7 @@ from ...runtime import device_name, pick_device
 from .. import models, registry
 from ..files.masks import decode_rle, read_image
 from ..files.tracks import TrackWriter
-from ..layout import propagate_blocks
+from ..layout import TRACK_FRAMES, propagate_blocks
 from ..settings import Settings
 from ..timing import Stopwatch
 from ..track import Context
@@ -78,8 +78,10 @@ def decoded(frames_dir: Path, files: list[str], clock: Stopwatch):
 def propagate_video(s: Settings, frames_dir: Path, meta_path: Path, instances_path: Path, masks_dir: Path,
                     tracks_path: Path, rle_path: Path, sam2_dir: Path | None = None, detector_dir: Path | None = None,
                     tracker_dir: Path | None = None) -> dict:  # fmt: skip
-    """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` and the COCO RLE file;
-    ``tracks.json`` records the seconds of each stage under ``stage_times``."""
+    """Masks of every kept frame (``masks_dir/NNNNN.png``), ``tracks.json`` with ``tracks.jsonl`` beside
+    it (one line per frame) and the COCO RLE file, each written as the frames come
+    (:class:`~vispipe.segment.files.tracks.TrackWriter`); ``tracks.json`` records the seconds of each
+    stage under ``stage_times``."""
     meta = read_meta(meta_path, frames_dir)
     first = read_json(instances_path, "segment_first", ("instances", "target", "weights"))
     target, plan = first["target"], Plan(s, first["target"])
@@ -104,14 +106,15 @@ def propagate_video(s: Settings, frames_dir: Path, meta_path: Path, instances_pa
         log.info("segment.propagate.refine is false: the masks are warped by the flow, SAM2 does not refine them")
     items, stepper = plan.tracker.build(ctx)
     writer = TrackWriter(meta, target, clock)
-    writer.write(track(items, start, stepper, detector, plan.redetect), masks_dir, rle_path, first["weights"])
+    results = track(items, start, stepper, detector, plan.redetect)
+    writer.write(results, masks_dir, tracks_path.with_name(TRACK_FRAMES), rle_path, first["weights"])
     tracks = writer.tracks(first, plan.method, first["weights"])
-    tracks["stage_times"] = {"device": device_name(device), "prefetch": prefetch, **clock.summary(len(writer.frames))}
+    tracks["stage_times"] = {"device": device_name(device), "prefetch": prefetch, **clock.summary(writer.count)}
     ran = {**loaded, **({plan.model: video_model} if video_model is not None else {})}
     tracks["provenance"] = run_provenance(s, propagate_blocks(target, bool(plan.redetect["every"]), plan.method,
                                                               plan.kind), ran, dirs)  # fmt: skip
     write_json(tracks_path, tracks)
     for i, counts in writer.summary.items():
         log.info("instance %s: %s", i, ", ".join(f"{n} {state}" for state, n in counts.items()))
-    log.info("%s, %s: %s", plan.method, device_name(device), clock.table(len(writer.frames)))
+    log.info("%s, %s: %s", plan.method, device_name(device), clock.table(writer.count))
     return tracks

@@ -1,12 +1,13 @@
 """A video's tracked masks in the files the tools people annotate and train with read
 (``segment.export.formats``): one module per format, each named in
-:data:`vispipe.segment.registry.FORMATS`, each with ``write(out_dir, ids, meta, frames_dir, target,
-video_url) -> the name it wrote``.
+:data:`vispipe.segment.registry.FORMATS`, each with a ``Writer(out_dir, meta, frames_dir, target,
+video_url)`` that takes the frames' id images one at a time (``add(k, ids)``), then ``close()`` ->
+the name it wrote (``discard()`` drops what it kept on disk).
 
 They all read the same things: the id PNGs (one per kept frame, 0 = background, instance ``i`` =
 track ``i``), ``meta.json`` (frame files, times, sizes) and ``tracks.json`` (the target). This module
-holds what several share (the outlines of a mask) and :func:`export`, which writes the configured
-ones into ``export/`` whole or not at all. The masks as COCO with video and track ids are in
+holds what several share (the outlines of a mask, items kept per track) and :func:`export`, which
+writes the configured ones into ``export/`` whole or not at all, in one pass over the frames. The masks as COCO with video and track ids are in
 ``masks.rle.json``, which propagate writes (:mod:`..coco`).
 """
 
@@ -17,15 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ....io import Spool
 from ... import registry
 from ..masks import atomic_dir, read_id_mask
+from ..tracks import frames
 
 FORMATS = tuple(registry.FORMATS)
-
-
-def track_ids(ids: list[np.ndarray]) -> list[int]:
-    """Every instance id the PNGs show on some frame."""
-    return sorted({int(i) for frame_ids in ids for i in np.unique(frame_ids) if i})
 
 
 def polygons(mask: np.ndarray) -> list[np.ndarray]:
@@ -39,13 +37,42 @@ def largest_polygon(mask: np.ndarray) -> np.ndarray | None:
     return max(polygons(mask), key=cv2.contourArea, default=None)
 
 
-def export(formats: list[str], masks_dir: Path, meta: dict, tracks: dict, frames_dir: Path, out_dir: Path,
-           video_url: str | None = None) -> list[str]:  # fmt: skip
-    """Write each of ``formats`` into ``out_dir`` (all or nothing); return what was written."""
+def export(formats: list[str], masks_dir: Path, meta: dict, tracks_path: Path, tracks: dict, frames_dir: Path,
+           out_dir: Path, video_url: str | None = None) -> list[str]:  # fmt: skip
+    """Write each of ``formats`` into ``out_dir`` (all or nothing), in one pass over the frames: each
+    format's ``Writer`` takes them one at a time, so memory does not grow with the video. Returns
+    what was written."""
     target = tracks["target"]
-    ids = [read_id_mask(masks_dir / f["file"]) for f in tracks["frames"]]
-    written = []
     with atomic_dir(out_dir) as tmp:
-        for name in (f for f in registry.FORMATS if f in formats):  # in the registry's order
-            written.append(registry.load(registry.FORMATS, name).write(tmp, ids, meta, frames_dir, target, video_url))
-    return written
+        writers = [registry.load(registry.FORMATS, name).Writer(tmp, meta, frames_dir, target, video_url)
+                   for name in registry.FORMATS if name in formats]  # in the registry's order  # fmt: skip
+        try:
+            for k, entry in enumerate(frames(tracks_path, tracks)):
+                ids = read_id_mask(masks_dir / entry["file"])
+                for writer in writers:
+                    writer.add(k, ids)
+            return [writer.close() for writer in writers]
+        finally:
+            for writer in writers:
+                writer.discard()
+
+
+class PerTrack:
+    """Items kept per track id on disk until the end (:class:`vispipe.io.Spool`), for the formats that
+    list a track's frames together (CVAT's tracks, Label Studio's regions) but read the frames in order."""
+
+    def __init__(self, near: Path):
+        self.near, self.spools = near, {}
+
+    def append(self, track_id: int, item) -> None:
+        if track_id not in self.spools:
+            self.spools[track_id] = Spool(self.near)
+        self.spools[track_id].append(item)
+
+    def __iter__(self):
+        """(track id, its items) in id order."""
+        return iter(sorted(self.spools.items()))
+
+    def close(self) -> None:
+        for spool in self.spools.values():
+            spool.close()

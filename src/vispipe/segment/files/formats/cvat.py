@@ -1,6 +1,10 @@
 """``segment.export.formats: [cvat]``: ``cvat.xml``, CVAT for video 1.1: one ``<track>`` per instance,
 a polygon keyframe on every frame it is seen (its largest part), and ``outside="1"`` on the frame
 after it leaves.
+
+The frames come in order but the file lists each track's together: each track's polygons wait on disk
+(:class:`.PerTrack`) and the file is written at the end, element by element, as ElementTree indents
+it, so memory does not grow with the video.
 """
 
 from __future__ import annotations
@@ -10,45 +14,63 @@ from pathlib import Path
 
 import numpy as np
 
-from . import largest_polygon, track_ids
+from . import PerTrack, largest_polygon
 
 
-def write(out_dir: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str, video_url=None) -> str:
-    cvat_video(out_dir / "cvat.xml", ids, meta, target)
-    return "cvat.xml"
+class Writer:
+    """``out_dir/cvat.xml``: a track per instance, keyframes where it is seen, outside where it is not."""
+
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+        self.path, self.meta, self.target = out_dir / "cvat.xml", meta, target
+        self.polygons = PerTrack(self.path)  # track id -> [frame, outside, points]
+        self.last: dict[int, tuple[str, str]] = {}  # track id -> (its last points, that element's outside)
+
+    def add(self, k: int, ids: np.ndarray) -> None:
+        seen = {int(i) for i in np.unique(ids) if i}
+        for track_id in sorted(seen | set(self.last)):
+            polygon = largest_polygon(ids == track_id) if track_id in seen else None
+            if polygon is not None:
+                points, outside = _points(polygon), "0"
+            elif track_id in self.last and self.last[track_id][1] == "0":
+                points, outside = self.last[track_id][0], "1"  # it left: CVAT hides it until the next keyframe
+            else:
+                continue
+            self.last[track_id] = (points, outside)
+            self.polygons.append(track_id, [k, outside, points])
+
+    def close(self) -> str:
+        meta, target, count = self.meta, self.target, self.meta["count"]
+        root = ET.Element("annotations")
+        ET.SubElement(root, "version").text = "1.1"
+        task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+        for key, value in (("name", f"{Path(meta['video']).name} {target}"), ("size", count), ("mode", "interpolation"),
+                           ("start_frame", 0), ("stop_frame", max(count - 1, 0))):  # fmt: skip
+            ET.SubElement(task, key).text = str(value)
+        label = ET.SubElement(ET.SubElement(task, "labels"), "label")
+        ET.SubElement(label, "name").text = target
+        ET.SubElement(label, "type").text = "polygon"
+        size = ET.SubElement(task, "original_size")
+        ET.SubElement(size, "width").text = str(meta["source"]["width"])
+        ET.SubElement(size, "height").text = str(meta["source"]["height"])
+        ET.indent(root)
+        head = ET.tostring(root, encoding="unicode")  # ... </meta>\n</annotations>: the tracks go before the end
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write("<?xml version='1.0' encoding='utf-8'?>\n" + head[: head.rindex("\n</annotations>")])
+            for track_id, polygons in self.polygons:
+                track = ET.Element("track", id=str(track_id - 1), label=target, source="auto")
+                f.write("\n  " + ET.tostring(track, encoding="unicode").replace(" />", ">"))
+                for frame, outside, points in polygons:
+                    element = ET.Element("polygon", frame=str(frame), keyframe="1", outside=outside, occluded="0",
+                                         points=points, z_order="0")  # fmt: skip
+                    f.write("\n    " + ET.tostring(element, encoding="unicode"))
+                f.write("\n  </track>")
+            f.write("\n</annotations>")
+        self.polygons.close()
+        return "cvat.xml"
+
+    def discard(self) -> None:
+        self.polygons.close()
 
 
 def _points(polygon: np.ndarray) -> str:
     return ";".join(f"{x:.2f},{y:.2f}" for x, y in polygon.astype(float))
-
-
-def cvat_video(path: Path, ids: list[np.ndarray], meta: dict, target: str) -> None:
-    """CVAT for video 1.1: a track per instance, keyframes where it is seen, outside where it is not."""
-    height, width = meta["source"]["height"], meta["source"]["width"]
-    root = ET.Element("annotations")
-    ET.SubElement(root, "version").text = "1.1"
-    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
-    for key, value in (("name", f"{Path(meta['video']).name} {target}"), ("size", len(ids)),
-                       ("mode", "interpolation"), ("start_frame", 0), ("stop_frame", max(len(ids) - 1, 0))):  # fmt: skip
-        ET.SubElement(task, key).text = str(value)
-    label = ET.SubElement(ET.SubElement(task, "labels"), "label")
-    ET.SubElement(label, "name").text = target
-    ET.SubElement(label, "type").text = "polygon"
-    size = ET.SubElement(task, "original_size")
-    ET.SubElement(size, "width").text, ET.SubElement(size, "height").text = str(width), str(height)
-    for track_id in track_ids(ids):
-        track = ET.SubElement(root, "track", id=str(track_id - 1), label=target, source="auto")
-        last = None  # the last polygon written, repeated with outside="1" where the instance is not seen
-        for k, frame_ids in enumerate(ids):
-            polygon = largest_polygon(frame_ids == track_id)
-            if polygon is not None:
-                last = polygon
-                outside = "0"
-            elif last is not None and track[-1].get("outside") == "0":
-                polygon, outside = last, "1"  # it left: CVAT hides it from here until the next keyframe
-            else:
-                continue
-            ET.SubElement(track, "polygon", frame=str(k), keyframe="1", outside=outside, occluded="0",
-                          points=_points(polygon), z_order="0")  # fmt: skip
-    ET.indent(root)
-    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))

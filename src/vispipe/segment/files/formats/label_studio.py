@@ -3,51 +3,67 @@ object tracking template (``<Video name="video">`` + ``<VideoRectangle name="box
 ``videorectangle`` region per instance with a box per frame (Label Studio tracks boxes, not masks in
 video), frames counted from 1, ``enabled: false`` on the last frame before a gap so that it does not
 interpolate across it.
+
+Each region's boxes wait on disk (:class:`.PerTrack`) until the file is written, item by item, at
+the end (:func:`vispipe.io.dump_json`), so memory does not grow with the video.
 """
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from . import track_ids
+from ....io import dump_json
+from ...geometry import box_xyxy
+from . import PerTrack
 
 
-def write(out_dir: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str,
-          video_url: str | None = None) -> str:  # fmt: skip
-    url = video_url or str(Path(meta["video"]).resolve())
-    label_studio_video(out_dir / "label_studio.json", ids, meta, target, url)
-    return "label_studio.json"
+class Writer:
+    """``out_dir/label_studio.json``: the video (``video_url``, default the source's absolute path)
+    and a ``videorectangle`` region per instance."""
 
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+        self.path, self.meta, self.target = out_dir / "label_studio.json", meta, target
+        self.url = video_url or str(Path(meta["video"]).resolve())
+        fps = float(Fraction(meta["output_fps"]))  # "25/2" for 25 fps at stride 2
+        self.fps, self.times = fps, meta.get("times_s")
+        self.boxes = PerTrack(self.path)
+        self.pending: dict[int, dict] = {}  # track id -> its last box, not yet kept (a gap may disable it)
 
-def label_studio_video(path: Path, ids: list[np.ndarray], meta: dict, target: str, video_url: str) -> None:
-    """One Label Studio task: the video and a ``videorectangle`` region per instance."""
-    height, width = meta["source"]["height"], meta["source"]["width"]
-    fps = float(Fraction(meta["output_fps"]))  # "25/2" for 25 fps at stride 2
-    times = meta.get("times_s") or [k / fps for k in range(len(ids))]
-    duration = times[-1] + 1 / fps if times else 0.0
-    regions = []
-    for track_id in track_ids(ids):
-        sequence = []
-        for k, frame_ids in enumerate(ids):
-            mask = frame_ids == track_id
-            if not mask.any():
-                if sequence and sequence[-1]["enabled"]:
-                    sequence[-1]["enabled"] = False  # no interpolation into the gap
+    def add(self, k: int, ids: np.ndarray) -> None:
+        height, width = ids.shape
+        seen = {int(i) for i in np.unique(ids) if i}
+        for track_id in sorted(seen | set(self.pending)):
+            if track_id not in seen:
+                self.pending[track_id]["enabled"] = False  # no interpolation into the gap
                 continue
-            x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-            sequence.append({"frame": k + 1, "enabled": True, "rotation": 0, "time": round(times[k], 6),
-                             "x": 100 * x / width, "y": 100 * y / height,
-                             "width": 100 * w / width, "height": 100 * h / height})  # fmt: skip
-        regions.append({
-            "id": f"{target}_{track_id}", "type": "videorectangle", "from_name": "box", "to_name": "video",
-            "origin": "prediction", "meta": {"track_id": track_id},
-            "value": {"framesCount": len(ids), "duration": round(duration, 6), "sequence": sequence,
-                      "labels": [target]},
-        })  # fmt: skip
-    task = {"data": {"video": video_url}, "predictions": [{"model_version": "vispipe", "result": regions}]}
-    path.write_text(json.dumps([task], indent=1))
+            if track_id in self.pending:
+                self.boxes.append(track_id, self.pending[track_id])
+            x0, y0, x1, y1 = box_xyxy(ids == track_id)
+            time = self.times[k] if self.times else k / self.fps
+            self.pending[track_id] = {"frame": k + 1, "enabled": True, "rotation": 0, "time": round(time, 6),
+                                      "x": 100 * x0 / width, "y": 100 * y0 / height,
+                                      "width": 100 * (x1 - x0) / width, "height": 100 * (y1 - y0) / height}  # fmt: skip
+
+    def close(self) -> str:
+        for track_id, box in self.pending.items():
+            self.boxes.append(track_id, box)
+        count, target = self.meta["count"], self.target
+        last = self.times[-1] if self.times else (count - 1) / self.fps
+        duration = last + 1 / self.fps if count else 0.0
+        regions = [
+            {"id": f"{target}_{track_id}", "type": "videorectangle", "from_name": "box", "to_name": "video",
+             "origin": "prediction", "meta": {"track_id": track_id},
+             "value": {"framesCount": count, "duration": round(duration, 6), "sequence": boxes, "labels": [target]}}
+            for track_id, boxes in self.boxes
+        ]  # fmt: skip
+        task = {"data": {"video": self.url}, "predictions": [{"model_version": "vispipe", "result": regions}]}
+        with open(self.path, "w") as f:
+            dump_json([task], f, indent=1)
+        self.boxes.close()
+        return "label_studio.json"
+
+    def discard(self) -> None:
+        self.boxes.close()

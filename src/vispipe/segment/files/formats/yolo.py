@@ -16,9 +16,26 @@ import yaml
 from . import polygons
 
 
-def write(out_dir: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str, video_url=None) -> str:
-    yolo(out_dir / "yolo", ids, meta, frames_dir, target)
-    return "yolo/"
+class Writer:
+    """``out_dir/yolo``, frame by frame."""
+
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+        self.out, self.meta, self.frames_dir, self.target = out_dir / "yolo", meta, frames_dir, target
+        (self.out / "images").mkdir(parents=True)
+        (self.out / "labels").mkdir()
+
+    def add(self, k: int, ids: np.ndarray) -> None:
+        out, name = self.out, self.meta["files"][k]
+        os.symlink(os.path.relpath(self.frames_dir.resolve() / name, out / "images"), out / "images" / name)
+        (out / "labels" / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in yolo_lines(ids)))
+
+    def close(self) -> str:
+        data = {"path": ".", "train": "images", "val": "images", "names": {0: self.target}}
+        (self.out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        return "yolo/"
+
+    def discard(self) -> None:
+        pass  # everything is in out_dir, which appears whole or not at all
 
 
 def yolo_lines(frame_ids: np.ndarray) -> list[str]:
@@ -30,14 +47,3 @@ def yolo_lines(frame_ids: np.ndarray) -> list[str]:
         for i in np.unique(frame_ids) if i
         for poly in polygons(frame_ids == i)
     ]  # fmt: skip
-
-
-def yolo(out: Path, ids: list[np.ndarray], meta: dict, frames_dir: Path, target: str) -> None:
-    """``out/images``, ``out/labels``, ``out/data.yaml`` (one class: the target)."""
-    (out / "images").mkdir(parents=True)
-    (out / "labels").mkdir()
-    for name, frame_ids in zip(meta["files"], ids):
-        os.symlink(os.path.relpath(frames_dir.resolve() / name, out / "images"), out / "images" / name)
-        (out / "labels" / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in yolo_lines(frame_ids)))
-    data = {"path": ".", "train": "images", "val": "images", "names": {0: target}}
-    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
