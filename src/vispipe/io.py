@@ -96,6 +96,7 @@ class Spool:
     def append(self, item: Any) -> None:
         with naming(self.path):
             self._file.write(json.dumps(item) + "\n")
+            self._file.flush()  # to the OS as it comes: nothing piles up in this process
         self.count += 1
 
     def __iter__(self) -> Iterator[Any]:

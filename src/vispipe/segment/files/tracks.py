@@ -55,6 +55,7 @@ class TrackWriter:
                                  "instances": {str(i): v for i, v in res.info.items()}}  # fmt: skip
                         with naming(frames_path):
                             lines.write(json.dumps(entry) + "\n")
+                            lines.flush()
                         coco.add(k, ids, res.masks, res.info)
                     for i, info in res.info.items():
                         self.summary.setdefault(str(i), dict.fromkeys(STATES, 0))[info["state"]] += 1
