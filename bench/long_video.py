@@ -164,8 +164,10 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     base = rows[0]
-    print(f"\n{W}x{H} at {FPS} fps, every frame kept, tiny random models on the CPU, "
-          f"propagate {'flow + SAM2' if args.refine else 'flow, warp only'}; ratios against {base['minutes']:g} min\n")
+    print(
+        f"\n{W}x{H} at {FPS} fps, every frame kept, tiny random models on the CPU, "
+        f"propagate {'flow + SAM2' if args.refine else 'flow, warp only'}; ratios against {base['minutes']:g} min\n"
+    )
     print("| step | video | frames | time / frame | peak RSS | on disk | time ratio | RSS ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for name in STEPS:
