@@ -12,7 +12,10 @@ mask as the prompt file, taken as it is: random weights would draw noise), propa
 of an hour of video takes hours on a CPU; ``--refine`` turns it on), render_overlay,
 export_annotations (yolo, cvat, label_studio) and evaluate_segmentation.
 
-    python bench/long_video.py [--minutes 1 5 20] [--hours 1] [--refine] [--keep] [--out bench/out/long_video.json]
+With ``--peer CHECKOUT`` the same steps also run from another checkout of this project (its scripts
+and library, on the same videos and models): the code before the outputs were streamed, say.
+
+    python bench/long_video.py [--minutes 1 5 20] [--hours 1] [--refine] [--peer CHECKOUT] [--keep] [--out bench/out/long_video.json]
 """
 
 from __future__ import annotations
@@ -79,11 +82,13 @@ def make_video(folder: Path, frames: int) -> tuple[Path, Path]:
     return folder / "clip.mp4", gt
 
 
-def run_step(name: str, args: list, log: Path) -> dict:
-    """``scripts/<name>.py`` as its own process: its wall seconds and peak RSS (MB, from wait4)."""
-    cmd = [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *map(str, args), "--log", str(log)]
+def run_step(name: str, args: list, log: Path, root: Path = ROOT) -> dict:
+    """``root/scripts/<name>.py`` (with ``root``'s library) as its own process: its wall seconds and
+    peak RSS (MB, from wait4)."""
+    cmd = [sys.executable, str(root / "scripts" / f"{name}.py"), *map(str, args), "--log", str(log)]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -100,15 +105,18 @@ def disk_mb(*paths: Path) -> float:
     return total / 2**20
 
 
-def measure(work: Path, minutes: float, models: dict, refine: bool) -> dict:
+def measure(work: Path, minutes: float, models: dict, refine: bool, root: Path = ROOT, name: str = "ours") -> dict:
     frames = int(minutes * 60 * FPS)
-    d = work / f"{minutes:g}min"
+    d = work / f"{minutes:g}min" / name
     t0 = time.perf_counter()
-    video, gt = make_video(d / "input", frames)
+    if not (work / f"{minutes:g}min/input/clip.mp4").exists():
+        make_video(work / f"{minutes:g}min/input", frames)
+    video, gt = work / f"{minutes:g}min/input/clip.mp4", work / f"{minutes:g}min/input/gt"
     made = time.perf_counter() - t0
     override = {"segment": {"frames": {"max_seconds": None, "stride": 1}, "propagate": {"refine": refine},
                             "export": {"formats": ["yolo", "cvat", "label_studio"]}}}  # fmt: skip
-    cfg = [a for c in CONFIGS for a in ("--config", c)] + ["--config", json.dumps(override)]
+    configs = [root / "config/config.yaml", root / "config/demo.yaml"]  # the checkout's own
+    cfg = [a for c in configs for a in ("--config", c)] + ["--config", json.dumps(override)]
     fr, t = ["--frames", d / "frames", "--meta", d / "meta.json"], d / "shape"
     sam2 = ["--sam2", models["sam2"]]
     steps = {
@@ -126,13 +134,13 @@ def measure(work: Path, minutes: float, models: dict, refine: bool) -> dict:
                                    "--out-dir", t / "eval", "--no-match"], [t / "eval"]),
     }  # fmt: skip
     row = {"minutes": minutes, "frames": frames, "make_seconds": made, "steps": {}}
-    for name in STEPS:
-        args, outputs = steps[name]
-        got = run_step(name, args, d / f"{name}.log")
-        got["seconds_per_frame"] = got["seconds"] / (1 if name == "segment_first" else frames)  # one frame
-        got["disk_mb"] = disk_mb(*outputs)
-        row["steps"][name] = got
-        print(f"  {minutes:g} min, {name}: {got['seconds']:.1f} s, {got['peak_rss_mb']:.0f} MB, "
+    for step in STEPS:
+        args, outputs = steps[step]
+        got = run_step(step, args, d / f"{step}.log", root)
+        got["seconds_per_frame"] = got["seconds"] / (1 if step == "segment_first" else frames)  # one frame
+        got["disk_mb"] = disk_mb(*(o for o in outputs if o.exists()))
+        row["steps"][step] = got
+        print(f"  {minutes:g} min, {name}, {step}: {got['seconds']:.1f} s, {got['peak_rss_mb']:.0f} MB, "
               f"{got['disk_mb']:.1f} MB on disk", flush=True)  # fmt: skip
     jf = (t / "eval/jf.md").read_text()
     row["j_and_f"] = jf.split("mean", 1)[1].split()[2] if "mean" in jf else None
@@ -144,6 +152,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 5, 20])
     p.add_argument("--hours", type=float, default=0, help="also a video of this many hours")
     p.add_argument("--refine", action="store_true", help="SAM2 refines every frame (slow on a CPU)")
+    p.add_argument("--peer", type=Path, help="another checkout of this project, run on the same videos")
     p.add_argument("--keep", action="store_true", help="keep the working folder (its path is printed)")
     p.add_argument("--out", type=Path, default=ROOT / "bench/out/long_video.json")
     args = p.parse_args()
@@ -154,10 +163,14 @@ def main() -> None:
         cfg = [a for c in CONFIGS for a in ("--config", c)]
         subprocess.run([sys.executable, str(ROOT / "scripts/fetch_models.py"), *map(str, cfg), "--clipseg",
                         models["clipseg"], "--sam2", models["sam2"]], check=True, capture_output=True)  # fmt: skip
-        rows = []
+        rows, peer = [], []
         for minutes in durations:
             print(f"{minutes:g} min ({int(minutes * 60 * FPS)} frames at {W}x{H}, {FPS} fps):", flush=True)
             rows.append(measure(work, minutes, models, args.refine))
+            if args.peer:
+                peer.append(measure(work, minutes, models, args.refine, args.peer.resolve(), "peer"))
+            if not args.keep:  # the next video's disk
+                shutil.rmtree(work / f"{minutes:g}min", ignore_errors=True)
     finally:
         if args.keep:
             print(f"kept {work}")
@@ -177,9 +190,18 @@ def main() -> None:
             print(f"| {name} | {r['minutes']:g} min | {r['frames']} | {s['seconds_per_frame'] * 1000:.2f} ms "
                   f"| {s['peak_rss_mb']:.0f} MB | {s['disk_mb']:.1f} MB | "
                   f"{s['seconds_per_frame'] / b['seconds_per_frame']:.2f}x | {s['peak_rss_mb'] / b['peak_rss_mb']:.2f}x |")  # fmt: skip
+    if peer:
+        print(f"\nThe peer ({args.peer}) on the same videos: peak RSS, ours / the peer's\n")
+        print("| step | video | peak RSS (peer) | peak RSS (ours) | ours / peer | peer's RSS ratio to its shortest |")
+        print("|---|---|---|---|---|---|")
+        for name in STEPS:
+            for r, q in zip(rows, peer):
+                a, b = r["steps"][name]["peak_rss_mb"], q["steps"][name]["peak_rss_mb"]
+                print(f"| {name} | {r['minutes']:g} min | {b:.0f} MB | {a:.0f} MB | {a / b:.2f}x "
+                      f"| {b / peer[0]['steps'][name]['peak_rss_mb']:.2f}x |")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "size": [H, W],
-              "fps": FPS, "refine": args.refine, "rows": rows}  # fmt: skip
+              "fps": FPS, "refine": args.refine, "rows": rows, "peer": {"checkout": str(args.peer), "rows": peer}}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
 
