@@ -5,8 +5,9 @@ or explodes or the object is occluded; sam2_video / edgetam_video: SAM2's / Edge
 tracker, memory bounded; sam3_video: SAM 3 detects the target's text and tracks it itself. With
 segment.redetect.every N, the detector and SAM2 detect again every N frames (new objects get new ids,
 returning ones their old ids).
-Writes --masks/NNNNN.png (instance ids: 8-bit, 16-bit on a frame with an id past 255), --tracks (per-frame state of every instance, events,
-and the seconds of each stage) and --rle (the masks as COCO run-length encoding).
+Writes --masks/NNNNN.png (instance ids: 8-bit, 16-bit on a frame with an id past 255), --tracks (the
+summary: instances, events, the seconds of each stage) with tracks.jsonl beside it (every instance's state,
+one line per frame) and --rle (the masks as COCO run-length encoding), each as the frames come.
 
 Reads the segment.propagate, redetect, sam2, seed, device and models config keys, segment.flow or
 segment.sam2_video, edgetam_video or sam3_video (by method; sam3_video also the target's entry), and for re-detection segment.detector, its block and the target's
