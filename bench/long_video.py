@@ -87,13 +87,15 @@ def run_step(name: str, args: list, log: Path, root: Path = ROOT) -> dict:
     peak RSS (MB, from wait4)."""
     cmd = [sys.executable, str(root / "scripts" / f"{name}.py"), *map(str, args), "--log", str(log)]
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    stderr = log.with_suffix(".stderr")  # a file, not a pipe: a pipe nobody reads would fill with progress bars
+    stderr.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        sys.exit(f"{name} failed ({proc.returncode}):\n{proc.stderr.read().decode()[-3000:]}")
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"{name} failed ({os.waitstatus_to_exitcode(status)}):\n{stderr.read_text()[-3000:]}")
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
