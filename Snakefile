@@ -13,13 +13,21 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from vispipe.classify.variants import validate_variants
-from vispipe.config import ConfigError, validate
+from vispipe.config import ConfigError, deep_merge, load, validate
 from vispipe import warm
 from vispipe.locks import record_owner, release_stale
 
+# the workflow's own defaults, wherever the working directory is (a module, --directory elsewhere);
+# --configfile files and --config entries override them
+DEFAULTS = os.path.join(workflow.current_basedir, "config", "config.yaml")
 
-configfile: "config/config.yaml"
 
+configfile: DEFAULTS
+
+
+# Used as a module, Snakemake skips the line above and passes the host's config: the defaults go
+# under it here (a no-op otherwise: what the run gave wins).
+config.update(deep_merge(load([DEFAULTS]), config))
 
 try:
     validate(config)

@@ -75,7 +75,7 @@ rule fetch_cifar10:
         cfg=params_json("classify.data", "classify.seed"),
         out_dir=lambda wc, output: os.path.dirname(output.train),
     shell:
-        '"$VISPIPE_PYTHON" scripts/fetch_cifar10.py --config {params.cfg:q}'
+        '"$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/fetch_cifar10.py --config {params.cfg:q}'
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
@@ -101,7 +101,7 @@ rule train_teacher:
         data=lambda wc, input: os.path.dirname(input.train),
         out_dir=lambda wc, output: os.path.dirname(output.model),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_teacher.py --config {params.cfg:q} --data {params.data:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/train_teacher.py --config {params.cfg:q} --data {params.data:q}'
         " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
@@ -135,7 +135,7 @@ rule train_student:
         data=lambda wc, input: os.path.dirname(input.train),
         out_dir=lambda wc, output: os.path.dirname(output.best),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/train_student.py --config {params.cfg:q} --name {params.name:q} --data {params.data:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/train_student.py --config {params.cfg:q} --name {params.name:q} --data {params.data:q}'
         " {params.teacher:q} --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
 
@@ -161,7 +161,7 @@ rule evaluate:
         cfg=params_json(*EVAL_BLOCKS),
         out_dir=lambda wc, output: os.path.dirname(output.metrics_json),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/evaluate.py --config {params.cfg:q} --checkpoint {input.checkpoint:q}'
         " --test {input.test:q} --train-metrics {input.train_metrics:q}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
@@ -189,7 +189,7 @@ rule compare_models:
         code=code("compare_models.py"),
         no_kd=lambda wc, input: ["--no-kd", *input.no_kd] if input.no_kd else [],
     shell:
-        '"$VISPIPE_PYTHON" scripts/compare_models.py --teacher {input.teacher:q} --student {input.student:q} {params.no_kd:q}'
+        '"$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/compare_models.py --teacher {input.teacher:q} --student {input.student:q} {params.no_kd:q}'
         " --md {output.md:q} --csv {output.csv:q} --log {log:q}"
 
 
@@ -219,6 +219,6 @@ rule ablation:
         code=code("ablation.py"),
         variants=params_json("classify.variants"),
     shell:
-        '"$VISPIPE_PYTHON" scripts/ablation.py --teacher {input.teacher:q} --student {input.student:q}'
+        '"$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/ablation.py --teacher {input.teacher:q} --student {input.student:q}'
         " --variants {input.variants:q} --config {params.variants:q}"
         " --md {output.md:q} --csv {output.csv:q} --png {output.png:q} --log {log:q}"

@@ -16,6 +16,10 @@ from vispipe.layout import report_mark
 # Snakemake reruns a rule when, and only when, one of its blocks changes.
 params_json = partial(_params_json, config)
 
+# The workflow's own folder (this file's parent's): scripts, rules, resources and the default config
+# resolve from it; results, logs, benchmarks and downloads land in the working directory.
+WORKFLOW_DIR = Path(workflow.current_basedir).parent
+
 # How the rules start their scripts, as environment variables the jobs inherit (the shell commands
 # name them, so Snakemake's lint sees no outside variable, and they are no rerun trigger):
 # - VISPIPE_PYTHON: the interpreter. Without a software-deployment method it is the Python that
@@ -28,8 +32,11 @@ params_json = partial(_params_json, config)
 #   jobs per GPU; on a CPU machine or under Slurm it only runs the step (vispipe/gpus.py).
 _ISOLATED = {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
 _ISOLATED_RUN = bool(_ISOLATED & set(workflow.deployment_settings.deployment_method))
+# - VISPIPE_SCRIPTS: the workflow's scripts/ folder, wherever the run's working directory is (a
+#   Snakemake module, `-s <checkout>/Snakefile --directory <elsewhere>`, a deployed workflow).
 os.environ.update(
     VISPIPE_PYTHON="python" if _ISOLATED_RUN else sys.executable,
+    VISPIPE_SCRIPTS=str(WORKFLOW_DIR / "scripts"),
     VISPIPE_GPU_SLOTS_PER_DEVICE=str(config["gpu_slots_per_device"]),
     # experiment tracking (config key tracking, vispipe/tracking.py): like the two above, how the
     # steps run, not what they compute, so no param, and switching it reruns nothing
@@ -41,7 +48,7 @@ DATA = f"data/{config['classify']['data']['name']}"
 
 # A hash of scripts/<name> and every vispipe module it imports, passed as a param: editing that
 # code reruns the rule (and what depends on it); editing other code does not (vispipe/codedeps.py).
-code = partial(script_hash, Path(workflow.basedir) / "scripts")
+code = partial(script_hash, WORKFLOW_DIR / "scripts")
 
 
 # `snakemake --report report.html`: the outputs marked with in_report(category, subcategory, caption,

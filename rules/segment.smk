@@ -45,6 +45,7 @@ from vispipe.segment.layout import (
     prompt_file,
     propagate_blocks,
     run_models,
+    shipped,
     tracker_model,
     video_outputs,
 )
@@ -55,7 +56,7 @@ from vispipe.segment import shards
 # segment.videos and segment.images with the rows of the sample sheets and the files of the folder
 # patterns merged in (segment.samples, segment.globs): from here on, one dict per kind, by id.
 try:
-    SEGCFG = with_samples(config["segment"])
+    SEGCFG = shipped(with_samples(config["segment"]), WORKFLOW_DIR)
     check_target_keys(SEGCFG)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -125,7 +126,7 @@ rule fetch_models:
             "segment.models", *(("segment.detector",) if DETECTOR != "clipseg" else ())
         ),
     shell:
-        '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
+        '"$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/fetch_models.py --config {params.cfg:q}'
         " --detector {output.detector:q} --sam2 {output.sam2:q} --log {log:q}"
 
 
@@ -147,7 +148,7 @@ if TRACKER not in (None, DETECTOR):
             cfg=params_json("segment.models"),
             kind=TRACKER,
         shell:
-            '"$VISPIPE_PYTHON" scripts/fetch_models.py --config {params.cfg:q}'
+            '"$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/fetch_models.py --config {params.cfg:q}'
             " --tracker {output.tracker:q} --tracker-model {params.kind:q} --log {log:q}"
 
 
@@ -171,7 +172,7 @@ rule extract_frames:
         cfg=params_json("segment.frames", *FRAME_LIMITS),
         fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos")),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
         " {params.fps:q} --frames {output.frames:q} --meta {output.meta:q} --log {log:q}"
 
 
@@ -207,7 +208,7 @@ rule segment_first:
         prompt=lambda wc, input: ["--prompt", input.prompt] if input.prompt else [],
         out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_first.py --config {params.cfg:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu "$VISPIPE_SCRIPTS"/segment_first.py --config {params.cfg:q}'
         " --frames {input.frames:q} --meta {input.meta:q} --target {wildcards.target:q}"
         " --detector {input.detector:q} --sam2 {input.sam2:q} {params.prompt:q}"
         " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
@@ -246,7 +247,7 @@ rule propagate:
             )
         ),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/propagate.py --config {params.cfg:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu "$VISPIPE_SCRIPTS"/propagate.py --config {params.cfg:q}'
         " --frames {input.frames:q} --meta {input.meta:q} --instances {input.instances:q}"
         " --sam2 {input.sam2:q} --detector {input.detector:q} {params.tracker:q}"
         " --masks {output.masks:q} --tracks {output.tracks:q} --rle {output.rle:q} --threads {threads} --log {log:q}"
@@ -275,7 +276,7 @@ rule render_overlay:
         code=code("render_overlay.py"),
         cfg=params_json("segment.overlay"),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/render_overlay.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/render_overlay.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
         " --masks {input.masks:q} --tracks {input.tracks:q} --out {output.video:q} --first {output.first:q} --log {log:q}"
 
 
@@ -297,7 +298,7 @@ rule export_annotations:
         code=code("export_annotations.py", *step_modules("export_annotations", SEGCFG)),
         cfg=params_json("segment.export"),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/export_annotations.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/export_annotations.py --config {params.cfg:q} --frames {input.frames:q} --meta {input.meta:q}'
         " --masks {input.masks:q} --tracks {input.tracks:q} --out-dir {output:q} --log {log:q}"
 
 
@@ -329,7 +330,7 @@ rule segment_image:
         cfg=lambda wc: params_json(*image_blocks(wc.target, DETECTOR)),
         out_dir=lambda wc, output: os.path.dirname(output.instances),
     shell:
-        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu scripts/segment_image.py --config {params.cfg:q} --image {input.image:q}'
+        'HF_HUB_OFFLINE=1 "$VISPIPE_PYTHON" -m vispipe.warm --gpu "$VISPIPE_SCRIPTS"/segment_image.py --config {params.cfg:q} --image {input.image:q}'
         " --target {wildcards.target:q} --detector {input.detector:q} --sam2 {input.sam2:q}"
         " --out-dir {params.out_dir:q} --threads {threads} --log {log:q}"
 
@@ -364,7 +365,7 @@ rule evaluate_segmentation:
         ),
         out_dir=lambda wc, output: os.path.dirname(output.jf_md),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/evaluate_segmentation.py --masks {input.masks:q} --meta {input.meta:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/evaluate_segmentation.py --masks {input.masks:q} --meta {input.meta:q}'
         " --ground-truth {input.ground_truth:q} --out-dir {params.out_dir:q} {params.match:q} --log {log:q}"
 
 
@@ -386,13 +387,14 @@ rule davis_table:
         evals=[f"{seq}={path}" for seq, path in DAVIS_EVALS.items()],
         out_dir=lambda wc, output: os.path.dirname(output.results_md),
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.warm scripts/davis_table.py --eval {params.evals:q}'
+        '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/davis_table.py --eval {params.evals:q}'
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 # how a shard job starts its inner run: with this run's config files and --config entries
 SHARD_CONFIGFILES, SHARD_CONFIG_ARGS = shards.passed_on(
-    workflow.config_settings.configfiles, workflow.config_settings.config_args
+    shards.in_load_order(workflow.configfiles, workflow.config_settings.configfiles),
+    workflow.config_settings.config_args,
 )
 
 
@@ -408,9 +410,7 @@ SHARD_CODE = [
         "evaluate_segmentation",
     )
 ] + [
-    hashlib.sha256(
-        Path(workflow.basedir, "rules", "segment.smk").read_bytes()
-    ).hexdigest()
+    hashlib.sha256(Path(WORKFLOW_DIR, "rules", "segment.smk").read_bytes()).hexdigest()
 ]
 
 
@@ -442,8 +442,10 @@ rule segment_shard:
             f for v in SHARDS[wc.shard] for f in video_outputs(SEGCFG, v)
         ],
         configfiles=SHARD_CONFIGFILES,
+        # the workflow's Snakefile: the working directory may hold none (a module, --directory)
+        snakefile=shards.relative(WORKFLOW_DIR / "Snakefile"),
         config_args=SHARD_CONFIG_ARGS,
     shell:
-        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" scripts/segment_shard.py --targets {params.targets:q}'
-        " --configfile {params.configfiles:q} --config-arg {params.config_args:q}"
+        '"$VISPIPE_PYTHON" -m vispipe.gpus "$VISPIPE_PYTHON" "$VISPIPE_SCRIPTS"/segment_shard.py --targets {params.targets:q}'
+        " --snakefile {params.snakefile:q} --configfile {params.configfiles:q} --config-arg {params.config_args:q}"
         " --cores {threads} --out {output:q} --log {log:q}"

@@ -33,7 +33,8 @@ from vispipe.io import write_json
 def build_parser():
     p = cli.parser(__doc__.split("\n\n")[0], config=False)
     p.add_argument("--targets", nargs="+", required=True, help="the files to make (outputs of the per-clip rules)")
-    p.add_argument("--configfile", nargs="*", default=[], help="the run's config files, as given to snakemake")
+    p.add_argument("--snakefile", type=Path, help="the workflow's Snakefile (default: the working directory's)")
+    p.add_argument("--configfile", nargs="*", default=[], help="the run's config files, in the order it read them")
     p.add_argument("--config-arg", nargs="*", default=[], metavar="KEY=VALUE", help="the run's --config entries")
     p.add_argument("--cores", type=int, default=1, help="cores of the inner Snakemake")
     p.add_argument("--retries", type=int, default=1, help="times a failed step is retried, alone, in this job")
@@ -43,6 +44,8 @@ def build_parser():
 
 def inner_command(args) -> list[str]:
     cmd = [sys.executable, "-m", "snakemake", *args.targets, "--cores", str(args.cores)]
+    if args.snakefile:
+        cmd += ["--snakefile", str(args.snakefile)]
     cmd += ["--keep-going", "--retries", str(args.retries), "--nolock"]  # the outer run holds the lock
     if args.configfile:
         cmd += ["--configfile", *args.configfile]

@@ -35,7 +35,7 @@ def test_two_seeds_are_two_jobs_per_model_and_each_seed_trains_from_its_own_teac
     # the demo's models: the teacher, the student and its no-KD variant, each trained and evaluated twice
     assert (counts["train_teacher"], counts["train_student"], counts["evaluate"]) == (2, 4, 6), counts
     assert counts["compare_models"] == 1 and counts["ablation"] == 1
-    commands = [line for line in out.splitlines() if "scripts/train_" in line]
+    commands = [line for line in out.splitlines() if '"$VISPIPE_SCRIPTS"/train_' in line]
     assert len(commands) == 6, out[-3000:]
     seeds = {}
     for cmd in commands:
@@ -48,7 +48,7 @@ def test_two_seeds_are_two_jobs_per_model_and_each_seed_trains_from_its_own_teac
                                else "results/classify/teacher/model.pt"), cmd  # fmt: skip
     assert seeds == {"teacher": 0, "student": 0, "variants/no_kd": 0,
                      "seed1/teacher": 1, "seed1/student": 1, "seed1/variants/no_kd": 1}, seeds  # fmt: skip
-    compare_cmd = next(line for line in out.splitlines() if "scripts/compare_models.py" in line)
+    compare_cmd = next(line for line in out.splitlines() if '"$VISPIPE_SCRIPTS"/compare_models.py' in line)
     assert re.search(
         r"--student results/classify/student/eval/metrics.json results/classify/seed1/student/", compare_cmd
     )

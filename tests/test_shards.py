@@ -163,3 +163,10 @@ def test_the_run_config_is_passed_on_relative(tmp_path, monkeypatch):
     assert files == ["config/demo.yaml", "/elsewhere/my run.yaml"]
     assert args == ["a=1", "b=x y"]
     assert shards.passed_on([], None) == ([], [])
+    # the Snakefiles' configfile: lines first (the workflow's defaults among them), --configfile last
+    loaded = [tmp_path / "config" / "demo.yaml", "/wf/config/config.yaml", "host.yaml"]
+    assert shards.in_load_order(loaded, [tmp_path / "config" / "demo.yaml"]) == [
+        "/wf/config/config.yaml",
+        "host.yaml",
+        tmp_path / "config" / "demo.yaml",
+    ]

@@ -15,7 +15,9 @@ def add_frames(p: argparse.ArgumentParser) -> None:
 def add_tracks(p: argparse.ArgumentParser) -> None:
     """``--masks`` and ``--tracks``: what propagate wrote."""
     p.add_argument("--masks", type=Path, required=True, help="masks folder written by propagate")
-    p.add_argument("--tracks", type=Path, required=True, help="tracks.json written by propagate (its tracks.jsonl beside it)")
+    p.add_argument(
+        "--tracks", type=Path, required=True, help="tracks.json written by propagate (its tracks.jsonl beside it)"
+    )
 
 
 def add_models(p: argparse.ArgumentParser, kinds: tuple[str, ...] = ("detector", "sam2")) -> None:

@@ -147,6 +147,30 @@ def check_target_keys(seg: dict) -> None:
                                       f" and no prompt file here; {fix}, or give the target a text prompt")  # fmt: skip
 
 
+def shipped(seg: dict, workflow_dir: str | Path) -> dict:
+    """``seg`` with each video's and image's relative paths (``path``, ``ground_truth``, prompt
+    files) that name nothing in the working directory but a file the workflow ships (its demo video
+    and still) taken from the workflow's folder: the demo runs from any working directory (a
+    Snakemake module, ``--directory``). A path that exists in the working directory is the user's
+    and is never touched."""
+    root = Path(workflow_dir)
+
+    def resolved(path):
+        if not isinstance(path, str) or Path(path).is_absolute() or Path(path).exists():
+            return path
+        return str(root / path) if (root / path).exists() else path
+
+    out = dict(seg)
+    for kind in ("videos", "images"):
+        out[kind] = {}
+        for key, entry in (seg.get(kind) or {}).items():
+            entry = {k: resolved(v) if k in ("path", "ground_truth") else v for k, v in entry.items()}
+            if entry.get("prompts"):
+                entry["prompts"] = {t: resolved(p) for t, p in entry["prompts"].items()}
+            out[kind][key] = entry
+    return out
+
+
 def prompt_file(entry: dict, target: str) -> str | list:
     """The prompt file of ``target`` in a video's entry, or ``[]`` (no input) when CLIPSeg finds it."""
     return (entry.get("prompts") or {}).get(target) or []

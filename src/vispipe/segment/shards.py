@@ -78,11 +78,22 @@ def digest(seg: Mapping, videos: Iterable[str], *extra) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def in_load_order(loaded: Sequence[str | Path], given: Sequence[str | Path]) -> list[str | Path]:
+    """Every config file a run read (``loaded``: the Snakefiles' ``configfile:`` lines, the workflow's
+    defaults among them, and ``given``: ``--configfile``), in the order Snakemake applies them: the
+    Snakefiles' first, the command line's last, so a shard's inner run merges them as the run did."""
+    cli = {Path(p).absolute() for p in given}
+    return [p for p in loaded if Path(p).absolute() not in cli] + list(given)
+
+
+def relative(path: str | Path) -> str:
+    """``path``, relative to the working directory when inside it: the shard jobs' commands do not
+    change when the folder moves."""
+    path, cwd = Path(path).absolute(), Path.cwd()
+    return str(path.relative_to(cwd) if path.is_relative_to(cwd) else path)
+
+
 def passed_on(configfiles: Sequence[str | Path], config_args: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """A run's ``--configfile`` paths (relative to the working directory when inside it, so that the
-    shard jobs' commands do not change when the folder moves) and ``--config`` entries, as a shard
-    job passes them to its inner Snakemake (arguments: the rule quotes each with ``:q``)."""
-    cwd = Path.cwd()
-    files = [Path(p).absolute() for p in configfiles]
-    rel = [p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in files]
-    return [str(p) for p in rel], list(config_args or ())
+    """A run's config files (:func:`relative`) and ``--config`` entries, as a shard job passes them to
+    its inner Snakemake (arguments: the rule quotes each with ``:q``)."""
+    return [relative(p) for p in configfiles], list(config_args or ())
