@@ -82,21 +82,32 @@ def make_video(folder: Path, frames: int) -> tuple[Path, Path]:
     return folder / "clip.mp4", gt
 
 
+# Runs one command and reports its wall seconds and peak RSS. A child's ru_maxrss counts the pages it
+# shares with its parent between fork and exec, so the step is started from this small interpreter,
+# not from the benchmark (whose memory, holding the video it made, would be every step's floor).
+MEASURE = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+with open(sys.argv[1], "w") as err:
+    proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - t0,
+                  "peak_rss_mb": usage.ru_maxrss / 1024}))
+"""
+
+
 def run_step(name: str, args: list, log: Path, root: Path = ROOT) -> dict:
     """``root/scripts/<name>.py`` (with ``root``'s library) as its own process: its wall seconds and
-    peak RSS (MB, from wait4)."""
+    peak RSS (MB, from wait4 in a small launcher: see MEASURE)."""
     cmd = [sys.executable, str(root / "scripts" / f"{name}.py"), *map(str, args), "--log", str(log)]
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
     stderr = log.with_suffix(".stderr")  # a file, not a pipe: a pipe nobody reads would fill with progress bars
     stderr.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status):
-        sys.exit(f"{name} failed ({os.waitstatus_to_exitcode(status)}):\n{stderr.read_text()[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(stderr), *cmd], env=env, capture_output=True, text=True)
+    got = json.loads(out.stdout)
+    if got.pop("code"):
+        sys.exit(f"{name} failed:\n{stderr.read_text()[-3000:]}")
+    return got
 
 
 def disk_mb(*paths: Path) -> float:

@@ -100,7 +100,8 @@ def test_under_apptainer_the_rules_run_the_images_python(tmp_path):
            "--config", f"container={tmp_path / 'image.sif'}", "--", "data/digits/train.npz"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    assert calls.read_text().startswith("image python scripts/fetch_cifar10.py"), calls.read_text()
+    # the image's python, on the workflow's own script (the working directory, which apptainer binds)
+    assert calls.read_text().startswith(f"image python {wf / 'scripts/fetch_cifar10.py'} "), calls.read_text()
 
 
 def kill_everything(proc: subprocess.Popen) -> int:

@@ -342,6 +342,11 @@ def start(folder: Path, log: Path, model_dirs: dict[str, str] | None = None) -> 
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vispipe.warm", "--serve", path, str(os.getpid())],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)  # fmt: skip
+    # until its socket exists (a fraction of a second: it binds before importing anything heavy), a
+    # step that starts at once would find no worker and run cold: extract_frames, the first, did
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     os.environ[ENV] = path
     return proc
 
