@@ -185,6 +185,37 @@ def test_the_identity_scorer_counts_a_switch_and_scores_idf1():
     assert identity(shifted, gt)["idf1"] == 0.0
 
 
+def test_the_identity_counts_equal_motmetrics_on_random_sequences():
+    """The scorer counts the CLEAR MOT and ID measures frame by frame (in memory that does not grow
+    with the video) instead of keeping py-motmetrics' event table: on random sequences (objects and
+    predictions coming and going, pairs allowed or not, kept pairings, switches, gaps) every number
+    equals motmetrics' own."""
+    import motmetrics as mm
+
+    from vispipe.segment.evaluation.vos import MotCounts
+
+    names = {"idf1": "idf1", "idp": "idp", "idr": "idr", "num_switches": "id_switches", "mota": "mota",
+             "num_fragmentations": "fragmentations", "num_unique_objects": "objects"}  # fmt: skip
+    rng = np.random.default_rng(0)
+    switches = fragmentations = 0
+    for trial in range(150):
+        acc, counts = mm.MOTAccumulator(auto_id=True), MotCounts()
+        n_obj, n_hyp = rng.integers(0, 5), rng.integers(0, 6)
+        for _ in range(rng.integers(1, 30)):
+            oids = sorted(rng.choice(np.arange(1, n_obj + 1), rng.integers(0, n_obj + 1), replace=False).tolist())
+            hids = sorted(rng.choice(np.arange(1, n_hyp + 1), rng.integers(0, n_hyp + 1), replace=False).tolist())
+            dist = rng.random((len(oids), len(hids)))
+            dist[rng.random(dist.shape) < 0.5] = np.nan
+            acc.update(oids, hids, dist)
+            counts.update(oids, hids, dist)
+        want = mm.metrics.create().compute(acc, metrics=list(names), name="v").iloc[0]
+        got = counts.metrics()
+        for key, name in names.items():
+            assert float(got[name]) == pytest.approx(float(want[key]), nan_ok=True), (trial, name)
+        switches, fragmentations = switches + got["id_switches"], fragmentations + got["fragmentations"]
+    assert switches > 50 and fragmentations > 50  # the sequences exercise both
+
+
 def oracle_ids(clip, every: int) -> tuple[dict, list, list]:
     """The warp-only flow propagator with a perfect detector re-detecting every ``every`` frames:
     the identity scores against the truth, the events and the frames' results."""

@@ -305,12 +305,16 @@ def test_a_code_edit_reruns_the_steps_that_run_that_code(seg_run, edited, trigge
     src, env = library_copy(seg_run)
     (seg_run / "export.yaml").write_text("segment: {export: {formats: [yolo, cvat, label_studio]}}\n")
 
-    def dry_run():
-        cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml", "export.yaml"]
-        proc = subprocess.run(cmd, cwd=seg_run, env=env, capture_output=True, text=True, timeout=300)
+    def run(*flags):
+        cmd = [sys.executable, "-m", "snakemake", *flags, "--configfile", "config/demo.yaml", "export.yaml"]
+        proc = subprocess.run(cmd, cwd=seg_run, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
+    def dry_run():
+        return run("-n")
+
+    run("--cores", "2")  # the exports, where no test before this one made them (this one run alone)
     assert_nothing_to_do(dry_run())
     path = src / "vispipe" / edited
     original = path.read_text()

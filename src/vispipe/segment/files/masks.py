@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,12 +96,35 @@ def read_ids(path: str | Path, what: str = "mask", fix: str = "rerun propagate")
     return ids if ids.dtype == np.uint8 else ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16)
 
 
+class InFolder(Sequence):
+    """Files of one folder by name, as paths made when indexed: a few bytes a name where a list of
+    :class:`~pathlib.Path` objects takes a few hundred each (tens of MB for an hour of frames).
+    ``names``: a sequence of file names, or an int n for ``00000.png`` ... (n-1 as 5 digits).png,
+    the names propagate gives its id PNGs. The paths are strings (``os.path.join``): pathlib interns
+    each name it parses, and a name held here would stay in the interpreter's table of interned
+    strings for the rest of the step."""
+
+    def __init__(self, folder: str | Path, names: Sequence[str] | int):
+        self.folder, self.names = str(folder), names
+
+    def __len__(self) -> int:
+        return self.names if isinstance(self.names, int) else len(self.names)
+
+    def __getitem__(self, k: int) -> str:
+        if isinstance(self.names, int):
+            if not 0 <= k < self.names:
+                raise IndexError(k)
+            return os.path.join(self.folder, f"{k:05d}.png")
+        return os.path.join(self.folder, self.names[k])
+
+
 class IdPngs(Sequence):
     """A video's id PNGs as a sequence that reads each file when indexed (every time): the masks of
-    any number of frames without holding them in memory."""
+    any number of frames without holding them in memory. ``paths``: any sequence of paths
+    (:class:`InFolder` for a long video)."""
 
     def __init__(self, paths: Sequence[str | Path], what: str = "mask", fix: str = "rerun propagate"):
-        self.paths, self.what, self.fix = list(paths), what, fix
+        self.paths, self.what, self.fix = paths, what, fix
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -5,6 +5,9 @@ target's text. No model and no tracker: the light steps (frames, overlay, export
 from __future__ import annotations
 
 import json
+import os
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import UserError
@@ -71,10 +74,43 @@ def read_tracks(tracks_path: Path, meta: dict, meta_path: Path, keys: tuple[str,
 
 
 def read_meta(meta_path: Path, frames_dir: Path) -> dict:
-    meta = read_json(meta_path, "extract_frames", ("files", "kept", "count", "source"))
-    missing = [f for f in meta["files"] if not (frames_dir / f).is_file()]
+    """extract_frames' meta.json, its per-frame lists held compactly (:func:`compact_meta`), every
+    listed frame checked to be in ``frames_dir``."""
+    meta = compact_meta(read_json(meta_path, "extract_frames", ("files", "kept", "count", "source")))
+    # os.path, not pathlib, per frame: pathlib interns each name it parses, kept for the whole step
+    missing = [f for f in meta["files"] if not os.path.isfile(os.path.join(frames_dir, f))]
     if missing:
         raise UserError(
             f"{frames_dir} lacks {len(missing)} frame(s) listed in {meta_path} ({missing[0]}, ...); rerun extract_frames"
         )
+    return meta
+
+
+class Numbered(Sequence):
+    """The names ``00000<suffix>``, ``00001<suffix>``, ... as a sequence (what extract_frames names
+    its frames), held as two values rather than a string per frame."""
+
+    def __init__(self, count: int, suffix: str):
+        self.count, self.suffix = count, suffix
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> str:
+        if not 0 <= k < self.count:
+            raise IndexError(k)
+        return f"{k:05d}{self.suffix}"
+
+
+def compact_meta(meta: dict) -> dict:
+    """``meta`` with its per-frame lists in a few bytes a frame, not a Python object each (a few MB
+    an hour of frames): ``kept`` and ``times_s`` as arrays, ``files`` as :class:`Numbered` where they
+    follow its pattern. Indexing and iterating them gives what the lists gave."""
+    meta["kept"] = array("q", meta["kept"])
+    if "times_s" in meta:
+        meta["times_s"] = array("d", meta["times_s"])
+    files = meta["files"]
+    suffix = Path(files[0]).suffix if files else ""
+    if all(f == f"{k:05d}{suffix}" for k, f in enumerate(files)):
+        meta["files"] = Numbered(len(files), suffix)
     return meta

@@ -4,14 +4,16 @@ DAVIS-layout dataset's tables."""
 from __future__ import annotations
 
 import logging
+import os
+from array import array
 from pathlib import Path
 
 import pandas as pd
 
 from ...errors import UserError
-from ...io import write_json, write_text
+from ...io import atomic_path, write_json, write_text
 from ..evaluation import vos
-from ..files.masks import IdPngs, image_size
+from ..files.masks import IdPngs, InFolder, image_size
 from ..layout import DAVIS_GLOBAL, DAVIS_MD, DAVIS_PER_SEQUENCE, IDENTITY, J_PLOT, JF_CSV, JF_MD
 from .common import read_json
 
@@ -26,25 +28,29 @@ def evaluate_segmentation(
     ``identity.json`` (ID switches, IDF1, MOTA, HOTA: :func:`.vos.identity`) in ``out_dir``. ``match``:
     predicted ids are matched to the ground truth's once per video; False compares them as they are
     (the semi-supervised protocol, whose first-frame mask gave the ids)."""
-    meta = read_json(meta_path, "extract_frames", ("kept",))
-    gt_files = sorted(p for p in Path(gt_dir).iterdir() if p.suffix.lower() == ".png") if Path(gt_dir).is_dir() else []
+    # only the kept frames' numbers, as a flat array: the rest of the meta (a name and a time per frame) let go
+    kept = array("q", read_json(meta_path, "extract_frames", ("kept",))["kept"])
+    # names, not Path objects: a few MB less for an hour of frames
+    gt_files = (
+        sorted(e.name for e in os.scandir(gt_dir) if e.name.lower().endswith(".png")) if Path(gt_dir).is_dir() else []
+    )
     if not gt_files:
         raise UserError(f"ground truth {gt_dir} holds no PNG: set segment.videos.<key>.ground_truth to a folder of "
                         "id PNGs, one per source frame")  # fmt: skip
-    if max(meta["kept"]) >= len(gt_files):
+    if max(kept) >= len(gt_files):
         raise UserError(
-            f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(meta['kept'])}: "
+            f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(kept)}: "
             "it needs one PNG per source frame (in name order)"
         )
-    pred = IdPngs([Path(masks_dir) / f"{k:05d}.png" for k in range(len(meta["kept"]))])
-    gt = IdPngs([gt_files[i] for i in meta["kept"]], "ground truth", "replace the file")
+    pred = IdPngs(InFolder(masks_dir, len(kept)))
+    gt = IdPngs(InFolder(gt_dir, [gt_files[i] for i in kept]), "ground truth", "replace the file")
     for p, g in zip(pred.paths, gt.paths):  # sizes from the headers, before any pixel is read
         size, want = image_size(g, "ground truth"), image_size(p, "mask")
         if size != want:
             raise UserError(f"{g} is {size[0]}x{size[1]} but the video's frames are {want[0]}x{want[1]}: the ground "
                             "truth must match the video's size")  # fmt: skip
     # read from disk on each pass (a few): memory does not grow with the video
-    per_frame = vos.evaluate(pred, gt, frames=meta["kept"], match=match)
+    per_frame = vos.evaluate(pred, gt, frames=kept, match=match)
     table = vos.summary(per_frame)
     ids = vos.identity(pred, gt)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,14 +64,15 @@ def evaluate_segmentation(
         "matched ids (ground truth -> predicted): "
         + ", ".join(f"{o} -> {'none' if pd.isna(p) else int(p)}" for o, p in per_frame.groupby("object")["pred_id"].first().items()),
         "",
-        f"Identity, frame by frame (motmetrics: a predicted and a true mask pair at IoU >= {vos.IDENTITY_IOU};"
+        f"Identity, frame by frame (CLEAR MOT and ID measures as py-motmetrics defines them: a predicted and a true mask pair at IoU >= {vos.IDENTITY_IOU};"
         " HOTA, DetA, AssA: TrackEval, averaged over IoU thresholds 0.05 ... 0.95):",
         "",
         pd.DataFrame([ids]).to_markdown(index=False, floatfmt=".3f"),
     ]  # fmt: skip
     write_text(out_dir / JF_MD, "\n".join(md) + "\n")
     write_json(out_dir / IDENTITY, {"iou": vos.IDENTITY_IOU, **ids})
-    write_text(out_dir / JF_CSV, per_frame.to_csv(index=False))
+    with atomic_path(out_dir / JF_CSV) as tmp:  # written in chunks, not made as one string first
+        per_frame.to_csv(tmp, index=False)
     target_dir = Path(masks_dir).parent
     vos.j_plot(per_frame, out_dir / J_PLOT, f"J per frame: {target_dir.parent.name} / {target_dir.name}")
     log.info("J&F\n%s", table.to_string(index=False))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from array import array
 from fractions import Fraction
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ...errors import UserError
-from ...io import write_json
+from ...io import write_json_streamed
 from ..files.frames import fitted_size, frame_folder, frame_suffix, kept_frames, resized
 from ..files.masks import atomic_dir, read_image, write_image
 from ..settings import Settings
@@ -23,11 +24,13 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
 
     ``video`` may be a folder of frames (:func:`video.frame_folder`, at ``fps``): its kept frames are
     linked, read in place, never copied nor re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``: links to
-    the dataset's files; re-encoded only when ``segment.limits.downscale`` scales them)."""
+    the dataset's files; re-encoded only when ``segment.limits.downscale`` scales them). Returns the
+    meta as written, ``kept`` and ``times_s`` as arrays (``list()`` gives the file's lists)."""
     frames_cfg, limits = s.frames, (s.limit("max_pixels"), s.limit("downscale"))
-    kept: list[int] = []
-    files: list[str] = []
-    times: list[Fraction] = []  # presentation times of the kept frames, after the first's
+    # per frame, a few bytes: its source index and time in flat arrays, its file name; the spacing of
+    # the times followed as they come (not a list of Fractions): memory barely grows with the video
+    kept, times_s, files = array("q"), array("d"), []
+    spacing = Spacing()
     with atomic_dir(frames_dir) as tmp:
         if video.is_dir():
             info, sources = frame_folder(video, frames_cfg["max_seconds"], frames_cfg["stride"], fps)
@@ -35,13 +38,13 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
             for index, source in tqdm(sources, desc=f"link {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}{frame_suffix(source)}")
                 if size == (info.width, info.height):  # read in place: a link, never a copy
-                    os.symlink(source.resolve(), tmp / files[-1])
+                    os.symlink(source.resolve(), os.path.join(tmp, files[-1]))
                 else:  # segment.limits.downscale
-                    write_image(
-                        tmp / files[-1], resized(read_image(source), size), jpeg_quality=frames_cfg["jpeg_quality"]
-                    )
+                    write_image(os.path.join(tmp, files[-1]), resized(read_image(source), size),
+                                jpeg_quality=frames_cfg["jpeg_quality"])  # fmt: skip
                 kept.append(index)
-                times.append(index / info.fps)
+                spacing.add(index / info.fps)
+                times_s.append(round(float(index / info.fps), 6))
         else:
             if fps:
                 log.warning("%s: a video file plays at its container's rate; the fps given (%s) is ignored", video, fps)
@@ -49,14 +52,13 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
             size = fitted_size(info.width, info.height, f"video {video}", *limits)
             for frame in tqdm(frames, desc=f"extract {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}.jpg")
-                write_image(tmp / files[-1], frame.image, jpeg_quality=frames_cfg["jpeg_quality"])
+                write_image(os.path.join(tmp, files[-1]), frame.image, jpeg_quality=frames_cfg["jpeg_quality"])
                 kept.append(frame.index)
-                times.append(frame.time_s)
+                spacing.add(frame.time_s)
+                times_s.append(round(float(frame.time_s), 6))
         if not kept:
             raise UserError(f"{video} holds no decodable frame; replace the file")
-    steps = [b - a for a, b in zip(times, times[1:])]
-    # variable: the kept frames' spacing varies by more than 1% (a phone's), so the overlay keeps their times
-    variable = bool(steps) and max(steps) - min(steps) > Fraction(1, 100) * (sum(steps) / len(steps))
+    variable = spacing.variable()
     meta = {
         "video": str(video),
         "source": {
@@ -78,9 +80,9 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
         "count": len(kept),
         "kept": kept,
         "files": files,
-        "times_s": [round(float(t), 6) for t in times],
+        "times_s": times_s,
     }
-    write_json(meta_path, meta)
+    write_json_streamed(meta_path, meta)  # the bytes of json.dumps(meta, indent=2), the arrays as lists
     log.info("%s: %d of its frames kept (stride %d, max %s s) at %dx%d%s, %s fps%s%s",
              video, len(kept), frames_cfg["stride"], frames_cfg["max_seconds"], *size,
              f" (scaled down from {info.width}x{info.height}: segment.limits.downscale)" if size != (info.width, info.height) else "",
@@ -88,3 +90,26 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
              f", turned {info.rotation} degrees upright" if info.rotation else "",
              ", variable rate (the overlay keeps each frame's time)" if variable else "")  # fmt: skip
     return meta
+
+
+class Spacing:
+    """Whether the kept frames' spacing varies by more than 1% of its mean (a phone's variable rate:
+    the overlay then keeps each frame's time), followed frame by frame from their exact times."""
+
+    def __init__(self):
+        self.last: Fraction | None = None
+        self.low = self.high = self.total = None
+        self.count = 0
+
+    def add(self, time: Fraction) -> None:
+        time = Fraction(time)
+        if self.last is not None:
+            step = time - self.last
+            self.low = step if self.low is None else min(self.low, step)
+            self.high = step if self.high is None else max(self.high, step)
+            self.total = step if self.total is None else self.total + step
+            self.count += 1
+        self.last = time
+
+    def variable(self) -> bool:
+        return bool(self.count) and self.high - self.low > Fraction(1, 100) * (self.total / self.count)
