@@ -75,12 +75,18 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 # segment.keep_frames: the frames kept after the run, or deleted after their last consumer (the
-# yolo export links to them, so it needs them kept)
+# yolo export links to them unless it copies them, so it needs them kept)
 KEEP_FRAMES = SEGCFG.get("keep_frames", True)
-if not KEEP_FRAMES and "yolo" in SEGCFG.get("export", {}).get("formats", []):
+EXPORT = SEGCFG.get("export", {})
+if (
+    not KEEP_FRAMES
+    and "yolo" in EXPORT.get("formats", [])
+    and not EXPORT.get("yolo", {}).get("copy_images", False)
+):
     raise WorkflowError(
         "config keys segment.keep_frames: false and segment.export.formats: [yolo] do not go together: the"
-        " YOLO images are links to the frames; keep the frames (keep_frames: true) or drop the yolo export"
+        " YOLO images are links to the frames; keep the frames (keep_frames: true), copy them"
+        " (segment.export.yolo.copy_images: true) or drop the yolo export"
     )
 # the tracker's folder as propagate's input (none for flow and sam2_video)
 TRACKER_INPUT = {"tracker": MODEL_DIRS[TRACKER]} if TRACKER else {}

@@ -2,11 +2,16 @@
 out of view on frames 3 and 4. Each format is read back by a reader other than its writer and
 compared with the id PNGs: YOLO by supervision's importer (IoU >= 0.95 per instance), CVAT's XML
 and Label Studio's JSON by the standard library's parsers against their documented layouts (same
-track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where the object left)."""
+track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where the object left).
+Then by the tools themselves where they install beside the pipeline: Ultralytics' dataset check and
+loader from another working directory and on a moved copy; and on a clip whose object enters as a
+1-pixel sliver, that its frame is in YOLO and CVAT, and that CVAT's frame numbers and Label
+Studio's frame rate fit the task and project the files name."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -24,31 +29,36 @@ H, W, N = 96, 128, 8
 GONE = {2: (3, 4)}  # instance 2 is out of view on these frames
 
 
-def exact_clip(root: Path) -> tuple[Path, Path, Path, Path, list[np.ndarray]]:
-    """Frames, meta.json, id PNGs and tracks.json of a clip whose masks are known exactly: a disk
-    moving right (id 1) and a rotated rectangle moving down (id 2)."""
+def exact_clip(root: Path, ids: list[np.ndarray] | None = None) -> tuple[Path, Path, Path, Path, list[np.ndarray]]:
+    """Frames, meta.json, id PNGs and tracks.json of a clip whose masks are known exactly (``ids``; by
+    default a disk moving right, id 1, and a rotated rectangle moving down, id 2), kept at stride 2
+    of a 25 fps video."""
+    if ids is None:
+        ids = []
+        for k in range(N):
+            m = np.zeros((H, W), np.uint8)
+            cv2.circle(m, (20 + 8 * k, 30), 14, 1, -1)
+            if k not in GONE[2]:
+                box = cv2.boxPoints(((90, 40 + 4 * k), (30, 16), 20)).astype(np.int32)
+                cv2.fillPoly(m, [box], 2)
+            ids.append(m)
     frames, masks = root / "frames", root / "masks"
     frames.mkdir(parents=True)
     masks.mkdir()
-    ids, files = [], []
-    for k in range(N):
-        m = np.zeros((H, W), np.uint8)
-        cv2.circle(m, (20 + 8 * k, 30), 14, 1, -1)
-        if k not in GONE[2]:
-            box = cv2.boxPoints(((90, 40 + 4 * k), (30, 16), 20)).astype(np.int32)
-            cv2.fillPoly(m, [box], 2)
-        ids.append(m)
+    files = []
+    for k, m in enumerate(ids):
         files.append(f"{k:05d}.jpg")
         write_image(frames / files[-1], np.full((H, W, 3), 60 + 10 * k, np.uint8))
         write_image(masks / f"{k:05d}.png", m, rgb=False)
-    meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 25.0}, "count": N,
-            "kept": list(range(0, 2 * N, 2)), "files": files, "output_fps": "25/2",  # as extract_frames writes it
-            "times_s": [round(k / 12.5, 6) for k in range(N)]}  # fmt: skip
-    tracks = {"target": "rabbit", "frames_file": "tracks.jsonl", "frame_count": N}  # as propagate writes them
+    n = len(ids)
+    meta = {"video": str(root / "clip.mp4"), "source": {"width": W, "height": H, "fps": 25.0}, "count": n,
+            "kept": list(range(0, 2 * n, 2)), "files": files, "output_fps": "25/2", "stride": 2,  # as extract_frames writes it
+            "times_s": [round(k / 12.5, 6) for k in range(n)]}  # fmt: skip
+    tracks = {"target": "rabbit", "frames_file": "tracks.jsonl", "frame_count": n}  # as propagate writes them
     (root / "meta.json").write_text(json.dumps(meta))
     (root / "tracks.json").write_text(json.dumps(tracks))
     (root / "tracks.jsonl").write_text(
-        "".join(json.dumps({"frame": k, "file": f"{k:05d}.png"}) + "\n" for k in range(N))
+        "".join(json.dumps({"frame": k, "file": f"{k:05d}.png"}) + "\n" for k in range(n))
     )
     return frames, root / "meta.json", masks, root / "tracks.json", ids
 
@@ -171,3 +181,106 @@ def test_the_script_runs_alone(tmp_path):
     run_script("export_annotations", *cfg, "--frames", frames, "--meta", meta, "--masks", masks, "--tracks", tracks,
                "--out-dir", tmp_path / "export", "--formats", "cvat")  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["cvat.xml"]
+
+
+# ------------------------------------------------------------------------ opened by the tools themselves
+
+
+def entering_clip(root: Path):
+    """An object entering from the bottom edge as a sliver (16x1 px, then 16x3, then more; id 1) and
+    a disk (id 2): the frames every format must keep."""
+    ids = []
+    for k in range(N):
+        m = np.zeros((H, W), np.uint8)
+        cv2.circle(m, (30 + 6 * k, 30), 12, 2, -1)
+        m[H - (1 + 2 * k) :, 70:86] = 1  # 1 row on frame 0, 3 on frame 1, ...
+        ids.append(m)
+    return exact_clip(root, ids)
+
+
+def test_yolo_opens_in_ultralytics_from_any_folder_and_as_a_moved_copy(tmp_path, monkeypatch):
+    """Ultralytics' own dataset check and loader (the code ``yolo train`` runs before training) read
+    the export from another working directory (data.yaml has no ``path: .``, which Ultralytics takes
+    from the working directory), and, with ``yolo.copy_images``, a copy moved elsewhere after the
+    frames are gone; every frame's polygons, rasterised by Ultralytics' polygon2mask, cover the id
+    PNG's masks, the sliver's frame included."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))  # its settings file, not ~/.config
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset, polygon2mask
+
+    frames, meta, masks, tracks, ids = entering_clip(tmp_path / "clip")
+    linked = Settings.parse({"segment": {"export": {"formats": ["yolo"]}}})
+    copied = Settings.parse({"segment": {"export": {"formats": ["yolo"], "yolo": {"copy_images": True}}}})
+    export_annotations(linked, frames, meta, masks, tracks, tmp_path / "linked")
+    export_annotations(copied, frames, meta, masks, tracks, tmp_path / "copied")
+    shutil.copytree(tmp_path / "copied/yolo", tmp_path / "moved/yolo", symlinks=True)
+    shutil.rmtree(frames)  # the copy holds its own images
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for folder in (tmp_path / "linked/yolo", tmp_path / "moved/yolo"):
+        if folder.parent.name == "linked":
+            shutil.copytree(tmp_path / "copied/yolo/images", frames)  # the frames the links reach
+        data = check_det_dataset(str(folder / "data.yaml"))
+        assert Path(data["train"]) == folder / "images" and data["names"] == {0: "rabbit"}
+        labels = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False, imgsz=W).labels
+        assert len(labels) == N
+        for label in labels:
+            k = int(Path(label["im_file"]).stem)
+            assert cv2.imread(label["im_file"]) is not None and label["shape"] == (H, W)
+            drawn = [polygon2mask((H, W), [seg * [W, H]]).astype(bool) for seg in label["segments"]]
+            for instance in (1, 2):
+                truth = ids[k] == instance
+                best = max(drawn, key=lambda d: (d & truth).sum())
+                if k == 0 and instance == 1:  # the 16x1 px sliver: its box, drawn over every pixel of it
+                    assert (best & truth).sum() == truth.sum() and best.sum() <= 3 * truth.sum(), folder
+                else:  # Ultralytics truncates the polygon's pixel coordinates: a few-row object loses a row
+                    assert iou(best, truth) >= (0.8 if truth.sum() > 300 else 0.5), (folder, k, instance)
+        shutil.rmtree(frames, ignore_errors=True)
+
+
+def test_cvat_keeps_the_sliver_and_numbers_frames_for_the_task_it_names(tmp_path):
+    """CVAT gets the sliver's frame too (its box as the polygon), and frame numbers that fit the task
+    the file names: the kept frames' images (0, 1, 2, ...), or with ``cvat.frames: source`` the
+    source video with frame step = the stride (CVAT's frame = start + task frame x step)."""
+    frames, meta, masks, tracks, ids = entering_clip(tmp_path / "clip")
+    for numbering, number in (("kept", lambda k: k), ("source", lambda k: 2 * k)):
+        s = Settings.parse({"segment": {"export": {"formats": ["cvat"], "cvat": {"frames": numbering}}}})
+        export_annotations(s, frames, meta, masks, tracks, tmp_path / numbering)
+        text = (tmp_path / numbering / "cvat.xml").read_text()
+        root = ElementTree.fromstring(text.encode())
+        task = root.find("meta/task")
+        if numbering == "source":
+            assert "clip.mp4 with start frame 0 and frame step 2" in text
+            assert (task.findtext("frame_filter"), task.findtext("stop_frame")) == ("step=2", str(2 * (N - 1)))
+        else:
+            assert "the 8 kept frames' images" in text and task.findtext("frame_filter") is None
+        (sliver,) = [t for t in root.findall("track") if t.get("id") == "0"]
+        shapes = {int(p.get("frame")): p for p in sliver.findall("polygon")}
+        assert sorted(shapes) == [number(k) for k in range(N)]
+        points = np.array([[float(v) for v in xy.split(",")] for xy in shapes[number(0)].get("points").split(";")])
+        x0, y0 = points.min(axis=0)
+        x1, y1 = points.max(axis=0)
+        assert (x0, y0, x1, y1) == (70, H - 1, 86, H)  # the 16x1 px sliver's box
+
+
+def test_label_studio_config_places_each_box_at_its_second(exported):
+    """label_studio.xml, the labeling config written beside the task, has the names the regions use
+    and the kept frames' rate: Label Studio shows frame n at (n - 1) / framerate seconds, which must
+    be the kept frame's time in the source video (stride 2 of 25 fps: 12.5 frames a second)."""
+    out, _ = exported
+    view = ElementTree.parse(out / "label_studio.xml").getroot()
+    video, rect = view.find("Video"), view.find("VideoRectangle")
+    assert (video.get("name"), video.get("value"), rect.get("name"), rect.get("toName")) == (
+        "video",
+        "$video",
+        "box",
+        "video",
+    )
+    assert [lab.get("value") for lab in view.find("Labels")] == ["rabbit"]
+    framerate = float(video.get("framerate"))
+    (task,) = json.loads((out / "label_studio.json").read_text())
+    meta = json.loads((out.parent / "meta.json").read_text())
+    for region in task["predictions"][0]["result"]:
+        assert (region["from_name"], region["to_name"]) == (rect.get("name"), video.get("name"))
+        for box in region["value"]["sequence"]:
+            assert (box["frame"] - 1) / framerate == pytest.approx(meta["times_s"][box["frame"] - 1], abs=1e-6)

@@ -35,6 +35,6 @@ def export_annotations(
         raise UserError(
             f"{masks_dir} lacks {len(missing)} mask(s) listed in {tracks_path} ({missing[0]}, ...); rerun propagate"
         )
-    written = export(formats, masks_dir, meta, tracks_path, tracks, frames_dir, out_dir, video_url)
+    written = export(formats, masks_dir, meta, tracks_path, tracks, frames_dir, out_dir, video_url, s.export)
     log.info("%s: %s", out_dir, ", ".join(written))
     return written

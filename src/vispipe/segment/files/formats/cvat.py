@@ -1,6 +1,13 @@
 """``segment.export.formats: [cvat]``: ``cvat.xml``, CVAT for video 1.1: one ``<track>`` per instance,
-a polygon keyframe on every frame it is seen (its largest part), and ``outside="1"`` on the frame
-after it leaves.
+a polygon keyframe on every frame it is seen (its largest part; a part too thin for a polygon, its
+box), and ``outside="1"`` on the frame after it leaves.
+
+Which CVAT task it fits (``segment.export.cvat.frames``; the file says so in a comment and in its
+task's meta): ``kept`` (default) numbers the kept frames 0, 1, 2, ...: create the task from the
+images in the video's ``frames/`` folder. ``source`` numbers them by the source video's frames, as
+CVAT writes and reads a task made from the video with a frame step (CVAT's frame = start frame +
+task frame x step): create the task from the source video with start frame 0 and frame step =
+``segment.frames.stride``.
 
 The frames come in order but the file lists each track's together: each track's polygons wait on disk
 (:class:`.PerTrack`) and the file is written at the end, element by element, as ElementTree indents
@@ -20,8 +27,10 @@ from . import PerTrack, largest_polygon
 class Writer:
     """``out_dir/cvat.xml``: a track per instance, keyframes where it is seen, outside where it is not."""
 
-    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None,
+                 options: dict | None = None):  # fmt: skip
         self.path, self.meta, self.target = out_dir / "cvat.xml", meta, target
+        self.source = (options or {}).get("frames", "kept") == "source"
         self.polygons = PerTrack(self.path)  # track id -> [frame, outside, points]
         self.last: dict[int, tuple[str, str]] = {}  # track id -> (its last points, that element's outside)
 
@@ -36,15 +45,23 @@ class Writer:
             else:
                 continue
             self.last[track_id] = (points, outside)
-            self.polygons.append(track_id, [k, outside, points])
+            self.polygons.append(track_id, [self.meta["kept"][k] if self.source else k, outside, points])
 
     def close(self) -> str:
         meta, target, count = self.meta, self.target, self.meta["count"]
         root = ET.Element("annotations")
         ET.SubElement(root, "version").text = "1.1"
         task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+        if self.source:  # the task CVAT makes from the source video, every stride-th frame
+            stride = meta.get("stride", 1)
+            numbering = [("start_frame", 0), ("stop_frame", meta["kept"][-1] if count else 0),
+                         ("frame_filter", f"step={stride}")]  # fmt: skip
+            fits = f"a task made from {Path(meta['video']).name} with start frame 0 and frame step {stride}"
+        else:
+            numbering = [("start_frame", 0), ("stop_frame", max(count - 1, 0))]
+            fits = f"a task made from the {count} kept frames' images (the video's frames/ folder), in name order"
         for key, value in (("name", f"{Path(meta['video']).name} {target}"), ("size", count), ("mode", "interpolation"),
-                           ("start_frame", 0), ("stop_frame", max(count - 1, 0))):  # fmt: skip
+                           *numbering):  # fmt: skip
             ET.SubElement(task, key).text = str(value)
         label = ET.SubElement(ET.SubElement(task, "labels"), "label")
         ET.SubElement(label, "name").text = target
@@ -55,7 +72,8 @@ class Writer:
         ET.indent(root)
         head = ET.tostring(root, encoding="unicode")  # ... </meta>\n</annotations>: the tracks go before the end
         with open(self.path, "w", encoding="utf-8") as f:
-            f.write("<?xml version='1.0' encoding='utf-8'?>\n" + head[: head.rindex("\n</annotations>")])
+            f.write(f"<?xml version='1.0' encoding='utf-8'?>\n<!-- frame numbers fit {fits} -->\n")
+            f.write(head[: head.rindex("\n</annotations>")])
             for track_id, polygons in self.polygons:
                 track = ET.Element("track", id=str(track_id - 1), label=target, source="auto")
                 f.write("\n  " + ET.tostring(track, encoding="unicode").replace(" />", ">"))

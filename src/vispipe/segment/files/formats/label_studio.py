@@ -4,6 +4,11 @@ object tracking template (``<Video name="video">`` + ``<VideoRectangle name="box
 video), frames counted from 1, ``enabled: false`` on the last frame before a gap so that it does not
 interpolate across it.
 
+Label Studio places a box's frame n at (n - 1) / the ``<Video>`` tag's ``framerate`` seconds (24 when
+the tag has none), and our frames count the kept frames: ``label_studio.xml`` beside the task is the
+labeling config to create the project with, its ``framerate`` the source's fps / the stride, so that
+kept frame k shows at its time in the source video (a variable-rate phone video: at its mean rate).
+
 Each region's boxes wait on disk (:class:`.PerTrack`) until the file is written, item by item, at
 the end (:func:`vispipe.io.dump_json`), so memory does not grow with the video.
 """
@@ -24,7 +29,8 @@ class Writer:
     """``out_dir/label_studio.json``: the video (``video_url``, default the source's absolute path)
     and a ``videorectangle`` region per instance."""
 
-    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None,
+                 options: dict | None = None):  # fmt: skip
         self.path, self.meta, self.target = out_dir / "label_studio.json", meta, target
         self.url = video_url or str(Path(meta["video"]).resolve())
         fps = float(Fraction(meta["output_fps"]))  # "25/2" for 25 fps at stride 2
@@ -63,7 +69,25 @@ class Writer:
         with open(self.path, "w") as f:
             dump_json([task], f, indent=1)
         self.boxes.close()
+        self.path.with_name(CONFIG).write_text(labeling_config(target, self.fps))
         return "label_studio.json"
 
     def discard(self) -> None:
         self.boxes.close()
+
+
+CONFIG = "label_studio.xml"
+
+
+def labeling_config(target: str, fps: float) -> str:
+    """Label Studio's labeling config for the task: its video object tracking template, the names the
+    regions use (``video``, ``box``), the target as the label and the kept frames' rate."""
+    from xml.sax.saxutils import quoteattr
+
+    return (
+        "<View>\n"
+        f'  <Labels name="label" toName="video" allowEmpty="true"><Label value={quoteattr(target)}/></Labels>\n'
+        f'  <Video name="video" value="$video" framerate="{round(fps, 6)}"/>\n'
+        '  <VideoRectangle name="box" toName="video"/>\n'
+        "</View>\n"
+    )

@@ -1,13 +1,16 @@
 """``segment.export.formats: [yolo]``: the Ultralytics segmentation layout, ``yolo/images/<frame>``
-(links to the kept frames), ``yolo/labels/<frame>.txt`` (``class x1 y1 x2 y2 ...``, normalised
-polygons, one line per part of a mask, OpenCV's outer contours) and ``yolo/data.yaml``; YOLO has no
-track ids. (supervision's converter, tried first, fails on masks with holes: "No foreground-contained
+(relative links to the kept frames; copies with ``segment.export.yolo.copy_images``, for a dataset
+moved to another machine), ``yolo/labels/<frame>.txt`` (``class x1 y1 x2 y2 ...``, normalised
+polygons, one line per part of a mask, OpenCV's outer contours; a part too thin for one, its box)
+and ``yolo/data.yaml``, without a ``path:`` line: Ultralytics then resolves ``images`` against the
+file's own folder, from any working directory. YOLO has no track ids. (supervision's converter, tried first, fails on masks with holes: "No foreground-contained
 seam found for a mask hole" on the demo's; its importer is the test's reader.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +22,24 @@ from . import polygons
 class Writer:
     """``out_dir/yolo``, frame by frame."""
 
-    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None):
+    def __init__(self, out_dir: Path, meta: dict, frames_dir: Path, target: str, video_url: str | None = None,
+                 options: dict | None = None):  # fmt: skip
         self.out, self.meta, self.frames_dir, self.target = out_dir / "yolo", meta, frames_dir, target
+        self.copy = bool((options or {}).get("copy_images", False))
         (self.out / "images").mkdir(parents=True)
         (self.out / "labels").mkdir()
 
     def add(self, k: int, ids: np.ndarray) -> None:
         out, name = self.out, self.meta["files"][k]
-        os.symlink(os.path.relpath(self.frames_dir.resolve() / name, out / "images"), out / "images" / name)
+        if self.copy:  # the frame's bytes (a frame folder's own file, where it was linked)
+            shutil.copyfile(self.frames_dir / name, out / "images" / name)
+        else:
+            os.symlink(os.path.relpath(self.frames_dir.resolve() / name, out / "images"), out / "images" / name)
         (out / "labels" / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in yolo_lines(ids)))
 
     def close(self) -> str:
-        data = {"path": ".", "train": "images", "val": "images", "names": {0: self.target}}
+        # no "path": Ultralytics takes the yaml's folder (a "path: ." is the working directory's)
+        data = {"train": "images", "val": "images", "names": {0: self.target}}
         (self.out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         return "yolo/"
 
