@@ -15,6 +15,8 @@ import pytest
 # a job: record when it ran and on which device, then hold its slot for a while
 JOB = """
 import json, os, sys, time
+if os.environ.get("JOB_PID_FILE"):
+    open(os.environ["JOB_PID_FILE"], "w").write(str(os.getpid()))
 t0 = time.monotonic()
 time.sleep(float(sys.argv[1]))
 print(json.dumps({"device": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": t0, "end": time.monotonic()}))
@@ -88,9 +90,22 @@ def test_a_listed_subset_of_devices_is_used_as_given(tmp_path):
     assert sorted(r["device"] for r in runs) == ["3", "5"]
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 @pytest.mark.parametrize("via", LAUNCHERS)
 def test_a_killed_job_frees_its_slot(tmp_path, via):
-    holder = start(tmp_path, "1", hold=60, via=via)
+    """Killing the job (the process Snakemake started: the launcher) frees its slot and stops the
+    work on the GPU: the command runs in the launcher's process (exec), or in the warm worker's child
+    that dies with its launcher; a command left running, orphaned, on a GPU whose slot was freed
+    would share it with the next job unasked."""
+    pid_file = tmp_path / "holder.pid"
+    holder = start(tmp_path, "1", hold=60, via=via, JOB_PID_FILE=str(pid_file))
     lock = tmp_path / f"vispipe-gpu-slots-{os.getuid()}" / "gpu0-slot0.lock"
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.read_text().strip()):
@@ -99,17 +114,25 @@ def test_a_killed_job_frees_its_slot(tmp_path, via):
     waiter = start(tmp_path, "1", hold=0.1, via=via)
     time.sleep(1.0)
     assert waiter.poll() is None, "the second job ran while the only slot was held"
+    job = int(pid_file.read_text())
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     (run,) = finish([waiter])
     assert run["device"] == "0"
+    deadline = time.monotonic() + 10
+    while running(job):
+        assert time.monotonic() < deadline, "the killed job's command still runs"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("env", [{"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "7"}, {}])
 def test_under_slurm_or_without_gpus_the_command_runs_as_it_is(tmp_path, env):
-    gpus = None if env else "0"  # no device at all: an empty list
+    """Under Slurm (SLURM_JOB_ID set) the node's two GPUs are Slurm's to give: no slot is taken and the
+    job's CUDA_VISIBLE_DEVICES stays as Slurm set it; without GPUs nothing is allocated either."""
+    gpus = "2" if env else "0"  # two devices the allocator would share out; none at all
     (run,) = finish([start(tmp_path, gpus, **env)])
     assert run["device"] == env.get("CUDA_VISIBLE_DEVICES"), run
+    assert not list(tmp_path.glob("vispipe-gpu-slots-*/*.lock")), "a slot was taken"
 
 
 def test_steps_inside_a_job_holding_a_slot_run_on_its_gpu(tmp_path):

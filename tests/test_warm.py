@@ -147,3 +147,56 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path):
     parent.wait()
     proc.wait(timeout=10)
     assert not sock.exists()
+
+
+HOLD_300_MB = textwrap.dedent(
+    """
+    import sys, time
+    block = bytearray(300 * 2**20)  # 300 MB, every page written
+    time.sleep(2)  # long enough for Snakemake's first benchmark sample
+    open(sys.argv[sys.argv.index("--log") + 1], "a").write("held 300 MB\\n")
+    """
+)
+
+
+def test_a_steps_memory_and_cpu_reach_a_file_with_and_without_the_worker(worker, tmp_path):
+    """A step that holds 300 MB, run by Snakemake with a benchmark file. Without the worker the
+    launcher is the step (exec) and Snakemake's file shows the 300 MB. Under the worker that file sees
+    the launcher only; the worker measures its child and the launcher writes the figures beside the
+    step's log (``step.usage.tsv``, Snakemake's columns) and as the log's last line."""
+    _, sock = worker
+    (tmp_path / "step.py").write_text(HOLD_300_MB)
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(
+            f"""
+            rule step:
+                output: "done"
+                log: "logs/step.log"
+                benchmark: "bench.tsv"
+                shell: "{sys.executable} -m vispipe.warm step.py --log {{log}} && touch {{output}}"
+            """
+        )
+    )
+
+    def run(with_worker: bool) -> tuple[dict, dict | None]:
+        env = {k: v for k, v in os.environ.items() if k != warm.ENV}
+        if with_worker:
+            env[warm.ENV] = str(sock)
+        for old in ("done", "bench.tsv"):
+            (tmp_path / old).unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--quiet"]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        read = lambda p: dict(zip(*(line.split("\t") for line in p.read_text().splitlines())))  # noqa: E731
+        usage = tmp_path / "logs/step.usage.tsv"
+        return read(tmp_path / "bench.tsv"), read(usage) if usage.exists() else None
+
+    cold, none = run(with_worker=False)
+    assert float(cold["max_rss"]) >= 300 and none is None, cold
+    launcher, usage = run(with_worker=True)
+    assert float(launcher["max_rss"]) < 300, launcher  # Snakemake's file: the launcher alone
+    assert list(usage) == list(warm.USAGE_COLUMNS) and usage["max_vms"] == "NA"
+    assert float(usage["max_rss"]) >= 300 and float(usage["s"]) >= 2 and float(usage["cpu_time"]) > 0, usage
+    assert "max RSS" in (tmp_path / "logs/step.log").read_text().splitlines()[-1]
+    cold, none = run(with_worker=False)  # a cold run again: no stale usage file left
+    assert none is None

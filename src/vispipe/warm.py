@@ -17,6 +17,14 @@ them: Python, then torch, transformers and OpenCV imported again by each of four
   ``python SCRIPT ARGS``: the same as calling the script directly.
 - ``--gpu`` (the GPU steps): first take a GPU slot, as ``python -m vispipe.gpus`` does; the launcher
   holds it for as long as the step runs.
+- What the step used: a rule's benchmark file (Snakemake's ``benchmark:``) measures the processes
+  below the job's shell, which under the worker is the launcher alone (a few MB), not the worker's
+  child that did the work. The worker measures the child (``wait4``: wall and CPU seconds, max RSS,
+  which counts the pages it shares with the worker, as a cold run would hold them itself) and tells
+  the launcher, which writes the figures in Snakemake's benchmark columns beside the step's log
+  (``--log logs/.../propagate.log`` -> ``logs/.../propagate.usage.tsv``) and as the log's last line.
+  Without the worker there is no such file (the launcher removes an old one): Snakemake's benchmark
+  file measures the step itself.
 
 The Snakefile starts one worker per local Snakemake run (``onstart``) and stops it at the end; the
 worker also exits when the Snakemake process that started it dies. It never touches CUDA itself
@@ -83,7 +91,13 @@ def _send(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
 def launch(script: str, args: list[str]) -> None:
     """Run ``script`` with ``args`` in the warm worker named by ``$VISPIPE_WARM``, or here."""
     path = os.environ.get(ENV)
-    status = _delegate(path, script, args) if path else None
+    usage_path = usage_file(args)
+    if usage_path is not None:
+        try:
+            os.unlink(usage_path)  # an earlier warm run's: this run's figures are Snakemake's, or new ones
+        except OSError:
+            pass
+    status = _delegate(path, script, args, usage_path) if path else None
     if status is None:  # no worker: exactly `python SCRIPT ARGS`
         os.execv(sys.executable, [sys.executable, script, *args])
     if status < 0:  # the child died of a signal: die of the same one
@@ -92,8 +106,39 @@ def launch(script: str, args: list[str]) -> None:
     sys.exit(status)
 
 
-def _delegate(path: str, script: str, args: list[str]) -> int | None:
-    """The child's exit status (negative: killed by that signal), or None when no worker took the job."""
+USAGE_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load", "cpu_time")
+
+
+def usage_file(args: list[str]) -> str | None:
+    """Where the step's usage goes: beside its ``--log`` file (``name.log`` -> ``name.usage.tsv``)."""
+    if "--log" not in args[:-1]:
+        return None
+    log = args[args.index("--log") + 1]
+    return os.path.join(os.path.dirname(log), os.path.basename(log).rsplit(".", 1)[0] + ".usage.tsv")
+
+
+def write_usage(path: str, log: str | None, usage: dict) -> None:
+    """The worker's figures for the step, in Snakemake's benchmark columns (NA where wait4 has none),
+    to ``path``, and as a last line of the step's ``log``."""
+    s, cpu = usage["seconds"], usage["cpu_s"]
+    row = {"s": f"{s:.4f}", "h:m:s": time.strftime("%H:%M:%S", time.gmtime(s)), "max_rss": f"{usage['max_rss_mb']:.2f}",
+           "mean_load": f"{100 * cpu / s if s else 0:.2f}", "cpu_time": f"{cpu:.2f}"}  # fmt: skip
+    try:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write("\t".join(USAGE_COLUMNS) + "\n" + "\t".join(row.get(c, "NA") for c in USAGE_COLUMNS) + "\n")
+        os.replace(tmp, path)
+        if log:
+            with open(log, "a") as f:
+                f.write(f"vispipe.warm: the step used {s:.2f} s, CPU {cpu:.2f} s, max RSS {usage['max_rss_mb']:.0f} MB"
+                        f" (in the warm worker's child; the rule's benchmark file measured the launcher: {path})\n")  # fmt: skip
+    except OSError as e:
+        print(f"vispipe.warm: could not write {path}: {e}", file=sys.stderr)
+
+
+def _delegate(path: str, script: str, args: list[str], usage_path: str | None = None) -> int | None:
+    """The child's exit status (negative: killed by that signal), or None when no worker took the job;
+    its usage goes to ``usage_path`` (:func:`write_usage`)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -119,7 +164,10 @@ def _delegate(path: str, script: str, args: list[str]) -> int | None:
     if not line:
         print(f"vispipe.warm: the worker at {path} died while running {script}", file=sys.stderr)
         return 1
-    return int(line)
+    reply = json.loads(line)  # {"code": exit status, "seconds", "cpu_s", "max_rss_mb"}
+    if usage_path is not None:
+        write_usage(usage_path, args[args.index("--log") + 1], reply)
+    return reply["code"]
 
 
 # -------------------------------------------------------------------------------------- the worker
@@ -299,9 +347,9 @@ def _kill(pid: int | None, signum: int) -> None:
             pass
 
 
-def _reply(conn: socket.socket, value: int) -> None:
+def _reply(conn: socket.socket, value: int | dict) -> None:
     try:
-        conn.sendall(f"{value}\n".encode())
+        conn.sendall((json.dumps(value) + "\n").encode())
     except OSError:
         pass
 
@@ -315,14 +363,15 @@ def _reap(jobs: dict[socket.socket, Job], selector: selectors.BaseSelector, gone
             continue
         del jobs[conn]
         code = os.waitstatus_to_exitcode(status)
+        used = {"code": code, "seconds": time.perf_counter() - job.started, "cpu_s": usage.ru_utime + usage.ru_stime,
+                "max_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
         print(f"vispipe.warm: {Path(job.argv[0]).name} (pid {job.pid}) exit {code}"
-              f"{' (launcher gone)' if conn in gone else ''}: {time.perf_counter() - job.started:.2f} s, "
-              f"CPU {usage.ru_utime + usage.ru_stime:.2f} s, max RSS {usage.ru_maxrss / 1024:.0f} MB",
-              file=sys.stderr, flush=True)  # fmt: skip
+              f"{' (launcher gone)' if conn in gone else ''}: {used['seconds']:.2f} s, "
+              f"CPU {used['cpu_s']:.2f} s, max RSS {used['max_rss_mb']:.0f} MB", file=sys.stderr, flush=True)  # fmt: skip
         if conn in gone:
             gone.discard(conn)
         else:
-            _reply(conn, code)
+            _reply(conn, used)
             selector.unregister(conn)
         conn.close()
 
