@@ -158,9 +158,13 @@ def test_segment_image_with_another_detector_writes_the_same_outputs(detectors, 
             else inst["sam2_iou"] is not None
         )
     assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "instances.json", "mask.png", "overlay.png"]
-    # the run hashes the blocks its rule passes: the detector's, not CLIPSeg's
+    # the run hashes the blocks its rule passes: the detector's, not CLIPSeg's (spelled out here, not
+    # taken from layout.image_blocks, which computes them for the rule and the script alike)
     cfg = deep_merge(load(DEMO_CONFIGS), _override(kind, **loose))
-    assert doc["provenance"]["config_sha256"] == config_sha256(cfg, image_blocks("both", kind))
+    blocks = ("segment.targets.both", "segment.detector", f"segment.{kind}", "segment.sam2", "segment.overlay",
+              "segment.limits.max_pixels", "segment.limits.downscale", "segment.seed", "segment.device")  # fmt: skip
+    assert doc["provenance"]["config_sha256"] == config_sha256(cfg, blocks)
+    assert config_sha256(cfg, blocks) != config_sha256(cfg, image_blocks("both", "clipseg"))
 
 
 def test_re_detection_uses_the_configured_detector(detectors, tiny_models, tmp_path):

@@ -209,7 +209,46 @@ def test_a_video_with_ground_truth_is_scored(seg_run):
     truth = [read_palette_png(seg_run / f"resources/synthetic/clip_gt/{f:05d}.png") for f in meta["kept"]]
     masks = [read_id_mask(seg_run / f"results/segment/synthetic/rabbit/masks/{k:05d}.png") for k in range(len(truth))]
     assert ids["objects"] == len(set(np.unique(truth)) - {0}) and "Identity" in md
-    assert ids["predicted_ids"] == len(set(np.unique(masks)) - {0}) and 0 <= ids["idf1"] <= 1
+    assert ids["predicted_ids"] == len(set(np.unique(masks)) - {0})
+    # IDF1, ID switches and MOTA as py-motmetrics scores these masks (pairs at mask IoU >= 0.5)
+    import motmetrics as mm
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for t, m in zip(truth, masks):
+        oids, hids = [int(i) for i in np.unique(t) if i], [int(i) for i in np.unique(m) if i]
+        dist = np.array([[1 - ((t == o) & (m == h)).sum() / ((t == o) | (m == h)).sum() for h in hids] for o in oids])
+        acc.update(oids, hids, np.where(dist <= 0.5, dist, np.nan).reshape(len(oids), len(hids)))
+    metrics = ["idf1", "num_switches", "mota"]
+    want = mm.metrics.create().compute(acc, metrics=metrics, name="video").iloc[0]
+    assert (ids["idf1"], ids["id_switches"], ids["mota"]) == pytest.approx(tuple(want[metrics])), ids
+    # the tiny random models track nothing (IDF1 0, no switch): the script again, on the run's own
+    # masks as the truth and, as the prediction, those masks with their id changed halfway (one
+    # switch, IDF1 about 0.5), against the same reference
+    from vispipe.segment.evaluation.synthetic import write_palette_png
+    from vispipe.segment.files.masks import write_image
+
+    half, (gt_dir, switched) = len(masks) // 2, (seg_run / "self_gt", seg_run / "switched")
+    gt_dir.mkdir()
+    switched.mkdir()
+    for f in range(max(meta["kept"]) + 1):  # one truth PNG per source frame: the kept frame's masks
+        write_palette_png(
+            gt_dir / f"{f:05d}.png",
+            masks[min(meta["kept"].index(f), len(masks) - 1)] if f in meta["kept"] else masks[0],
+        )
+    moved = [np.where(m > 0, m + (50 if k >= half else 0), 0).astype(np.uint8) for k, m in enumerate(masks)]
+    for k, m in enumerate(moved):
+        write_image(switched / f"{k:05d}.png", m, rgb=False)
+    run_script("evaluate_segmentation", "--masks", switched, "--meta", seg_run / "results/segment/synthetic/meta.json",
+               "--ground-truth", gt_dir, "--out-dir", seg_run / "self_eval", "--no-match")  # fmt: skip
+    got = json.loads((seg_run / "self_eval/identity.json").read_text())
+    acc = mm.MOTAccumulator(auto_id=True)
+    for t, m in zip(masks, moved):
+        oids, hids = [int(i) for i in np.unique(t) if i], [int(i) for i in np.unique(m) if i]
+        dist = np.array([[1 - ((t == o) & (m == h)).sum() / ((t == o) | (m == h)).sum() for h in hids] for o in oids])
+        acc.update(oids, hids, np.where(dist <= 0.5, dist, np.nan).reshape(len(oids), len(hids)))
+    want = mm.metrics.create().compute(acc, metrics=metrics, name="video").iloc[0]
+    assert want["num_switches"] >= 1 and 0.2 < want["idf1"] < 0.8, want
+    assert (got["idf1"], got["id_switches"], got["mota"]) == pytest.approx(tuple(want[metrics])), got
 
 
 def test_launcher_settings_rerun_nothing(seg_run):
