@@ -77,11 +77,11 @@ except ConfigError as err:
 # segment.keep_frames: the frames kept after the run, or deleted after their last consumer (the
 # yolo export links to them unless it copies them, so it needs them kept)
 KEEP_FRAMES = SEGCFG.get("keep_frames", True)
-EXPORT = SEGCFG.get("export", {})
+EXPORT_CFG = SEGCFG.get("export", {})
 if (
     not KEEP_FRAMES
-    and "yolo" in EXPORT.get("formats", [])
-    and not EXPORT.get("yolo", {}).get("copy_images", False)
+    and "yolo" in EXPORT_CFG.get("formats", [])
+    and not EXPORT_CFG.get("yolo", {}).get("copy_images", False)
 ):
     raise WorkflowError(
         "config keys segment.keep_frames: false and segment.export.formats: [yolo] do not go together: the"

@@ -29,6 +29,8 @@ NOT_IN_STEP_ENV = {
     "defusedxml",  # supervision's, and the CVAT test's XML parser
     "pyDeprecate",  # supervision's
     "snakemake-executor-plugin-slurm",
+    "motmetrics",  # the reference the identity scorer's counts are checked against
+    "ultralytics",  # its dataset loader reads the YOLO export back (installed without its dependencies)
 }
 # Installed without dependencies (each asks for opencv-python, a second cv2 beside ours): where the
 # step environment needs one, envs/vispipe.post-deploy.sh installs it at the pinned version.

@@ -110,3 +110,11 @@ def test_frames_are_deleted_after_their_last_consumer_when_not_kept(tmp_path):
     snakemake(wf, "--forcerun", "extract_frames", *args)
     linked = sorted(p for p in (wf / "results/segment/folder/frames").iterdir() if not p.name.startswith("."))
     assert len(linked) == 4 and all(p.is_symlink() and p.resolve().parent == (wf / "folder").resolve() for p in linked)
+    # the YOLO export links its images to the frames: with keep_frames false it must copy them
+    yolo = {**cfg["segment"], "export": {"formats": ["yolo"]}}
+    (wf / "temp.yaml").write_text(yaml.safe_dump({**cfg, "segment": yolo}))
+    refused = snakemake(wf, "-n", *args, check=False)
+    assert refused.returncode != 0 and "copy_images" in refused.stdout + refused.stderr
+    copied = {**yolo, "export": {"formats": ["yolo"], "yolo": {"copy_images": True}}}
+    (wf / "temp.yaml").write_text(yaml.safe_dump({**cfg, "segment": copied}))
+    assert snakemake(wf, "-n", *args, check=False).returncode == 0
