@@ -11,6 +11,7 @@ Studio's frame rate fit the task and project the files name."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -198,15 +199,30 @@ def entering_clip(root: Path):
     return exact_clip(root, ids)
 
 
+# Ultralytics' dataset check, loader and rasteriser on a data.yaml: prints [data, labels], each label
+# with its image file, shape and its polygons drawn by polygon2mask
+READ_YOLO = """
+import json, sys
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.data.utils import check_det_dataset, polygon2mask
+yaml_path, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = check_det_dataset(yaml_path)
+labels = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False, imgsz=w).labels
+out = [{"im_file": lab["im_file"], "shape": list(lab["shape"]),
+        "drawn": [polygon2mask((h, w), [seg * [w, h]]).astype(bool).tolist() for seg in lab["segments"]]}
+       for lab in labels]
+print(json.dumps([{"train": str(data["train"]), "names": data["names"]}, out]))
+"""
+
+
 def test_yolo_opens_in_ultralytics_from_any_folder_and_as_a_moved_copy(tmp_path, monkeypatch):
     """Ultralytics' own dataset check and loader (the code ``yolo train`` runs before training) read
     the export from another working directory (data.yaml has no ``path: .``, which Ultralytics takes
     from the working directory), and, with ``yolo.copy_images``, a copy moved elsewhere after the
     frames are gone; every frame's polygons, rasterised by Ultralytics' polygon2mask, cover the id
     PNG's masks, the sliver's frame included."""
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))  # its settings file, not ~/.config
-    from ultralytics.data.dataset import YOLODataset
-    from ultralytics.data.utils import check_det_dataset, polygon2mask
+    import subprocess
+    import sys
 
     frames, meta, masks, tracks, ids = entering_clip(tmp_path / "clip")
     linked = Settings.parse({"segment": {"export": {"formats": ["yolo"]}}})
@@ -220,14 +236,18 @@ def test_yolo_opens_in_ultralytics_from_any_folder_and_as_a_moved_copy(tmp_path,
     for folder in (tmp_path / "linked/yolo", tmp_path / "moved/yolo"):
         if folder.parent.name == "linked":
             shutil.copytree(tmp_path / "copied/yolo/images", frames)  # the frames the links reach
-        data = check_det_dataset(str(folder / "data.yaml"))
-        assert Path(data["train"]) == folder / "images" and data["names"] == {0: "rabbit"}
-        labels = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False, imgsz=W).labels
+        # in a process of its own: importing Ultralytics patches PIL's Image.open for the whole process
+        env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics")}  # its settings, not ~/.config
+        proc = subprocess.run([sys.executable, "-c", READ_YOLO, str(folder / "data.yaml"), str(W), str(H)],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        data, labels = json.loads(proc.stdout.splitlines()[-1])
+        assert Path(data["train"]) == folder / "images" and data["names"] == {"0": "rabbit"}
         assert len(labels) == N
         for label in labels:
             k = int(Path(label["im_file"]).stem)
-            assert cv2.imread(label["im_file"]) is not None and label["shape"] == (H, W)
-            drawn = [polygon2mask((H, W), [seg * [W, H]]).astype(bool) for seg in label["segments"]]
+            assert cv2.imread(label["im_file"]) is not None and tuple(label["shape"]) == (H, W)
+            drawn = [np.array(d, bool) for d in label["drawn"]]
             for instance in (1, 2):
                 truth = ids[k] == instance
                 best = max(drawn, key=lambda d: (d & truth).sum())
