@@ -96,25 +96,35 @@ def read_ids(path: str | Path, what: str = "mask", fix: str = "rerun propagate")
     return ids if ids.dtype == np.uint8 else ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16)
 
 
-class InFolder(Sequence):
-    """Files of one folder by name, as paths made when indexed: a few bytes a name where a list of
-    :class:`~pathlib.Path` objects takes a few hundred each (tens of MB for an hour of frames).
-    ``names``: a sequence of file names, or an int n for ``00000.png`` ... (n-1 as 5 digits).png,
-    the names propagate gives its id PNGs. The paths are strings (``os.path.join``): pathlib interns
-    each name it parses, and a name held here would stay in the interpreter's table of interned
-    strings for the rest of the step."""
+class Numbered(Sequence):
+    """The names ``00000<suffix>``, ``00001<suffix>``, ... as a sequence (extract_frames' frames,
+    propagate's id PNGs), held as two values rather than a string per frame."""
 
-    def __init__(self, folder: str | Path, names: Sequence[str] | int):
+    def __init__(self, count: int, suffix: str):
+        self.count, self.suffix = count, suffix
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> str:
+        if not 0 <= k < self.count:
+            raise IndexError(k)
+        return f"{k:05d}{self.suffix}"
+
+
+class InFolder(Sequence):
+    """Files of one folder by name (``names``: e.g. :class:`Numbered`), as paths made when indexed: a
+    few bytes a name where a list of :class:`~pathlib.Path` objects takes a few hundred each. The
+    paths are strings (``os.path.join``): pathlib interns each name it parses, and a name held here
+    would stay in the interpreter's table of interned strings for the rest of the step."""
+
+    def __init__(self, folder: str | Path, names: Sequence[str]):
         self.folder, self.names = str(folder), names
 
     def __len__(self) -> int:
-        return self.names if isinstance(self.names, int) else len(self.names)
+        return len(self.names)
 
     def __getitem__(self, k: int) -> str:
-        if isinstance(self.names, int):
-            if not 0 <= k < self.names:
-                raise IndexError(k)
-            return os.path.join(self.folder, f"{k:05d}.png")
         return os.path.join(self.folder, self.names[k])
 
 

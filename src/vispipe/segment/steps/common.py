@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import UserError
+from ..files.masks import Numbered
 from ..files.tracks import frames_path
 from ..layout import TRACKER_MODELS
 from ..settings import Settings
@@ -84,22 +84,6 @@ def read_meta(meta_path: Path, frames_dir: Path) -> dict:
             f"{frames_dir} lacks {len(missing)} frame(s) listed in {meta_path} ({missing[0]}, ...); rerun extract_frames"
         )
     return meta
-
-
-class Numbered(Sequence):
-    """The names ``00000<suffix>``, ``00001<suffix>``, ... as a sequence (what extract_frames names
-    its frames), held as two values rather than a string per frame."""
-
-    def __init__(self, count: int, suffix: str):
-        self.count, self.suffix = count, suffix
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, k: int) -> str:
-        if not 0 <= k < self.count:
-            raise IndexError(k)
-        return f"{k:05d}{self.suffix}"
 
 
 def compact_meta(meta: dict) -> dict:

@@ -13,7 +13,7 @@ import pandas as pd
 from ...errors import UserError
 from ...io import atomic_path, write_json, write_text
 from ..evaluation import vos
-from ..files.masks import IdPngs, InFolder, image_size
+from ..files.masks import IdPngs, InFolder, Numbered, image_size
 from ..layout import DAVIS_GLOBAL, DAVIS_MD, DAVIS_PER_SEQUENCE, IDENTITY, J_PLOT, JF_CSV, JF_MD
 from .common import read_json
 
@@ -42,7 +42,7 @@ def evaluate_segmentation(
             f"{gt_dir} holds {len(gt_files)} PNGs but the kept frames reach source frame {max(kept)}: "
             "it needs one PNG per source frame (in name order)"
         )
-    pred = IdPngs(InFolder(masks_dir, len(kept)))
+    pred = IdPngs(InFolder(masks_dir, Numbered(len(kept), ".png")))
     gt = IdPngs(InFolder(gt_dir, [gt_files[i] for i in kept]), "ground truth", "replace the file")
     for p, g in zip(pred.paths, gt.paths):  # sizes from the headers, before any pixel is read
         size, want = image_size(g, "ground truth"), image_size(p, "mask")
