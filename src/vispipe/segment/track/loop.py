@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ..associate import Association
+from ..associate import SCENE_CUT, Association, SceneCuts
 from ..types import Detector, FrameResult, Stepper, instance_info
 
 # a detection that re-anchors, revives or starts an instance: the propagator is told (Stepper.anchor)
@@ -44,12 +44,20 @@ def track(
     ids = sorted(carried)
     every = (redetect or {}).get("every", 0) if detector is not None else 0
     association = Association(image, carried, redetect or {}, looks=bool(every))
+    cuts = SceneCuts(image, (redetect or {}).get("scene_cut", SCENE_CUT))
     visible_before, hidden = set(carried), set()
     for k, (frame, extra) in enumerate(items, start=1):
         result = stepper.step(k, frame, extra, ids, carried, hidden)
-        if every and k % every == 0:
+        cut = cuts(frame)
+        if cut:  # a new shot: what the tracker carried across it is not where the objects are
+            association.cut()
+            hidden |= set(result.masks)
+            for i in list(result.masks):
+                del result.masks[i]
+                result.info[i] = instance_info("lost", "scene cut", None)
+        if every and (k % every == 0 or cut):
             in_view = set(result.masks)
-            matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k)
+            matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut)
             hidden = (hidden | (in_view - matched)) - matched
             anchored = {i: result.masks[i] for i, v in result.info.items() if v["reason"] in ANCHORING}
             association.anchored(k, frame, anchored)
@@ -58,7 +66,7 @@ def track(
         for i in ids:
             noted = any(e["id"] == i for e in result.events)
             if i in result.masks:
-                association.seen(i, result.masks[i])
+                association.seen(i, result.masks[i], k)
                 if i not in visible_before and not noted:  # back in view by the propagator itself
                     result.events.append({"id": i, "event": "revived", "reason": result.info[i]["reason"]})
             elif i in visible_before and not noted:
