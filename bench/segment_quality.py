@@ -101,7 +101,7 @@ def identity_row(clip, every: int, min_similarity: float) -> dict:
     seconds = time.perf_counter() - t0
     pred = [id_mask(r.masks, clip.masks[0].shape) for r in results]  # as the id PNGs are painted
     scores = vos.identity(pred, list(clip.masks))
-    looked = [k for k in range(len(clip.masks)) if k == 0 or (every and k % every == 0) or k == clip.cut]
+    looked = [k for k in range(len(clip.masks)) if k == 0 or (every and (k % every == 0 or k == clip.cut))]
     seen = {int(i) for k in looked for i in np.unique(clip.masks[k]) if i}
     return {"id switches": scores["id_switches"], "IDF1": scores["idf1"], "HOTA": scores["hota"],
             "AssA": scores["assa"], "ids used": scores["predicted_ids"], "objects seen": len(seen),
