@@ -287,7 +287,7 @@ rule render_overlay:
 
 
 rule export_annotations:
-    """The tracks for annotation and training tools (segment.export.formats): YOLO, CVAT, Label Studio."""
+    """The tracks for annotation and training tools (segment.export.formats): YOLO, CVAT, Label Studio, COCO."""
     input:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Export a video's tracked masks for annotation and training tools into one folder: YOLO
 segmentation (images/, labels/*.txt, data.yaml), CVAT for video 1.1 (cvat.xml) and a Label Studio
-video task (label_studio.json), as segment.export.formats lists (or --formats).
+video task (label_studio.json) and the COCO layout datumaro reads (coco/), as segment.export.formats
+lists (or --formats).
 
 Reads the segment.export config key."""
 

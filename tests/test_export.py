@@ -6,7 +6,10 @@ track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where th
 Then by the tools themselves where they install beside the pipeline: Ultralytics' dataset check and
 loader from another working directory and on a moved copy; and on a clip whose object enters as a
 1-pixel sliver, that its frame is in YOLO and CVAT, and that CVAT's frame numbers and Label
-Studio's frame rate fit the task and project the files name."""
+Studio's frame rate fit the task and project the files name. And by datumaro, whose pins conflict
+with the pipeline's, in a virtual environment of its own (tests/datumaro-requirements.txt, built
+once into pytest's cache folder): the COCO layout (every frame's image, each mask pixel for pixel,
+its box and track id) and cvat.xml (tracks, polygons, outside flags)."""
 
 from __future__ import annotations
 
@@ -304,3 +307,168 @@ def test_label_studio_config_places_each_box_at_its_second(exported):
         assert (region["from_name"], region["to_name"]) == (rect.get("name"), video.get("name"))
         for box in region["value"]["sequence"]:
             assert (box["frame"] - 1) / framerate == pytest.approx(meta["times_s"][box["frame"] - 1], abs=1e-6)
+
+
+# ------------------------------------------------------------------ datumaro, in an environment of its own
+
+DATUMARO_REQUIREMENTS = Path(__file__).with_name("datumaro-requirements.txt")
+OFFLINE = (
+    "from versions: none",
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+)
+
+
+def datumaro_python(cache: Path) -> Path:
+    """The Python of a virtual environment with tests/datumaro-requirements.txt (datumaro's pins conflict
+    with the pipeline's), built once into ``cache`` under a name that changes with the file; skips,
+    saying why, where it cannot be built (no package index reachable), except under CI, which must run
+    this test."""
+    import fcntl
+    import hashlib
+    import subprocess
+    import sys
+
+    venv = cache / f"datumaro-{hashlib.sha256(DATUMARO_REQUIREMENTS.read_bytes()).hexdigest()[:12]}"
+    python, done = venv / "bin" / "python", venv / "installed"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV")}
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: another pytest may be building it
+        if done.exists():
+            return python
+        shutil.rmtree(venv, ignore_errors=True)  # an interrupted build
+        why = ""
+        cmd = [sys.executable, "-m", "venv", str(venv)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode:
+            why = f"python -m venv failed: {proc.stderr.strip()[-300:]}"
+        else:
+            cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+                   str(DATUMARO_REQUIREMENTS)]  # fmt: skip
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+            out = proc.stdout + proc.stderr
+            if proc.returncode and any(sign in out for sign in OFFLINE):
+                why = f"pip could not reach a package index: {out.strip().splitlines()[-1][-300:]}"
+            elif proc.returncode:
+                raise AssertionError(f"pip install -r {DATUMARO_REQUIREMENTS.name} failed:\n{out[-3000:]}")
+        if why:
+            shutil.rmtree(venv, ignore_errors=True)
+            if os.environ.get("CI"):  # CI has the network: a CI run without datumaro would hide this test
+                raise AssertionError(f"no environment for datumaro: {why}")
+            pytest.skip(f"no environment for datumaro: {why}")
+        done.write_text(DATUMARO_REQUIREMENTS.read_text())
+    return python
+
+
+@pytest.fixture(scope="module")
+def datumaro(request, tmp_path_factory) -> Path:
+    """datumaro's Python, its environment kept in pytest's cache folder (.pytest_cache/d/, which a
+    fresh clone creates; ``pytest --cache-clear`` rebuilds it), or in a temp folder without one."""
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    cache = cache.mkdir("datumaro") if cache else tmp_path_factory.mktemp("datumaro")
+    return datumaro_python(Path(cache))
+
+
+# datumaro's own importers on the export: prints what it read, for the test to compare with the id PNGs
+READ_DATUMARO = """
+import json, sys
+import numpy as np
+import datumaro as dm
+coco, cvat = sys.argv[1], sys.argv[2]
+ds = dm.Dataset.import_from(coco, "coco_instances")
+names = [label.name for label in ds.categories()[dm.AnnotationType.label]]
+items = {}
+for item in ds:
+    image = item.media.data  # the image file, through datumaro's own path checks
+    items[item.id] = {"subset": item.subset, "shape": list(image.shape), "mean": float(image.mean()), "annotations": [
+        {"type": a.type.name, "label": names[a.label], "group": a.group, "attributes": a.attributes,
+         "box": [float(v) for v in a.get_bbox()],
+         "pixels": np.flatnonzero(a.image).tolist() if a.type == dm.AnnotationType.mask else None}
+        for a in item.annotations]}
+tracks = {}
+for item in dm.Dataset.import_from(cvat, "cvat"):
+    for a in item.annotations:
+        tracks.setdefault(a.attributes["track_id"], []).append(
+            {"frame": item.attributes["frame"], "outside": a.attributes["outside"], "points": [float(v) for v in a.points]})
+print(json.dumps({"detected": dm.Dataset.detect(coco), "items": items, "cvat": tracks}))
+"""
+
+
+def test_coco_opens_in_datumaro_with_its_track_ids(tmp_path, datumaro):
+    """datumaro itself (1.13, in its own environment) reads ``export/coco`` as it is: detected as
+    ``coco_instances``; an item per kept frame, an empty one included, whose image loads though the
+    frames (here links to a frame folder, as for DAVIS) and the folder they name are deleted (the
+    export holds hard links to the files, not to the links); each instance's mask pixel for pixel
+    as the id PNG has it, its box, the target as label and the PNG's value as ``track_id``, mask and
+    box one group. And ``cvat.xml`` through datumaro's CVAT importer: a track per instance (id - 1),
+    its polygons, ``outside`` on the frame it left."""
+    import subprocess
+
+    ids = exact_clip(tmp_path / "truth")[-1]
+    ids[-1] = np.zeros_like(ids[-1])  # a frame with no object: an item all the same
+    frames, meta, masks, tracks, _ = exact_clip(tmp_path / "clip", ids)
+    shutil.move(frames, tmp_path / "folder")  # the clip's frames as links into a frame folder
+    frames.mkdir()
+    for f in sorted((tmp_path / "folder").iterdir()):
+        os.symlink(f, frames / f.name)
+    s = Settings.parse({"segment": {"export": {"formats": ["cvat", "coco"]}}})
+    assert export_annotations(s, frames, meta, masks, tracks, tmp_path / "export") == ["cvat.xml", "coco/"]
+    for k in range(N):  # the folder's file itself, not a second copy, nor the frame's link
+        image = tmp_path / f"export/coco/images/default/{k:05d}.jpg"
+        assert not image.is_symlink() and image.stat().st_ino == (tmp_path / f"folder/{k:05d}.jpg").stat().st_ino
+    shutil.rmtree(frames)
+    shutil.rmtree(tmp_path / "folder")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(datumaro), "-c", READ_DATUMARO, "coco", "cvat.xml"], cwd=tmp_path / "export", env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    read = json.loads(proc.stdout.splitlines()[-1])
+    assert read["detected"] == "coco_instances"
+    items = read["items"]
+    assert sorted(items) == [f"{k:05d}" for k in range(N)]
+    for k in range(N):
+        item = items[f"{k:05d}"]
+        assert item["subset"] == "default" and item["shape"] == [H, W, 3]
+        assert item["mean"] == pytest.approx(60 + 10 * k, abs=2)  # this frame's image, not another's
+        truth = {int(i): ids[k] == i for i in np.unique(ids[k]) if i}
+        masks_read = {a["attributes"]["track_id"]: a for a in item["annotations"] if a["type"] == "mask"}
+        boxes_read = {a["attributes"]["track_id"]: a for a in item["annotations"] if a["type"] == "bbox"}
+        assert sorted(masks_read) == sorted(boxes_read) == sorted(truth), k
+        for i, mask in truth.items():
+            got = masks_read[i]
+            assert got["label"] == "rabbit" and got["attributes"]["keyframe"] is True
+            assert got["pixels"] == np.flatnonzero(mask).tolist(), (k, i)  # pixel for pixel
+            x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+            assert boxes_read[i]["box"] == got["box"] == [x, y, w, h] and boxes_read[i]["group"] == got["group"]
+    tracks_read = {int(t): shapes for t, shapes in read["cvat"].items()}
+    assert sorted(tracks_read) == [0, 1]
+    for track_id, shapes in tracks_read.items():
+        instance = track_id + 1
+        by_frame = {s["frame"]: s for s in shapes}
+        seen = [k for k in range(N) if (ids[k] == instance).any()]
+        left = [k for k in range(1, N) if k - 1 in seen and k not in seen]  # 3 and 7 for instance 2, 7 for 1
+        assert sorted(k for k, s in by_frame.items() if not s["outside"]) == seen
+        assert sorted(k for k, s in by_frame.items() if s["outside"]) == left
+        for k in seen:
+            assert iou(fill(np.reshape(by_frame[k]["points"], (-1, 2))), ids[k] == instance) >= 0.95, (instance, k)
+
+
+def test_coco_images_are_copies_where_the_file_system_refuses_links(tmp_path, monkeypatch):
+    """Where a hard link fails (the frames on another device), each image is a copy of its frame."""
+    import errno
+
+    from vispipe.segment.files.formats import coco
+
+    def refuse(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(coco.os, "link", refuse)
+    frames, meta, masks, tracks, _ = exact_clip(tmp_path)
+    s = Settings.parse({"segment": {"export": {"formats": ["coco"]}}})
+    export_annotations(s, frames, meta, masks, tracks, tmp_path / "export")
+    images = sorted((tmp_path / "export/coco/images/default").iterdir())
+    assert [p.name for p in images] == [f"{k:05d}.jpg" for k in range(N)]
+    for p in images:
+        assert not p.is_symlink() and p.stat().st_nlink == 1 and p.read_bytes() == (frames / p.name).read_bytes()

@@ -30,7 +30,7 @@ EVAL_OUTPUTS = [JF_MD, JF_CSV, J_PLOT, IDENTITY]
 DAVIS_DIR = f"{SEG}/davis"
 DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD = "global_results.csv", "per-sequence_results.csv", "results.md"
 DAVIS_OUTPUTS = [DAVIS_GLOBAL, DAVIS_PER_SEQUENCE, DAVIS_MD]
-EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json)
+EXPORT = "export"  # segment.export.formats: {video}/{target}/export/ (yolo/, cvat.xml, label_studio.json, coco/)
 DETECTORS = tuple(registry.DETECTORS)  # segment.detector: text -> instances
 # segment.propagate.method -> the model its tracker runs, besides SAM2 (which every run fetches)
 TRACKER_MODELS = {name: t.model for name, t in registry.TRACKERS.items() if t.model not in (None, "sam2")}

@@ -65,6 +65,7 @@ FORMATS = {
     "yolo": "files.formats.yolo",
     "cvat": "files.formats.cvat",
     "label_studio": "files.formats.label_studio",
+    "coco": "files.formats.coco",
 }
 
 

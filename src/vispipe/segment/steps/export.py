@@ -27,7 +27,9 @@ def export_annotations(
     """``out_dir``: the tracks in each of ``formats`` (``segment.export.formats`` when None)."""
     formats = list(formats if formats is not None else s.export["formats"])
     if not formats:
-        raise UserError("no export format chosen: set segment.export.formats (yolo, cvat, label_studio) or --formats")
+        raise UserError(
+            "no export format chosen: set segment.export.formats (yolo, cvat, label_studio, coco) or --formats"
+        )
     meta = read_meta(meta_path, frames_dir)
     tracks = read_tracks(tracks_path, meta, meta_path, ("target",))
     missing = [f["file"] for f in frames(tracks_path, tracks) if not (masks_dir / f["file"]).is_file()]
