@@ -4,8 +4,9 @@ compared with the id PNGs: YOLO by supervision's importer (IoU >= 0.95 per insta
 and Label Studio's JSON by the standard library's parsers against their documented layouts (same
 track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where the object left).
 Then by the tools themselves where they install beside the pipeline: Ultralytics' dataset check and
-loader from another working directory and on a moved copy. CVAT, a server that CI cannot run, by a
-file it wrote: cvat.xml is laid out as CVAT's own dump in tests/fixtures. And on a
+loader from another working directory and on a moved copy; Label Studio's own validator (its SDK's,
+which its server runs on every import) on the task and its labeling config. CVAT, a server that CI
+cannot run, by a file it wrote: cvat.xml is laid out as CVAT's own dump in tests/fixtures. And on a
 clip whose object enters as a 1-pixel sliver, that its frame is in YOLO and CVAT, and that CVAT's
 frame numbers and Label Studio's frame rate fit the task and project the files name."""
 
@@ -413,3 +414,38 @@ def test_cvat_file_is_laid_out_as_cvat_writes_it(tmp_path):
             key, _, step = task.findtext("frame_filter").partition("=")
             assert key == cvat_task.findtext("frame_filter").partition("=")[0] and step.isdigit()
         assert tracks_and_labels(root) == (True, True)
+
+
+def test_label_studio_validates_the_task_against_its_config(exported):
+    """Label Studio's own validation, from label-studio-sdk (the version the Label Studio 1.23 server
+    pins, whose import runs ``LabelInterface(project's config).validate_prediction(prediction)`` on
+    every task it is given): label_studio.xml passes its config checks (schema, unique names, toName,
+    tag attributes), the task has the data the config asks for, and each prediction has no error. The
+    SDK does not check a videorectangle's labels (its <VideoRectangle> has none: they are the <Labels>
+    tag's), so they are checked against the labels it reads from the config. And it is no rubber
+    stamp: a region naming a tag the config lacks, or without ``framesCount``, is refused."""
+    import copy
+
+    from label_studio_sdk.label_interface import LabelInterface
+
+    out, _ = exported
+    config = LabelInterface((out / "label_studio.xml").read_text())
+    config.validate()  # raises on an invalid config
+    labels = {value for control in config.controls if control.tag == "Labels" for value in control.labels}
+    (task,) = json.loads((out / "label_studio.json").read_text())
+    # its validate_task checks the data only (given predictions, it calls validate_prediction without them)
+    assert config.validate_task({"data": task["data"]})
+    assert not config.validate_task({"data": {}})
+    (prediction,) = task["predictions"]
+    assert config.validate_prediction(prediction, return_errors=True) == []
+    regions = prediction["result"]
+    assert len(regions) == 2 and all(set(r["value"]["labels"]) <= labels for r in regions)
+
+    def broken(change) -> list[str]:
+        bad = copy.deepcopy(prediction)
+        change(bad["result"][0])
+        return config.validate_prediction(bad, return_errors=True)
+
+    assert broken(lambda r: r.update(from_name="rect"))
+    assert broken(lambda r: r.update(to_name="image"))
+    assert broken(lambda r: r["value"].pop("framesCount"))
