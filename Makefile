@@ -13,7 +13,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm,tracking]'
-	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt vos-benchmark trackeval ultralytics
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt vos-benchmark trackeval ultralytics label-studio-sdk
 	touch $@
 
 demo: $(STAMP)  ## the whole pipeline on the offline demo config (minutes on a laptop CPU)

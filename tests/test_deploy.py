@@ -31,6 +31,11 @@ NOT_IN_STEP_ENV = {
     "snakemake-executor-plugin-slurm",
     "motmetrics",  # the reference the identity scorer's counts are checked against
     "ultralytics",  # its dataset loader reads the YOLO export back (installed without its dependencies)
+    "label-studio-sdk",  # Label Studio's validator checks the Label Studio export (installed without its dependencies)
+    "jsf",  # label-studio-sdk's validator imports these four
+    "lxml",
+    "xmljson",
+    "appdirs",
 }
 # Installed without dependencies (each asks for opencv-python, a second cv2 beside ours): where the
 # step environment needs one, envs/vispipe.post-deploy.sh installs it at the pinned version.

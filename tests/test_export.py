@@ -4,17 +4,21 @@ compared with the id PNGs: YOLO by supervision's importer (IoU >= 0.95 per insta
 and Label Studio's JSON by the standard library's parsers against their documented layouts (same
 track ids, polygons IoU >= 0.95, the outside flags and the enabled gaps where the object left).
 Then by the tools themselves where they install beside the pipeline: Ultralytics' dataset check and
-loader from another working directory and on a moved copy; and on a clip whose object enters as a
-1-pixel sliver, that its frame is in YOLO and CVAT, and that CVAT's frame numbers and Label
-Studio's frame rate fit the task and project the files name. And by datumaro, whose pins conflict
-with the pipeline's, in a virtual environment of its own (tests/datumaro-requirements.txt, built
-once into pytest's cache folder): the COCO layout (every frame's image, each mask pixel for pixel,
-its box and track id) and cvat.xml (tracks, polygons, outside flags)."""
+loader from another working directory and on a moved copy; Label Studio's own validator (its SDK's,
+which its server runs on every import) on the task and its labeling config. CVAT, a server that CI
+cannot run, by a file it wrote: cvat.xml is laid out as CVAT's own dump in tests/fixtures. And on a
+clip whose object enters as a 1-pixel sliver, that its frame is in YOLO and CVAT, and that CVAT's
+frame numbers and Label Studio's frame rate fit the task and project the files name. And by datumaro,
+whose pins conflict with the pipeline's, in a virtual environment of its own
+(tests/datumaro-requirements.txt, built once into pytest's cache folder): the COCO layout (every
+frame's image, each mask pixel for pixel, its box and track id) and cvat.xml (tracks, polygons,
+outside flags)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -472,3 +476,145 @@ def test_coco_images_are_copies_where_the_file_system_refuses_links(tmp_path, mo
     assert [p.name for p in images] == [f"{k:05d}.jpg" for k in range(N)]
     for p in images:
         assert not p.is_symlink() and p.stat().st_nlink == 1 and p.read_bytes() == (frames / p.name).read_bytes()
+
+
+# CVAT runs as a Django server in Docker, not in CI: our file is compared with one that CVAT wrote
+CVAT_FIXTURE = Path(__file__).parent / "fixtures" / "cvat_for_video" / "annotations.xml"
+# CVAT writes a track's polygons, polylines and points alike (frame, outside, occluded, keyframe,
+# points, z_order); the fixture has no polygon track, so ours are compared with its polylines and points
+SAME_AS = {"polygon": ("polyline", "points")}
+
+
+def xml_layout(root) -> dict[str, dict]:
+    """Per element path (``annotations/track/box``): the sequences of child tags its elements have
+    (repeats folded), the tuples of attribute names in their order, and each attribute's values."""
+    out: dict[str, dict] = {}
+
+    def walk(element, path):
+        entry = out.setdefault(path, {"children": set(), "attributes": set(), "values": {}})
+        entry["attributes"].add(tuple(element.attrib))
+        for name, value in element.attrib.items():
+            entry["values"].setdefault(name, set()).add(value)
+        tags = [child.tag for child in element]
+        entry["children"].add(tuple(t for i, t in enumerate(tags) if i == 0 or tags[i - 1] != t))
+        for child in element:
+            walk(child, f"{path}/{child.tag}")
+
+    walk(root, root.tag)
+    return out
+
+
+def as_cvat_writes(path: str) -> list[str]:
+    """The paths in CVAT's file that ``path`` of ours corresponds to."""
+    paths = [""]
+    for tag in path.split("/"):
+        paths = [f"{p}/{t}".lstrip("/") for p in paths for t in SAME_AS.get(tag, (tag,))]
+    return paths
+
+
+def is_subsequence(ours, theirs) -> bool:
+    """Whether CVAT's child tags ``theirs`` hold ours, in the same order."""
+    rest = iter(theirs)
+    return all(any(tag in SAME_AS.get(mine, (mine,)) for tag in rest) for mine in ours)
+
+
+def decimals(points: str) -> set[int]:
+    """The decimal places of the numbers in a ``x,y;x,y`` points attribute (asserting that layout)."""
+    pairs = [pair.split(",") for pair in points.split(";")]
+    assert all(len(pair) == 2 and all(re.fullmatch(r"-?\d+(\.\d+)?", v) for v in pair) for pair in pairs), points
+    return {len(v.partition(".")[2]) for pair in pairs for v in pair}
+
+
+def test_cvat_file_is_laid_out_as_cvat_writes_it(tmp_path):
+    """Our cvat.xml, in both frame numberings, against an annotations.xml that CVAT itself dumped
+    (tests/fixtures/cvat_for_video): the same version; each element where CVAT puts one, its children
+    in CVAT's order (some of them: CVAT adds its ids, dates, owner and segments) and its attributes
+    the names CVAT writes, in CVAT's order (a track's id, label, source; a shape's frame, outside,
+    occluded, keyframe, points, z_order); the values CVAT writes as digits (flags, frames, ids, sizes)
+    as digits, the flags among the values CVAT gives them, points as ``x,y;x,y`` with CVAT's decimal
+    places; track ids counted from 0 and each track's label one of the task's, as in CVAT's file."""
+    cvat_root = ElementTree.parse(CVAT_FIXTURE).getroot()
+    cvat = xml_layout(cvat_root)
+    values = {}  # attribute name -> every value CVAT's file gives it
+    for entry in cvat.values():
+        for name, seen in entry["values"].items():
+            values.setdefault(name, set()).update(seen)
+    as_digits = {name for name, seen in values.items() if all(v.isdigit() for v in seen)}
+    assert {"frame", "outside", "occluded", "keyframe", "z_order", "id"} <= as_digits
+    cvat_task = cvat_root.find("meta/task")
+    texts = {}  # tag -> its texts in CVAT's task
+    for e in cvat_task.iter():
+        texts.setdefault(e.tag, set()).add((e.text or "").strip())
+    digit_texts = {tag for tag, seen in texts.items() if all(t.isdigit() for t in seen)}
+    assert {"size", "start_frame", "stop_frame", "width", "height"} <= digit_texts
+    cvat_shapes = [e for t in cvat_root.iter("track") for e in t if "points" in e.attrib]
+    places = set().union(*(decimals(e.get("points")) for e in cvat_shapes))
+
+    def tracks_and_labels(root):
+        ids = [int(t.get("id")) for t in root.findall("track")]
+        names = {label.findtext("name") for label in root.iterfind("meta/task/labels/label")}
+        return ids == list(range(len(ids))), {t.get("label") for t in root.findall("track")} <= names
+
+    assert tracks_and_labels(cvat_root) == (True, True)
+
+    frames, meta, masks, tracks, _ = entering_clip(tmp_path / "clip")
+    for numbering in ("kept", "source"):
+        s = Settings.parse({"segment": {"export": {"formats": ["cvat"], "cvat": {"frames": numbering}}}})
+        export_annotations(s, frames, meta, masks, tracks, tmp_path / numbering)
+        root = ElementTree.parse(tmp_path / numbering / "cvat.xml").getroot()
+        assert root.findtext("version") == cvat_root.findtext("version")
+        for path, entry in xml_layout(root).items():
+            theirs = [cvat[p] for p in as_cvat_writes(path) if p in cvat]
+            assert theirs, f"CVAT writes no {path}"
+            for children in entry["children"]:
+                assert any(is_subsequence(children, c) for t in theirs for c in t["children"]), (path, children)
+            for names in entry["attributes"]:
+                assert any(names in t["attributes"] for t in theirs), (path, names, [t["attributes"] for t in theirs])
+            for name, seen in entry["values"].items():
+                assert name not in as_digits or all(v.isdigit() for v in seen), (path, name, seen)
+                if name in ("outside", "occluded", "keyframe", "z_order"):
+                    assert seen <= values[name], (path, name, seen, values[name])
+        shapes = [e for t in root.iter("track") for e in t]
+        assert shapes and all(decimals(e.get("points")) <= places for e in shapes), places
+        task = root.find("meta/task")
+        assert all(e.text.isdigit() for e in task.iter() if e.tag in digit_texts), numbering
+        assert task.findtext("mode") == cvat_task.findtext("mode")
+        if numbering == "source":  # CVAT's frame filter: step=<n>
+            key, _, step = task.findtext("frame_filter").partition("=")
+            assert key == cvat_task.findtext("frame_filter").partition("=")[0] and step.isdigit()
+        assert tracks_and_labels(root) == (True, True)
+
+
+def test_label_studio_validates_the_task_against_its_config(exported):
+    """Label Studio's own validation, from label-studio-sdk (the version the Label Studio 1.23 server
+    pins, whose import runs ``LabelInterface(project's config).validate_prediction(prediction)`` on
+    every task it is given): label_studio.xml passes its config checks (schema, unique names, toName,
+    tag attributes), the task has the data the config asks for, and each prediction has no error. The
+    SDK does not check a videorectangle's labels (its <VideoRectangle> has none: they are the <Labels>
+    tag's), so they are checked against the labels it reads from the config. And it is no rubber
+    stamp: a region naming a tag the config lacks, or without ``framesCount``, is refused."""
+    import copy
+
+    from label_studio_sdk.label_interface import LabelInterface
+
+    out, _ = exported
+    config = LabelInterface((out / "label_studio.xml").read_text())
+    config.validate()  # raises on an invalid config
+    labels = {value for control in config.controls if control.tag == "Labels" for value in control.labels}
+    (task,) = json.loads((out / "label_studio.json").read_text())
+    # its validate_task checks the data only (given predictions, it calls validate_prediction without them)
+    assert config.validate_task({"data": task["data"]})
+    assert not config.validate_task({"data": {}})
+    (prediction,) = task["predictions"]
+    assert config.validate_prediction(prediction, return_errors=True) == []
+    regions = prediction["result"]
+    assert len(regions) == 2 and all(set(r["value"]["labels"]) <= labels for r in regions)
+
+    def broken(change) -> list[str]:
+        bad = copy.deepcopy(prediction)
+        change(bad["result"][0])
+        return config.validate_prediction(bad, return_errors=True)
+
+    assert broken(lambda r: r.update(from_name="rect"))
+    assert broken(lambda r: r.update(to_name="image"))
+    assert broken(lambda r: r["value"].pop("framesCount"))

@@ -78,8 +78,8 @@ class Writer:
                 track = ET.Element("track", id=str(track_id - 1), label=target, source="auto")
                 f.write("\n  " + ET.tostring(track, encoding="unicode").replace(" />", ">"))
                 for frame, outside, points in polygons:
-                    element = ET.Element("polygon", frame=str(frame), keyframe="1", outside=outside, occluded="0",
-                                         points=points, z_order="0")  # fmt: skip
+                    element = ET.Element("polygon", frame=str(frame), outside=outside, occluded="0", keyframe="1",
+                                         points=points, z_order="0")  # CVAT's order  # fmt: skip
                     f.write("\n    " + ET.tostring(element, encoding="unicode"))
                 f.write("\n  </track>")
             f.write("\n</annotations>")
