@@ -24,7 +24,8 @@ test: $(STAMP)  ## the test suite (what CI runs)
 
 lint: $(STAMP) $(BIN)/hadolint  ## snakemake --lint, snakefmt --check, ruff, hadolint (each fails on findings)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
-	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/snakemake --lint --configfile config/demo.yaml --snakefile workflow/Snakefile
+	$(BIN)/snakefmt --check Snakefile rules/ workflow/
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/ruff check src scripts tests bench
 	$(BIN)/ruff format --check src scripts tests bench

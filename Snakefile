@@ -12,6 +12,16 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+# The workflow's own vispipe package (src/ beside this file) comes first, for Snakemake and for
+# every step (PYTHONPATH), over any installed one: the code that runs is this commit's, in a checkout,
+# in a commit Snakedeploy deployed (workflow/Snakefile) and in an environment without the package.
+SRC = os.path.join(workflow.current_basedir, "src")
+if os.path.isdir(os.path.join(SRC, "vispipe")):
+    sys.path.insert(0, SRC)
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+    )
+
 from vispipe.classify.variants import validate_variants
 from vispipe.config import ConfigError, deep_merge, load, validate
 from vispipe import warm

@@ -36,6 +36,7 @@ NOT_IN_STEP_ENV = {
     "lxml",
     "xmljson",
     "appdirs",
+    "snakedeploy",  # deploys the workflow into a project folder (README), before any step runs
 }
 # Installed without dependencies (each asks for opencv-python, a second cv2 beside ours): where the
 # step environment needs one, envs/vispipe.post-deploy.sh installs it at the pinned version.
@@ -82,6 +83,26 @@ def test_conda_post_deploy_script_is_valid_bash():
             "--no-deps -c " in (ROOT / f).read_text() and name in (ROOT / f).read_text()
             for f in ("Makefile", "Dockerfile")
         )
+
+
+def test_conda_post_deploy_installs_the_workflows_own_package(tmp_path):
+    """The package comes from the folder whose scripts the steps run (VISPIPE_SCRIPTS' parent: a
+    checkout, or a deployed commit's copy in the working directory's .snakemake/), not from the
+    working directory, which a deployed project or `--directory` leaves without one."""
+    workflow, workdir, bin_ = tmp_path / "workflow", tmp_path / "project", tmp_path / "bin"
+    for folder in (workflow / "scripts", workdir, bin_):
+        folder.mkdir(parents=True)
+    (workflow / "pyproject.toml").write_text('[project]\nname = "vispipe"\n')
+    calls = tmp_path / "calls"
+    (bin_ / "python").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')  # records each install
+    (bin_ / "python").chmod(0o755)
+    env = {k: v for k, v in env_with_venv().items() if k != "VISPIPE_SCRIPTS"} | {"PATH": f"{bin_}:/usr/bin:/bin"}
+    script = str(ROOT / "envs" / "vispipe.post-deploy.sh")
+    run = subprocess.run(["bash", script], cwd=workdir, env={**env, "VISPIPE_SCRIPTS": str(workflow / "scripts")})
+    assert run.returncode == 0
+    assert calls.read_text().splitlines()[0] == f"-m pip install --no-deps --no-build-isolation --editable {workflow}"
+    alone = subprocess.run(["bash", script], cwd=workdir, env=env, capture_output=True, text=True)
+    assert alone.returncode == 1 and "no vispipe pyproject.toml" in alone.stderr  # by hand, elsewhere
 
 
 def test_container_key_is_a_documented_image():
