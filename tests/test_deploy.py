@@ -31,6 +31,9 @@ NOT_IN_STEP_ENV = {
     "snakemake-executor-plugin-slurm",
     "motmetrics",  # the reference the identity scorer's counts are checked against
     "ultralytics",  # its dataset loader reads the YOLO export back (installed without its dependencies)
+    "moto",  # the S3 server tests/test_storage.py runs
+    "Flask",  # moto's server's
+    "flask-cors",  # moto's server's
 }
 # Installed without dependencies (each asks for opencv-python, a second cv2 beside ours): where the
 # step environment needs one, envs/vispipe.post-deploy.sh installs it at the pinned version.
