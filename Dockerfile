@@ -33,7 +33,7 @@ RUN python3 -m venv --system-site-packages /opt/venv \
     else \
         cp constraints.txt /tmp/constraints.txt; \
     fi \
- && /opt/venv/bin/python -m pip install -c /tmp/constraints.txt "/src[slurm,tracking]" \
+ && /opt/venv/bin/python -m pip install -c /tmp/constraints.txt "/src[slurm,tracking,s3]" \
  && /opt/venv/bin/python -m pip install --no-deps -c /tmp/constraints.txt trackeval \
  && /opt/venv/bin/python -c "import torch, torchvision, vispipe; print('torch', torch.__version__)"
 

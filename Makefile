@@ -12,7 +12,7 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm,tracking]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,slurm,tracking,s3]'
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt vos-benchmark trackeval ultralytics label-studio-sdk
 	touch $@
 
@@ -35,7 +35,7 @@ $(BIN)/hadolint: | $(STAMP)
 
 IMAGE ?= vispipe/vispipe:0.1.0
 wheelhouse: $(STAMP)  ## every wheel the image needs, for offline builds (docker build --build-arg PIP_NO_INDEX=1)
-	$(BIN)/python -m pip download --quiet -d wheelhouse -c constraints.txt '.[slurm,tracking]' 'setuptools>=68'
+	$(BIN)/python -m pip download --quiet -d wheelhouse -c constraints.txt '.[slurm,tracking,s3]' 'setuptools>=68'
 	$(BIN)/python -m pip download --quiet -d wheelhouse --no-deps -c constraints.txt trackeval
 
 image:  ## the Docker image (CUDA PyTorch base; see Dockerfile)

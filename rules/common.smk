@@ -8,6 +8,7 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
+from vispipe import remote
 from vispipe.codedeps import script_hash
 from vispipe.config import params_json as _params_json
 from vispipe.layout import report_mark
@@ -55,3 +56,10 @@ code = partial(script_hash, WORKFLOW_DIR / "scripts")
 # **labels) go into one HTML file, grouped by category and subcategory (wildcards allowed:
 # "{model}"), each with its caption from report/<caption>.rst (vispipe.layout.report_mark).
 in_report = partial(report_mark, report, caption_dir="../report")
+
+
+# Files the config names (videos, frame folders, images, ground truth, prompt files, sample sheets) may
+# be storage URLs, s3://bucket/key (vispipe/remote.py): source(path) is such a file as an input of a
+# step, through Snakemake's storage plugin; fetch_sheet(url) downloads a sheet while the run is planned.
+source = partial(remote.source, storage)
+fetch_sheet = partial(remote.fetch, storage)

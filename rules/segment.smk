@@ -4,13 +4,15 @@
 # blocks it reads, so editing a knob reruns exactly the steps that read it, and hashes the code it runs
 # (its script's imports, and the detector, tracker or formats the config picks by name:
 # vispipe.segment.registry.step_modules). File names come from vispipe.segment.layout; outputs
-# named from a file name take vispipe.layout.output_key's key.
+# named from a file name take vispipe.layout.output_key's key. The files the config names may be
+# storage URLs (s3://bucket/key): source and fetch_sheet (rules/common.smk).
 
 import hashlib
 import os
 
 from snakemake.exceptions import WorkflowError
 
+from vispipe import remote
 from vispipe.config import ConfigError
 from vispipe.layout import outputs
 from vispipe.segment.layout import (
@@ -56,7 +58,7 @@ from vispipe.segment import shards
 # segment.videos and segment.images with the rows of the sample sheets and the files of the folder
 # patterns merged in (segment.samples, segment.globs): from here on, one dict per kind, by id.
 try:
-    SEGCFG = shipped(with_samples(config["segment"]), WORKFLOW_DIR)
+    SEGCFG = shipped(with_samples(config["segment"], fetch_sheet), WORKFLOW_DIR)
     check_target_keys(SEGCFG)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -74,6 +76,8 @@ try:
     }
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+# The model folders, in every rule, as local(MODEL_DIRS[...]): they stay on the machine that runs Snakemake
+# (fetch_models runs there), also when --default-storage-provider sends the results to storage.
 # segment.keep_frames: the frames kept after the run, or deleted after their last consumer (the
 # yolo export links to them unless it copies them, so it needs them kept)
 KEEP_FRAMES = SEGCFG.get("keep_frames", True)
@@ -88,8 +92,9 @@ if (
         " YOLO images are links to the frames; keep the frames (keep_frames: true), copy them"
         " (segment.export.yolo.copy_images: true) or drop the yolo export"
     )
+
 # the tracker's folder as propagate's input (none for flow and sam2_video)
-TRACKER_INPUT = {"tracker": MODEL_DIRS[TRACKER]} if TRACKER else {}
+TRACKER_INPUT = {"tracker": local(MODEL_DIRS[TRACKER])} if TRACKER else {}
 
 # A sharded run (--set-resources segment_shard:clips=N, as profiles/slurm sets) asks for one
 # segment_shard job per N videos instead of four jobs per video (vispipe/segment/shards.py).
@@ -98,6 +103,14 @@ try:
 except ValueError as err:
     raise WorkflowError(str(err)) from None
 SHARDS = shards.split(VIDEOS, CLIPS_PER_JOB) if CLIPS_PER_JOB else {}
+# a shard's inner run (scripts/segment_shard.py) writes its videos' results where it runs: it is given
+# the config, not the storage options, so results in storage and shards do not go together
+if SHARDS and workflow.storage_settings.default_storage_provider:
+    raise WorkflowError(
+        "a sharded run (--set-resources segment_shard:clips=N, as profiles/slurm sets) writes the videos' results"
+        " where it runs, not to --default-storage-provider's storage: drop one of the two (inputs given as"
+        " s3:// URLs work either way)"
+    )
 SEGMENT_TARGETS = (
     [shards.stamp(s) for s in SHARDS] + final_outputs(SEGCFG, videos=())
     if SHARDS
@@ -121,8 +134,8 @@ rule fetch_models:
     """Download the detector (segment.detector) and SAM2 (or build tiny random ones for the demo);
     later rules run offline."""
     output:
-        detector=directory(MODEL_DIRS[DETECTOR]),
-        sam2=directory(MODEL_DIRS["sam2"]),
+        detector=directory(local(MODEL_DIRS[DETECTOR])),
+        sam2=directory(local(MODEL_DIRS["sam2"])),
     log:
         "logs/segment/fetch_models.log",
     conda:
@@ -145,7 +158,7 @@ if TRACKER not in (None, DETECTOR):
 
     rule fetch_tracker:
         output:
-            tracker=directory(MODEL_DIRS[TRACKER]),
+            tracker=directory(local(MODEL_DIRS[TRACKER])),
         log:
             "logs/segment/fetch_tracker.log",
         conda:
@@ -160,7 +173,7 @@ if TRACKER not in (None, DETECTOR):
 
 rule extract_frames:
     input:
-        video=lambda wc: entry(VIDEOS, wc.video, "videos")["path"],
+        video=lambda wc: source(entry(VIDEOS, wc.video, "videos")["path"]),
     output:
         # segment.keep_frames: false deletes them after the video's last step that reads them
         frames=(
@@ -176,7 +189,9 @@ rule extract_frames:
     params:
         code=code("extract_frames.py"),
         cfg=params_json("segment.frames", *FRAME_LIMITS),
-        fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos")),
+        # --fps for a folder of frames, and --from-storage for a storage URL (vispipe/remote.py)
+        fps=lambda wc: fps_option(entry(VIDEOS, wc.video, "videos"))
+        + remote.from_storage_option(entry(VIDEOS, wc.video, "videos")["path"]),
     shell:
         '"$VISPIPE_PYTHON" -m vispipe.warm "$VISPIPE_SCRIPTS"/extract_frames.py --config {params.cfg:q} --video {input.video:q}'
         " {params.fps:q} --frames {output.frames:q} --meta {output.meta:q} --log {log:q}"
@@ -186,10 +201,12 @@ rule segment_first:
     input:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
-        detector=MODEL_DIRS[DETECTOR],
-        sam2=MODEL_DIRS["sam2"],
+        detector=local(MODEL_DIRS[DETECTOR]),
+        sam2=local(MODEL_DIRS["sam2"]),
         # a mask, boxes or points instead of the detector (segment.videos.<key>.prompts)
-        prompt=lambda wc: prompt_file(entry(VIDEOS, wc.video, "videos"), wc.target),
+        prompt=lambda wc: source(
+            prompt_file(entry(VIDEOS, wc.video, "videos"), wc.target)
+        ),
     output:
         **outputs(f"{SEG}/{{video}}/{{target}}/{FIRST}", FIRST_PICTURES),
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
@@ -226,8 +243,8 @@ rule propagate:
         frames=f"{SEG}/{{video}}/frames",
         meta=f"{SEG}/{{video}}/meta.json",
         instances=f"{SEG}/{{video}}/{{target}}/{INSTANCES}",
-        sam2=MODEL_DIRS["sam2"],
-        detector=MODEL_DIRS[DETECTOR],  # for re-detection (segment.redetect)
+        sam2=local(MODEL_DIRS["sam2"]),
+        detector=local(MODEL_DIRS[DETECTOR]),  # for re-detection (segment.redetect)
     output:
         masks=directory(f"{SEG}/{{video}}/{{target}}/masks"),
         tracks=f"{SEG}/{{video}}/{{target}}/{TRACKS}",
@@ -310,9 +327,9 @@ rule export_annotations:
 
 rule segment_image:
     input:
-        image=lambda wc: entry(IMAGES, wc.image, "images")["path"],
-        detector=MODEL_DIRS[DETECTOR],
-        sam2=MODEL_DIRS["sam2"],
+        image=lambda wc: source(entry(IMAGES, wc.image, "images")["path"]),
+        detector=local(MODEL_DIRS[DETECTOR]),
+        sam2=local(MODEL_DIRS["sam2"]),
     output:
         **outputs(
             f"{SEG}/images/{{image}}/{{target}}",
@@ -346,7 +363,9 @@ rule evaluate_segmentation:
     input:
         masks=f"{SEG}/{{video}}/{{target}}/masks",
         meta=f"{SEG}/{{video}}/meta.json",
-        ground_truth=lambda wc: entry(VIDEOS, wc.video, "videos")["ground_truth"],
+        ground_truth=lambda wc: source(
+            entry(VIDEOS, wc.video, "videos")["ground_truth"]
+        ),
     output:
         **outputs(
             f"{SEG}/{{video}}/{{target}}/{EVAL}",
@@ -428,9 +447,11 @@ rule segment_shard:
         # the tracker's model, the detector and SAM2: fetched by the outer run, on the submitting host
         # (compute nodes are often offline)
         **TRACKER_INPUT,
-        videos=lambda wc: [entry(VIDEOS, v, "videos")["path"] for v in SHARDS[wc.shard]],
-        detector=MODEL_DIRS[DETECTOR],
-        sam2=MODEL_DIRS["sam2"],
+        videos=lambda wc: [
+            source(entry(VIDEOS, v, "videos")["path"]) for v in SHARDS[wc.shard]
+        ],
+        detector=local(MODEL_DIRS[DETECTOR]),
+        sam2=local(MODEL_DIRS["sam2"]),
     output:
         shards.stamp("{shard}"),
     log:

@@ -117,7 +117,7 @@ def image(base_image) -> str:
     t0 = time.monotonic()
     wheels = ROOT / "wheelhouse"
     pip = [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "-c", "constraints.txt"]
-    proc = _run(*pip, ".[slurm,tracking]", "setuptools>=68", cwd=ROOT, timeout=1800)
+    proc = _run(*pip, ".[slurm,tracking,s3]", "setuptools>=68", cwd=ROOT, timeout=1800)
     assert proc.returncode == 0, f"pip download failed:\n{proc.stderr[-3000:]}"
     t1 = time.monotonic()
     build = ["docker", "build", "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", "PIP_NO_INDEX=1"]

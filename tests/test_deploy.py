@@ -37,6 +37,9 @@ NOT_IN_STEP_ENV = {
     "xmljson",
     "appdirs",
     "snakedeploy",  # deploys the workflow into a project folder (README), before any step runs
+    "moto",  # the S3 server tests/test_storage.py runs
+    "Flask",  # moto's server's
+    "flask-cors",  # moto's server's
 }
 # Installed without dependencies (each asks for opencv-python, a second cv2 beside ours): where the
 # step environment needs one, envs/vispipe.post-deploy.sh installs it at the pinned version.

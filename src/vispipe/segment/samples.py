@@ -12,6 +12,11 @@ Every problem is a :class:`ConfigError` naming where it is (the sheet, its line 
 config key of the pattern) and what to do: an unknown column, a missing file, an unknown target, an
 id used twice (both places named), a pattern that matches nothing, two files that would share a key.
 
+A sheet, and any path in it, may be a storage URL (``s3://bucket/key``, :mod:`vispipe.remote`): the
+sheet is read through ``fetch`` (the workflow downloads it with Snakemake's storage plugin), and the
+files it names are left for the plugin to find when their steps run. Folder patterns match local
+files only.
+
 This module runs in the workflow layer (dry runs on a login node): the standard library only.
 """
 
@@ -21,9 +26,11 @@ import csv
 import glob
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import ConfigError
+from ..remote import is_url
 from .layout import KEY
 
 KINDS = ("videos", "images")
@@ -32,9 +39,14 @@ REQUIRED = ("id", "path", "targets")
 RESERVED = {"videos": {"images"}, "images": set()}  # results/segment/images/ holds the still images
 
 
-def with_samples(seg: dict) -> dict:
+# reads a sheet given as a storage URL: the URL -> a local copy of it, or None when storage has no such file
+Fetch = Callable[[str], "Path | None"]
+
+
+def with_samples(seg: dict, fetch: Fetch | None = None) -> dict:
     """``seg`` (the ``segment`` block) with its sheets' rows and its patterns' files added to
-    ``videos`` and ``images``; the config's own entries come first and are not changed."""
+    ``videos`` and ``images``; the config's own entries come first and are not changed. ``fetch``
+    reads a sheet given as a storage URL (the workflow passes one that uses Snakemake's plugin)."""
     out = dict(seg)
     targets = seg.get("targets") or {}
     for kind in KINDS:
@@ -42,7 +54,7 @@ def with_samples(seg: dict) -> dict:
         where = {key: f"config key segment.{kind}.{key}" for key in entries}
         sheet = (seg.get("samples") or {}).get(kind)
         if sheet:
-            for key, entry, place in read_sheet(Path(sheet), kind, targets):
+            for key, entry, place in read_sheet(sheet, kind, targets, fetch):
                 _add(entries, where, key, entry, place)
         for i, spec in enumerate((seg.get("globs") or {}).get(kind) or []):
             for key, entry, place in expand_glob(spec, f"segment.globs.{kind}[{i}]", kind, targets):
@@ -59,6 +71,9 @@ def davis_sequences(davis: dict, targets: dict) -> list[tuple[str, dict, str]]:
     the first annotation as the target's prompt, the annotations as ground truth, ids as given."""
     root, res, target = Path(davis["root"]), davis.get("resolution", "480p"), davis.get("target", "objects")
     place = "config key segment.davis"
+    if is_url(davis["root"]):
+        raise ConfigError(f"{place}.root: {davis['root']} is a storage URL; a DAVIS dataset is read from a local"
+                          " folder (a sequence's own path may be a URL: list it in segment.videos or a sheet)")  # fmt: skip
     frames, notes = root / "JPEGImages" / res, root / "Annotations" / res
     for folder in (frames, notes):
         if not folder.is_dir():
@@ -139,20 +154,31 @@ def _check_key(key: str, kind: str, place: str) -> None:
 
 
 def _check_exists(path: str, place: str, what: str, folder: bool = False) -> None:
+    """A local ``path`` must exist (a file, or a folder); a storage URL is the storage plugin's to find."""
+    if is_url(path):
+        return
     p = Path(path)
     if not (p.is_dir() if folder else p.is_file()):
         found = "is not a folder" if folder and p.exists() else "is not a file" if p.exists() else "does not exist"
         raise ConfigError(f"{place}: the {what} {path} {found} (paths are relative to the working directory)")
 
 
-def read_sheet(sheet: Path, kind: str, targets: dict) -> list[tuple[str, dict, str]]:
-    """The rows of ``sheet`` as (id, entry, where), each checked; ``where`` is "<sheet>, line N"."""
-    if not sheet.is_file():
-        raise ConfigError(f"config key segment.samples.{kind}: the sample sheet {sheet} does not exist")
-    delimiter = {".tsv": "\t", ".csv": ","}.get(sheet.suffix.lower())
+def read_sheet(sheet: str | Path, kind: str, targets: dict, fetch: Fetch | None = None) -> list[tuple[str, dict, str]]:
+    """The rows of ``sheet`` (a path, or a storage URL read through ``fetch``) as (id, entry, where),
+    each checked; ``where`` is "<sheet>, line N"."""
+    local = Path(sheet)
+    sheet = str(sheet)  # as given: Path() would fold the // of s3://
+    delimiter = {".tsv": "\t", ".csv": ","}.get(Path(sheet).suffix.lower())
     if delimiter is None:
         raise ConfigError(f"config key segment.samples.{kind}: {sheet} must end in .tsv (tabs) or .csv (commas)")
-    with open(sheet, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets often write a BOM
+    if is_url(sheet):
+        if fetch is None:
+            raise ConfigError(f"config key segment.samples.{kind}: {sheet} is a storage URL, which only the"
+                              " workflow reads (through Snakemake's storage plugin)")  # fmt: skip
+        local = fetch(sheet)
+    if local is None or not local.is_file():
+        raise ConfigError(f"config key segment.samples.{kind}: the sample sheet {sheet} does not exist")
+    with open(local, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: spreadsheets often write a BOM
         lines = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), 1)
                  if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]  # fmt: skip
     if not lines:
@@ -186,7 +212,10 @@ def read_sheet(sheet: Path, kind: str, targets: dict) -> list[tuple[str, dict, s
         if not row["path"]:
             raise ConfigError(f"{place}, column path: empty; give the file's path")
         _check_exists(
-            row["path"], f"{place}, column path", "file", folder=kind == "videos" and Path(row["path"]).is_dir()
+            row["path"],
+            f"{place}, column path",
+            "file",
+            folder=kind == "videos" and not is_url(row["path"]) and Path(row["path"]).is_dir(),
         )
         names = _targets(row["targets"])
         _check_targets(names, targets, f"{place}, column targets")
@@ -229,6 +258,9 @@ def key_of(path: Path, fixed: Path) -> str:
 def expand_glob(spec: dict, name: str, kind: str, targets: dict) -> list[tuple[str, dict, str]]:
     """The files ``spec["pattern"]`` matches as (key, entry, where), in path order."""
     pattern = spec["pattern"]
+    if is_url(pattern):
+        raise ConfigError(f"config key {name}.pattern: {pattern!r} is a storage URL; patterns match local files"
+                          " only: list the files in storage in a sample sheet (segment.samples) instead")  # fmt: skip
     _check_targets(list(spec["targets"]), targets, f"config key {name}.targets")
     matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
     if not matches:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from array import array
 from fractions import Fraction
 from pathlib import Path
@@ -19,13 +20,18 @@ from ..settings import Settings
 log = logging.getLogger(__name__)
 
 
-def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, fps: float | None = None) -> dict:
+def extract_frames(
+    s: Settings, video: Path, frames_dir: Path, meta_path: Path, fps: float | None = None, from_storage: bool = False
+) -> dict:
     """Decode the kept frames of ``video`` into ``frames_dir/NNNNN.jpg`` and describe them in ``meta_path``.
 
     ``video`` may be a folder of frames (:func:`video.frame_folder`, at ``fps``): its kept frames are
     linked, read in place, never copied nor re-encoded (``frames_dir/NNNNN.jpg`` or ``.png``: links to
-    the dataset's files; re-encoded only when ``segment.limits.downscale`` scales them). Returns the
-    meta as written, ``kept`` and ``times_s`` as arrays (``list()`` gives the file's lists)."""
+    the dataset's files; re-encoded only when ``segment.limits.downscale`` scales them). A folder
+    ``from_storage`` is Snakemake's download of a storage URL, which it deletes after the run: its
+    frames are hard-linked instead (copied where the file system has no hard links), so that they
+    outlive it. Returns the meta as written, ``kept`` and ``times_s`` as arrays (``list()`` gives the
+    file's lists)."""
     frames_cfg, limits = s.frames, (s.limit("max_pixels"), s.limit("downscale"))
     # per frame, a few bytes: its source index and time in flat arrays, its file name; the spacing of
     # the times followed as they come (not a list of Fractions): memory barely grows with the video
@@ -37,7 +43,9 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
             size = fitted_size(info.width, info.height, f"the frames of {video}", *limits)
             for index, source in tqdm(sources, desc=f"link {video.name}", unit="frame"):
                 files.append(f"{len(kept):05d}{frame_suffix(source)}")
-                if size == (info.width, info.height):  # read in place: a link, never a copy
+                if size == (info.width, info.height) and from_storage:
+                    _hard_link(source, os.path.join(tmp, files[-1]))
+                elif size == (info.width, info.height):  # read in place: a link, never a copy
                     os.symlink(source.resolve(), os.path.join(tmp, files[-1]))
                 else:  # segment.limits.downscale
                     write_image(os.path.join(tmp, files[-1]), resized(read_image(source), size),
@@ -90,6 +98,15 @@ def extract_frames(s: Settings, video: Path, frames_dir: Path, meta_path: Path, 
              f", turned {info.rotation} degrees upright" if info.rotation else "",
              ", variable rate (the overlay keeps each frame's time)" if variable else "")  # fmt: skip
     return meta
+
+
+def _hard_link(source: Path, dest: str) -> None:
+    """``dest`` as a second name of ``source``'s data (a copy where the two are on different file
+    systems, or the file system has no hard links): it stays when ``source`` is deleted."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 class Spacing:
