@@ -8,19 +8,35 @@ match (SORT's motion, DeepSORT's appearance) on two cues, for every instance ali
 - where: :func:`match_score` against the instance's mask (in view: this frame's; out of view:
   carried forward while hidden, else the last one seen), or the box IoU with where its motion puts
   it: the box of its last anchor (a detection that confirmed it) moved on at the velocity between its
-  last two anchors (:class:`Motion`), since a propagated mask drifts between detections;
+  last two anchors, or at the velocity the propagator gave its mask over the frames right after the
+  last anchor (:class:`Motion`: there from the first anchor on), since a propagated mask drifts and
+  lags between detections;
 - what: colour histograms (:func:`appearance`) of the detection and of the instance at its last
-  anchors (the best of up to five), at least ``min_similarity`` alike.
+  anchors (the best of up to five), at least ``min_similarity`` alike. A view cut by the frame's
+  edge (:func:`whole`) gives way to the first whole one.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
-centre within reach of the instance's (its mask's or its motion's): one box size, plus a quarter of
-one per frame since its last anchor. Among those, the Hungarian
-assignment maximises place + likeness summed. A detection that matches an instance in view
-re-anchors it (``re-detected``); one that matches an instance out of view brings it back **with its
-old id** (``revived``); one that matches nothing starts a new id (``born``). An instance in view
-that no detection matches is hidden (``lost``, "not re-detected"), its mask carried on, until a
-later detection finds it. Every birth, loss and revival is an event of its frame.
+centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
+last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
+place + likeness + half of :func:`agreement` (shape and distance: what tells look-alikes apart).
+
+Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
+the last observation): an instance in view and a detection, both unmatched, that are each other's
+only candidate are one object. A candidate looks alike by the instance's whole views, anywhere (a
+mask the flow lost, stuck where it was left), or, with no whole view to ask, is within twice the
+reach. A partial view never vetoes here, which is what let a fast object entering at an edge, whose
+first looks were a third of it, keep its id.
+
+A detection that matches an instance in view re-anchors it (``re-detected``); one that matches an
+instance out of view brings it back **with its old id** (``revived``); one that matches nothing
+starts a new id (``born``). An instance in view that no detection matches is hidden (``lost``, "not
+re-detected"), its mask carried on, until a later detection finds it. Every birth, loss and revival
+is an event of its frame.
+
+At a hard scene cut (:class:`SceneCuts`: the frames' colour histograms jump, ``segment.redetect.
+scene_cut``) place and motion say nothing: the loop hides every instance ("scene cut"), the
+detector runs on that frame, and looks alone match (revived with "scene cut: by looks alone").
 
 :class:`Association` keeps what this needs of every instance (its last visible mask, its looks at its
 last anchors, its motion between them) and matches one frame's detections with them; the generic loop

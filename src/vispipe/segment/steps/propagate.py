@@ -36,7 +36,8 @@ class Plan:
         self.model = registry.TRACKERS[self.method].model  # loaded as a video model, or None
         self.kind = detector_kind(s)
         self.phrases = target_phrases(s, target) if getattr(self.tracker, "NEEDS_TEXT", False) else []
-        self.redetect = s.redetect if getattr(self.tracker, "REDETECTS", True) else {"every": 0}
+        # SAM 3 detects on every frame with ids of its own, across cuts too: neither re-detection nor cuts apply
+        self.redetect = s.redetect if getattr(self.tracker, "REDETECTS", True) else {"every": 0, "scene_cut": None}
         if getattr(self.tracker, "NEEDS_TEXT", False) and not self.phrases:
             raise UserError(f"target {target!r} has no text prompt, but segment.propagate.method {self.method} "
                             f"detects and tracks the target's text: give segment.targets.{target}.prompt, or "

@@ -5,8 +5,9 @@ A tracker (``segment.propagate.method``, one module of this package each) is a
 :class:`~vispipe.segment.types.Stepper`: it carries the instances from one frame to the next. The loop
 around it is the same for all: the first frame's instances, re-detection every
 ``segment.redetect.every`` frames (:class:`~vispipe.segment.associate.Association` says which
-instance each detection is), and the born / lost / revived events, so that the outputs and their
-meaning do not depend on the tracker.
+instance each detection is), scene cuts (every instance hidden; with re-detection the detector runs
+on the cut and looks alone match), and the born / lost / revived events, so that the outputs and
+their meaning do not depend on the tracker.
 """
 
 from __future__ import annotations
