@@ -419,6 +419,15 @@ def test_profile_dry_run(profile, tmp_path):
         assert asks_gpu == (rule in gpu_rules), (rule, block)
 
 
+def test_profile_submits_no_job_arrays():
+    """One sbatch job per step, no job arrays: with the pinned Slurm plugin (2.8.0), a rule with more
+    ready jobs than free `jobs` slots is held back and never submitted, and arrays saved milliseconds
+    (bench/slurm_arrays.py; docs/clusters-and-containers.md#job-arrays-measured-left-off)."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    arrays = {k: v for k, v in profile.items() if k.startswith("slurm-array")}
+    assert not arrays, f"{arrays}: rerun bench/slurm_arrays.py --limit-check with this plugin before turning arrays on"
+
+
 def _make_clips(folder: Path) -> None:
     from vispipe.segment.evaluation.synthetic import make_clip, save_clip
 
