@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the cluster and the workflow copy of the Slurm test
 
 import pytest  # noqa: E402
-from test_slurm import PROFILE, TARGET_KEY, SlurmCluster, _ensure_slurm, _partitions  # noqa: E402
+from test_slurm import PROFILE, STATUS_OPTIONS, TARGET_KEY, SlurmCluster, _ensure_slurm, _partitions  # noqa: E402
 
 from conftest import copy_workflow, env_with_venv  # noqa: E402
 
@@ -145,12 +145,7 @@ def run_mode(
         "--configfile",
         "config/demo.yaml",
         "config/bench.yaml",
-        "--slurm-status-command",  # no slurmdbd, so no sacct (as in tests/test_slurm.py)
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--seconds-between-status-checks",
-        "3",
+        *STATUS_OPTIONS,
         *(["--jobs", str(jobs)] if jobs else []),
         "--verbose",
     ]

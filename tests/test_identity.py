@@ -6,31 +6,16 @@ scores the held-out ones."""
 
 import numpy as np
 import pytest
+from test_redetect import BOUNDS, Oracle  # the perfect detector, warp only
+from test_segment_quality import FARNEBACK as FLOW  # the seed's flow
 
 from vispipe.segment.evaluation.synthetic import HELD_OUT, TUNED, identity_clip, make_clip
 from vispipe.segment.evaluation.vos import identity
 from vispipe.segment.files.masks import id_mask
 from vispipe.segment.track.flow import propagate
 
-FLOW = {"method": "farneback", "pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
-        "poly_sigma": 1.2, "scale": 1.0}  # fmt: skip
-BOUNDS = {"min_area_ratio": 0.5, "max_area_ratio": 2.0, "lost_area_ratio": 0.2, "min_sam2_score": 0.5,
-          "use_object_score": True, "refine": False}  # fmt: skip
 REDETECT = {"match_iou": 0.5, "min_similarity": 0.8, "scene_cut": 0.5}
 TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 40 take a minute)
-
-
-class Oracle:
-    """A perfect detector: the true masks of the objects in view on frame ``k``, in a shuffled order."""
-
-    def __init__(self, clip):
-        self.clip, self.calls = clip, []
-
-    def detect(self, image, k):
-        self.calls.append(k)
-        ids = [i for i in np.unique(self.clip.masks[k]) if i]
-        np.random.default_rng(k).shuffle(ids)
-        return [self.clip.masks[k] == i for i in ids]
 
 
 def run(clip, every: int, **redetect):

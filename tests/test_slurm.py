@@ -52,6 +52,9 @@ STILL = f"results/segment/images/{IMAGE}/{IMAGE_TARGET}/instances.json"
 GPU_RULES = ("train_teacher", "train_student", "evaluate", "segment_shard", "segment_image")
 CPU_RULES = ("compare_models",)
 LOCAL_RULES = ("fetch_cifar10", "fetch_models")
+# how Snakemake asks this cluster for job states: no slurmdbd here, so no sacct; squeue, soon and often
+STATUS_OPTIONS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+                  "--seconds-between-status-checks", "3")  # fmt: skip
 TEACHER_EPOCHS = 4  # long enough to requeue the teacher's job after its second epoch
 QUICK = {
     "classify": {
@@ -294,12 +297,7 @@ def test_demo_slice_through_slurm_profile(slurm_cluster, tmp_path):
         "--configfile",
         "config/demo.yaml",
         "config/slurm_test.yaml",
-        "--slurm-status-command",  # no slurmdbd here, so no sacct
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--seconds-between-status-checks",
-        "3",
+        *STATUS_OPTIONS,
         "--verbose",
     ]
     t0 = time.monotonic()

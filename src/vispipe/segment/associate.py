@@ -65,6 +65,13 @@ def match_score(detection: np.ndarray, track: np.ndarray) -> float:
     return float(max(mask_iou(detection, track), box_iou(box_xyxy(detection), box_xyxy(track)), inter / track.sum()))
 
 
+def velocity(before, after, frames: int) -> tuple[float, float]:
+    """How fast a box's centre moved from ``before`` to ``after`` (xyxy boxes ``frames`` apart), in
+    pixels per frame."""
+    return ((after[0] + after[2] - before[0] - before[2]) / 2 / frames,
+            (after[1] + after[3] - before[1] - before[3]) / 2 / frames)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Motion:
     """An instance's last anchor (frame and box) and two velocities of its box centre, in pixels per
@@ -80,9 +87,7 @@ class Motion:
 
     def anchored(self, frame: int, box) -> Motion:
         """The motion after a new anchor on ``frame`` (its flowed velocity is measured anew)."""
-        (x0, y0, x1, y1), (a0, b0, a1, b1) = self.box, box
-        dt = max(frame - self.frame, 1)
-        return Motion(frame, box, (((a0 + a1) - (x0 + x1)) / 2 / dt, ((b0 + b1) - (y0 + y1)) / 2 / dt))
+        return Motion(frame, box, velocity(self.box, box, max(frame - self.frame, 1)))
 
     def guesses(self, frame: int) -> list[tuple[float, float, float, float]]:
         """Where the instance's box is on ``frame``: the last anchor's box moved on at each velocity
@@ -189,19 +194,17 @@ class Association:
         self.motion = {i: Motion(0, box_xyxy(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
 
-    def seen(self, i: int, mask: np.ndarray, k: int | None = None) -> None:
+    def seen(self, i: int, mask: np.ndarray, k: int) -> None:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
         anchor, the propagator's motion of its mask gives its flowed velocity."""
         self.last_seen[i] = mask
         trail, motion = self.trail.get(i), self.motion.get(i)
-        if k is None or trail is None or motion is None or k != motion.frame + len(trail):
+        if trail is None or motion is None or k != motion.frame + len(trail):
             return  # not the next frame after the anchor: the trail has ended (or was broken)
         trail.append(box_xyxy(mask))
         if len(trail) > FLOWED_FRAMES:
             self.trail[i] = None
-        (x0, y0, x1, y1), (a0, b0, a1, b1) = trail[0], trail[-1]
-        n = len(trail) - 1
-        self.motion[i] = replace(motion, flowed=((a0 + a1 - x0 - x1) / 2 / n, (b0 + b1 - y0 - y1) / 2 / n))
+        self.motion[i] = replace(motion, flowed=velocity(trail[0], trail[-1], len(trail) - 1))
 
     def anchored(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         """Detections confirmed these instances on frame ``k``: their looks and motion are renewed."""
@@ -248,25 +251,25 @@ class Association:
         known = {i: result.masks.get(i, carried.get(i, self.last_seen.get(i))) for i in ids}
         tracks = sorted(i for i in ids if known[i] is not None or i in self.looks)
         guesses = {i: self.motion[i].guesses(k) for i in tracks if i in self.motion}
+        # where each instance may be: its mask's box and its motion's guesses (nothing across a cut)
+        places = {} if cut else {i: [box_xyxy(known[i]), *guesses.get(i, ())] for i in tracks if known[i] is not None}
         looks = [appearance(frame, d) if self.by_looks else None for d in detections]
         boxes = [box_xyxy(d) for d in detections]
         score = np.zeros((len(detections), len(tracks)))
         for r, d in enumerate(detections):
             for c, i in enumerate(tracks):
-                where, places = 0.0, []
-                if not cut and known[i] is not None:  # where it was and how it moved (nothing across a cut)
-                    where = match_score(d, known[i])
-                    places = [box_xyxy(known[i]), *guesses.get(i, ())]
-                    where = max([where, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
+                where = 0.0
+                if i in places:
+                    where = max([match_score(d, known[i]), *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
-                close = i not in result.masks or self.reach(i, k, boxes[r], places)
+                close = i not in result.masks or self.reach(i, k, boxes[r], places.get(i, ()))
                 alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
                 if where >= cfg["match_iou"] or (alike and close):
                     anchor = self.motion[i].box if i in self.motion else boxes[r]
-                    score[r, c] = where + alike + TIE * agreement(boxes[r], anchor, places)
+                    score[r, c] = where + alike + TIE * agreement(boxes[r], anchor, places.get(i, ()))
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
-            pairs |= self.second(result, detections, looks, boxes, tracks, known, guesses, pairs, k)
+            pairs |= self.second(result, looks, boxes, tracks, places, pairs, k)
         in_view = set(result.masks)
         for r, mask in enumerate(detections):
             if r in pairs:
@@ -290,23 +293,22 @@ class Association:
             result.info[i] = instance_info("lost", "not re-detected", None)
         return matched
 
-    def second(self, result, detections, looks, boxes, tracks, known, guesses, pairs, k) -> dict:
+    def second(self, result, looks, boxes, tracks, places, pairs, k) -> dict:
         """The second association (ByteTrack's, for what the first left; OC-SORT recovers the same way
         from the last observation): an instance in view and a detection, both unmatched, that are
         each other's only candidate are one object. A candidate is within a wider reach, unless a
         whole view of the instance says it looks otherwise; or anywhere, when a whole view of the
         instance says it looks alike (a mask that lost its object, stuck where the flow left it)."""
         taken = {i for i, _, _ in pairs.values()}
-        rows = [r for r in range(len(detections)) if r not in pairs]
-        cols = [i for i in tracks if i in result.masks and i not in taken and known[i] is not None]
+        rows = [r for r in range(len(boxes)) if r not in pairs]
+        cols = [i for i in tracks if i in result.masks and i not in taken and i in places]
         candidates = {}
         for r in rows:
             for i in cols:
                 alike = self.alike(looks[r], i, whole_only=True)
                 if alike is not None and alike >= self.cfg["min_similarity"]:
                     candidates[r, i] = alike
-                elif alike is None and self.reach(i, k, boxes[r], [box_xyxy(known[i]), *guesses.get(i, ())],
-                                                  SECOND_REACH_PER_FRAME):  # fmt: skip
+                elif alike is None and self.reach(i, k, boxes[r], places[i], SECOND_REACH_PER_FRAME):
                     candidates[r, i] = 0.0
         out = {}
         for (r, i), alike in candidates.items():

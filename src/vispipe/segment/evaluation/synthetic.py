@@ -119,21 +119,26 @@ def make_clip(n_frames: int = 40, size: tuple[int, int] = (240, 320), seed: int 
     for i in (1, 2, 3):
         h, w = sizes[i]
         tracks.append(Track(i, shapes[i], (h, w), depths[i], paths[i], texture(rng, h, w, rng.uniform(0.5, 1.0, 3))))
-    frames = np.empty((T, H, W, 3), np.uint8)
-    masks = np.zeros((T, H, W), np.uint8)
-    shift = (0.2 * W, -0.1 * H)
-    for k in range(T):
-        after_cut = cut is not None and k >= cut
-        bg = backgrounds[1 if after_cut else 0]
-        ox = int(round(pad + 0.5 * pad * np.sin(2 * np.pi * t[k])))  # the camera pans
-        canvas = bg[pad : pad + H, ox : ox + W].copy()
+    if cut is not None:  # every object jumps at the cut
+        for track in tracks:
+            track.path = [(x + 0.2 * W, y - 0.1 * H) if k >= cut else (x, y) for k, (x, y) in enumerate(track.path)]
+    return Clip(*_render(tracks, backgrounds, cut, T, pad), Fraction(fps), tracks, cut)
+
+
+def _render(tracks: list[Track], backgrounds: list[np.ndarray], cut: int | None, n_frames: int, pad: int
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The frames and their id masks: a background panning from side to side (the camera moves; the
+    second background from the ``cut`` on), each track pasted at its path's place, nearest last."""
+    H, W = backgrounds[0].shape[0] - 2 * pad, backgrounds[0].shape[1] - 2 * pad
+    frames = np.empty((n_frames, H, W, 3), np.uint8)
+    masks = np.zeros((n_frames, H, W), np.uint8)
+    for k in range(n_frames):
+        ox = int(round(pad + 0.5 * pad * np.sin(2 * np.pi * k / max(n_frames - 1, 1))))  # the camera pans
+        canvas = backgrounds[int(cut is not None and k >= cut)][pad : pad + H, ox : ox + W].copy()
         for track in sorted(tracks, key=lambda tr: tr.depth):
-            x, y = track.path[k]
-            if after_cut:
-                x, y = x + shift[0], y + shift[1]
-            _paste(canvas, masks[k], track, x, y)
+            _paste(canvas, masks[k], track, *track.path[k])
         frames[k] = canvas
-    return Clip(frames, masks, Fraction(fps), tracks, cut)
+    return frames, masks
 
 
 def write_palette_png(path: str | Path, ids: np.ndarray) -> None:
@@ -298,12 +303,4 @@ def identity_clip(seed: int, n_frames: int = 60, size: tuple[int, int] = (240, 3
     for depth, k in enumerate(rng.permutation(n)):
         tracks[k].depth = int(depth)
     backgrounds = [texture(rng, H + 2 * pad, W + 2 * pad, rng.uniform(0.35, 0.65, 3)) for _ in range(2)]
-    frames = np.empty((T, H, W, 3), np.uint8)
-    masks = np.zeros((T, H, W), np.uint8)
-    for k in range(T):
-        ox = int(round(pad + 0.5 * pad * np.sin(2 * np.pi * k / max(T - 1, 1))))  # the camera pans
-        canvas = backgrounds[int(cut is not None and k >= cut)][pad : pad + H, ox : ox + W].copy()
-        for track in sorted(tracks, key=lambda tr: tr.depth):
-            _paste(canvas, masks[k], track, *track.path[k])
-        frames[k] = canvas
-    return Clip(frames, masks, Fraction(fps), tracks, cut, plans)
+    return Clip(*_render(tracks, backgrounds, cut, T, pad), Fraction(fps), tracks, cut, plans)
