@@ -15,7 +15,7 @@ from vispipe.segment.files.masks import id_mask
 from vispipe.segment.track.flow import propagate
 
 REDETECT = {"match_iou": 0.5, "min_similarity": 0.8, "scene_cut": 0.5}
-TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 40 take a minute)
+TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 64 take two minutes)
 
 
 def run(clip, every: int, **redetect):
@@ -69,31 +69,23 @@ def test_the_identity_clips_draw_every_case_and_the_held_out_seeds_are_apart():
     assert np.array_equal(again.masks, clips[TUNED[3]].masks) and np.array_equal(again.frames, clips[TUNED[3]].frames)
 
 
-# Tuned seeds where a switch remains, and why (bench/segment_quality.py lists them for every interval):
-# 1 and 11: between two detections, the flow carries a mask onto another object (crossing objects
-# swap masks; one passing behind another has its mask dragged along): the next detection puts it
-# right, so no matcher sees it; 3: two look-alikes cross while the flow loses one of them, so place
-# and motion point at the other, and the matcher swaps them.
-FLOW_SWITCHES = {1, 11}
-MATCHER_SWITCHES = {3}
-
-
 @pytest.mark.parametrize("every", [10, 20])
 def test_ids_hold_on_the_tuned_identity_clips(every):
     """No ID switch while an object stays in view, the old id on its return and as many ids as objects
-    a detection saw, on every tuned clip (switches aside on the seeds named above). Measured on these
-    clips: the matcher before this one (anchors' velocity only, looks that a partial view spoils, no
-    second association, no scene cuts) used 5 extra ids with 13 switches at every 10, 3 with 7 at
-    every 20; the place-only matcher before that one, 171 extra ids with 196 switches and 75 with 83."""
-    extra, switches, matcher = {}, {}, {}
+    a detection saw, on every tested clip. Measured on these clips: the matcher before this one (no
+    drifted masks, no veto by looks) kept a switch on seed 3 (two look-alikes, the flow lost one) and
+    the flow's on seeds 1 and 11 (masks carried onto another object between detections); the one
+    before (anchors' velocity only, looks that a partial view spoils, no second association, no scene
+    cuts) used 5 extra ids with 13 switches at every 10, 3 with 7 at every 20; the place-only matcher
+    before that one, 171 extra ids with 196 switches and 75 with 83."""
+    extra, switches = {}, {}
     for seed in TESTED:
         clip = identity_clip(seed)
-        scores, seen, matcher[seed] = scored(clip, run(clip, every), every)
+        scores, seen, _ = scored(clip, run(clip, every), every)
         extra[seed] = scores["predicted_ids"] - seen
         switches[seed] = scores["id_switches"]
     assert all(v == 0 for v in extra.values()), extra
-    assert all(v == 0 for s, v in matcher.items() if s not in MATCHER_SWITCHES), matcher
-    assert all(v == 0 for s, v in switches.items() if s not in FLOW_SWITCHES | MATCHER_SWITCHES), switches
+    assert all(v == 0 for v in switches.values()), switches
 
 
 def test_a_scene_cut_is_found_from_the_frames_alone():
@@ -187,3 +179,73 @@ def test_the_propagator_gives_a_motion_before_the_second_anchor():
     clip = identity_clip(37)
     scores, seen, _ = scored(clip, run(clip, 20), 20)
     assert scores["predicted_ids"] == seen, (scores, seen)
+
+
+class Stuck:
+    """A propagator whose flow sees no motion: every mask stays where its last anchor put it."""
+
+    def start(self, image, first):
+        pass
+
+    def step(self, k, frame, extra, ids, carried, hidden):
+        from vispipe.segment.types import FrameResult, instance_info
+
+        result = FrameResult()
+        for i in ids:
+            if i in carried and i not in hidden:
+                result.masks[i] = carried[i]
+                result.info[i] = instance_info("warped", "not refined", carried[i])
+            else:
+                result.info[i] = instance_info("lost", "not re-detected", None)
+        return result
+
+    def anchor(self, k, frame, masks):
+        pass
+
+
+def stuck_and_newcomer(n: int = 14, size: tuple[int, int] = (120, 200)):
+    """A red square leaves its first place at 8 px/frame; from frame 6 a blue one stands where it was."""
+    from fractions import Fraction
+
+    from vispipe.segment.evaluation.synthetic import Clip, Track, _paste, texture
+
+    rng = np.random.default_rng(1)
+    H, W = size
+    red = Track(
+        1,
+        "rectangle",
+        (30, 30),
+        1,
+        [(30 + 8 * k, 60) for k in range(n)],
+        texture(rng, 30, 30, np.array([0.9, 0.2, 0.2])),
+    )
+    blue = Track(2, "rectangle", (30, 30), 0, [(30, 60) if k >= 6 else (-100, -100) for k in range(n)],
+                 texture(rng, 30, 30, np.array([0.2, 0.3, 0.9])))  # fmt: skip
+    background = texture(rng, H + 80, W + 80, np.array([0.5, 0.5, 0.5]))
+    frames, masks = np.empty((n, H, W, 3), np.uint8), np.zeros((n, H, W), np.uint8)
+    for k in range(n):
+        frames[k] = background[40 : 40 + H, 40 : 40 + W]
+        for t in (blue, red):
+            _paste(frames[k], masks[k], t, *t.path[k])
+    return Clip(frames, masks, Fraction(10), [red, blue], None)
+
+
+def test_a_mask_left_behind_is_hidden_and_a_newcomer_there_is_not_its_object():
+    """The flow loses a fast object (seen on the identity clips: masks stuck where the object was, or
+    dragged onto another object): once the mask looks unlike every view of its instance it is hidden
+    ("drifted"), not shown on the wrong pixels; at the next re-detection the instance is found by its
+    looks wherever it went, and a newcomer of other colours standing on the old mask is a new id,
+    however well it overlaps it. The matcher before this one showed the stuck mask on the newcomer
+    and gave the newcomer the red square's id (and the red square a new one)."""
+    from vispipe.segment.track.loop import track
+
+    clip = stuck_and_newcomer()
+    first = {1: clip.masks[0] == 1}
+    results = list(track(iter(zip(clip.frames, [None] * len(clip.frames))), first, Stuck(), Oracle(clip),
+                         {**REDETECT, "every": 10}))  # fmt: skip
+    gone = next(k for k in range(1, 10) if not results[k].masks)  # the red square left its mask
+    assert gone <= 4 and {"id": 1, "event": "lost", "reason": "drifted"} in results[gone].events
+    assert all(not results[k].masks and results[k].info[1]["reason"] == "drifted" for k in range(gone, 10))
+    assert np.array_equal(results[10].masks[1], clip.masks[10] == 1)  # found again where it went, by looks
+    assert np.array_equal(results[10].masks[2], clip.masks[10] == 2)
+    assert sorted((e["id"], e["event"]) for e in results[10].events) == [(1, "revived"), (2, "born")]

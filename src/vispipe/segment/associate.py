@@ -13,7 +13,16 @@ match (SORT's motion, DeepSORT's appearance) on two cues, for every instance ali
   lags between detections;
 - what: colour histograms (:func:`appearance`) of the detection and of the instance at its last
   anchors (the best of up to five), at least ``min_similarity`` alike. A view cut by the frame's
-  edge (:func:`whole`) gives way to the first whole one.
+  edge (:func:`whole`) gives way to the first whole one. Looks also say no: a detection and an
+  instance's whole views less than :data:`VETO` alike are two objects whatever their places (the
+  detection seen whole, or at least :data:`VIEW_SHARE` of the instance's size: a sliver at the edge
+  may show one part's colours only).
+
+Between detections the loop asks every mask in view whether it still looks like its instance
+(:meth:`Association.drifting`): a mask less than :data:`VETO` like every view of it has left its
+object (the flow lost a fast object, or dragged the mask onto another one), and is hidden ("lost",
+"drifted") rather than shown on the wrong pixels. At the next re-detection such an instance is
+matched as if out of view: its mask is no place, its looks may find it anywhere.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
@@ -22,10 +31,10 @@ last anchor, plus a quarter of one per frame since. Among those, the Hungarian a
 place + likeness + half of :func:`agreement` (shape and distance: what tells look-alikes apart).
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
-the last observation): an instance in view and a detection, both unmatched, that are each other's
-only candidate are one object. A candidate looks alike by the instance's whole views, anywhere (a
-mask the flow lost, stuck where it was left), or, with no whole view to ask, is within twice the
-reach. A partial view never vetoes here, which is what let a fast object entering at an edge, whose
+the last observation): an instance in view (or adrift: its mask drifted off since its last
+anchor) and a detection, both unmatched, that are each other's only candidate are one object. A
+candidate looks alike by the instance's whole views, anywhere (a mask the flow lost, stuck where it
+was left), or, with no whole view to ask, is within twice the reach. A partial view never vetoes here, which is what let a fast object entering at an edge, whose
 first looks were a third of it, keep its id.
 
 A detection that matches an instance in view re-anchors it (``re-detected``); one that matches an
@@ -51,7 +60,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .geometry import assign, box_iou, box_xyxy, mask_iou
+from .geometry import assign, box_area, box_iou, box_xyxy, mask_iou
 from .types import FrameResult, instance_info
 
 
@@ -106,6 +115,8 @@ REACH_PER_FRAME = 0.25  # how far an instance may have moved per frame since its
 SECOND_REACH_PER_FRAME = 0.5  # the same, for the second association (what the first left unmatched)
 FLOWED_FRAMES = 3  # frames after an anchor over which the propagator's motion of the mask is measured
 TIE = 0.5  # the weight of :func:`agreement` (shape and distance) beside place and looks
+VETO = 0.3  # looks less alike than this, seen whole, say two objects whatever the place
+VIEW_SHARE = 0.25  # a partial view this large (of the instance's box at its anchor) may veto by looks
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
 
@@ -133,9 +144,10 @@ def agreement(box, anchor, places) -> float:
     return float(shape + 1 / (1 + d / size)) / 2
 
 
-def appearance(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """What an object looks like, position aside: its pixels' hue-saturation histogram (16 x 8 bins)."""
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+def appearance(image: np.ndarray, mask: np.ndarray, hsv: np.ndarray | None = None) -> np.ndarray:
+    """What an object looks like, position aside: its pixels' hue-saturation histogram (16 x 8 bins);
+    ``hsv``: the image already in HSV (one conversion for all the masks of a frame)."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV) if hsv is None else hsv
     hist = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [16, 8], [0, 180, 0, 256])
     return cv2.normalize(hist, None).flatten()
 
@@ -193,6 +205,7 @@ class Association:
         self.looks = {i: [(appearance(image, m), whole(m))] for i, m in first.items()} if self.by_looks else {}
         self.motion = {i: Motion(0, box_xyxy(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
+        self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
 
     def seen(self, i: int, mask: np.ndarray, k: int) -> None:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
@@ -217,12 +230,22 @@ class Association:
                 self.motion[i].anchored(k, box_xyxy(mask)) if i in self.motion else Motion(k, box_xyxy(mask))
             )
             self.trail[i] = [box_xyxy(mask)]
+            self.adrift.discard(i)
+
+    def drifting(self, frame: np.ndarray, masks: dict[int, np.ndarray]) -> list[int]:
+        """The instances among ``masks`` (in view) whose mask has left its object (:meth:`drifted`);
+        they stay adrift until a detection anchors them again."""
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks and masks else None
+        out = [i for i, m in masks.items() if self.drifted(frame, m, i, hsv)]
+        self.adrift.update(out)
+        return out
 
     def cut(self) -> None:
         """A scene cut: where the instances were and how they moved say nothing any more."""
         self.last_seen.clear()
         self.motion.clear()
         self.trail.clear()
+        self.adrift.clear()
 
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
         """Whether a detection's ``box`` is within reach of one of instance ``i``'s ``places``, in
@@ -240,6 +263,24 @@ class Association:
         views = [h for h, w in self.looks.get(i, ()) if w or not whole_only]
         return max((similarity(look, h) for h in views), default=None)
 
+    def vetoes(self, look, i: int, detection: np.ndarray) -> bool:
+        """Whether a detection and instance ``i``'s whole views look too unlike to be one object: the
+        detection seen whole, or showing at least :data:`VIEW_SHARE` of the instance's size at its
+        last anchor (a sliver at the edge may show colours of one part only)."""
+        alike = self.alike(look, i, whole_only=True)
+        if alike is None or alike >= VETO:
+            return False
+        if whole(detection):
+            return True
+        motion = self.motion.get(i)
+        return motion is not None and box_area(box_xyxy(detection)) >= VIEW_SHARE * box_area(motion.box)
+
+    def drifted(self, frame: np.ndarray, mask: np.ndarray, i: int, hsv: np.ndarray | None = None) -> bool:
+        """Whether instance ``i``'s mask in view has left its object: its pixels look unlike every view
+        of it (partial ones too: a mask looks like what it was anchored on, whole or not)."""
+        alike = self.alike(appearance(frame, mask, hsv), i) if self.by_looks else None
+        return alike is not None and alike < VETO
+
     def match(self, result: FrameResult, frame: np.ndarray, detections: list[np.ndarray], ids: list[int],
               carried: dict, k: int, cut: bool = False) -> set[int]:  # fmt: skip
         """Match frame ``k``'s detections with every instance so far; re-anchor, revive, or start new
@@ -252,17 +293,28 @@ class Association:
         tracks = sorted(i for i in ids if known[i] is not None or i in self.looks)
         guesses = {i: self.motion[i].guesses(k) for i in tracks if i in self.motion}
         # where each instance may be: its mask's box and its motion's guesses (nothing across a cut)
-        places = {} if cut else {i: [box_xyxy(known[i]), *guesses.get(i, ())] for i in tracks if known[i] is not None}
-        looks = [appearance(frame, d) if self.by_looks else None for d in detections]
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks else None
+        looks = [appearance(frame, d, hsv) if self.by_looks else None for d in detections]
+        # a mask that left its object (:meth:`drifted`, now or since the last anchor) is not a place,
+        # and its instance, wherever it went, may be found by looks as if out of view
+        lost = {i for i in tracks if i in self.adrift or (i in result.masks and self.drifted(frame, known[i], i, hsv))}
+
+        def place(i: int) -> list:  # its mask's box (unless the mask drifted) and its motion's guesses
+            return ([] if i in lost else [box_xyxy(known[i])]) + list(guesses.get(i, ()))
+
+        places = {} if cut else {i: place(i) for i in tracks if known[i] is not None}
         boxes = [box_xyxy(d) for d in detections]
         score = np.zeros((len(detections), len(tracks)))
         for r, d in enumerate(detections):
             for c, i in enumerate(tracks):
+                if self.vetoes(looks[r], i, d):
+                    continue  # seen (nearly) whole, they look like two objects: no place makes them one
                 where = 0.0
                 if i in places:
-                    where = max([match_score(d, known[i]), *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
+                    on_mask = 0.0 if i in lost else match_score(d, known[i])
+                    where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
-                close = i not in result.masks or self.reach(i, k, boxes[r], places.get(i, ()))
+                close = i not in result.masks or i in lost or self.reach(i, k, boxes[r], places.get(i, ()))
                 alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
                 if where >= cfg["match_iou"] or (alike and close):
                     anchor = self.motion[i].box if i in self.motion else boxes[r]
@@ -301,7 +353,7 @@ class Association:
         instance says it looks alike (a mask that lost its object, stuck where the flow left it)."""
         taken = {i for i, _, _ in pairs.values()}
         rows = [r for r in range(len(boxes)) if r not in pairs]
-        cols = [i for i in tracks if i in result.masks and i not in taken and i in places]
+        cols = [i for i in tracks if (i in result.masks or i in self.adrift) and i not in taken and i in places]
         candidates = {}
         for r in rows:
             for i in cols:

@@ -21,10 +21,15 @@ def box_xyxy(mask: np.ndarray) -> list[int]:
     return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
 
 
+def box_area(box: Sequence[float]) -> float:
+    """Area of an xyxy box."""
+    return max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+
+
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two xyxy boxes."""
     iw, ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+    union = box_area(a) + box_area(b) - iw * ih
     return float(iw * ih / union) if union > 0 else 0.0
 
 

@@ -6,7 +6,8 @@ A tracker (``segment.propagate.method``, one module of this package each) is a
 around it is the same for all: the first frame's instances, re-detection every
 ``segment.redetect.every`` frames (:class:`~vispipe.segment.associate.Association` says which
 instance each detection is), scene cuts (every instance hidden; with re-detection the detector runs
-on the cut and looks alone match), and the born / lost / revived events, so that the outputs and
+on the cut and looks alone match), masks that drifted off their objects between detections (hidden
+until a detection finds them again), and the born / lost / revived events, so that the outputs and
 their meaning do not depend on the tracker.
 """
 
@@ -49,6 +50,8 @@ def track(
     visible_before, hidden = set(carried), set()
     for k, (frame, extra) in enumerate(items, start=1):
         result = stepper.step(k, frame, extra, ids, carried, hidden)
+        for i in hidden & association.adrift:  # the stepper hid it; the loop knows why
+            result.info[i] = {**result.info[i], "reason": "drifted"}
         cut = cuts(frame)
         if cut:  # a new shot: what the tracker carried across it is not where the objects are
             association.cut()
@@ -56,6 +59,11 @@ def track(
             for i in list(result.masks):
                 del result.masks[i]
                 result.info[i] = instance_info("lost", "scene cut", None)
+        if every and not cut and k % every:
+            for i in association.drifting(frame, result.masks):
+                del result.masks[i]  # the mask left its object (looks unlike it): hidden until a detection finds it
+                hidden.add(i)
+                result.info[i] = instance_info("lost", "drifted", None)
         if every and (k % every == 0 or cut):
             in_view = set(result.masks)
             matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut)
