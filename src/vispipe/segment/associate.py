@@ -19,16 +19,18 @@ match (SORT's motion, DeepSORT's appearance) on two cues, for every instance ali
   may show one part's colours only).
 
 Between detections the loop asks every mask in view whether it still looks like its instance
-(:meth:`Association.drifting`): a mask less than :data:`VETO` like every view of it has left its
-object (the flow lost a fast object, or dragged the mask onto another one), and is hidden ("lost",
-"drifted") rather than shown on the wrong pixels. At the next re-detection such an instance is
-matched as if out of view: its mask is no place, its looks may find it anywhere.
+(:meth:`Association.drifting`): a mask with less than :data:`DRIFT_SHARE` of its pixels in colours
+of its instance (:func:`coverage`) has left its object (the flow lost a fast object, or dragged the
+mask onto another one), and is hidden ("lost", "drifted") rather than shown on the wrong pixels. At
+the next re-detection such an instance is matched as if out of view: its mask is no place, its
+looks may find it anywhere.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
 centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
 last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
-place + likeness + half of :func:`agreement` (shape and distance: what tells look-alikes apart).
+place (where it reaches ``match_iou``: below, an overlap is noise) + likeness + half of
+:func:`agreement` (shape and distance: what tells look-alikes apart).
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
 the last observation): an instance in view (or adrift: its mask drifted off since its last
@@ -116,6 +118,8 @@ SECOND_REACH_PER_FRAME = 0.5  # the same, for the second association (what the f
 FLOWED_FRAMES = 3  # frames after an anchor over which the propagator's motion of the mask is measured
 TIE = 0.5  # the weight of :func:`agreement` (shape and distance) beside place and looks
 VETO = 0.3  # looks less alike than this, seen whole, say two objects whatever the place
+DRIFT_SHARE = 0.4  # a mask with fewer of its pixels in its instance's colours has left the object
+PRESENT = 0.05  # a colour bin with this share of a histogram's largest is a colour the view shows
 VIEW_SHARE = 0.25  # a partial view this large (of the instance's box at its anchor) may veto by looks
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
@@ -157,6 +161,13 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     if not a.any() or not b.any():
         return 0.0
     return float(1 - cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
+
+
+def coverage(look: np.ndarray, view: np.ndarray) -> float:
+    """The share of the pixels behind histogram ``look`` whose colours ``view`` shows (its bins with
+    at least :data:`PRESENT` of its largest): 1 when they all do, 0 when none does."""
+    total = look.sum()
+    return float(look[view > PRESENT * view.max()].sum() / total) if total > 0 else 0.0
 
 
 def whole(mask: np.ndarray) -> bool:
@@ -276,10 +287,13 @@ class Association:
         return motion is not None and box_area(box_xyxy(detection)) >= VIEW_SHARE * box_area(motion.box)
 
     def drifted(self, frame: np.ndarray, mask: np.ndarray, i: int, hsv: np.ndarray | None = None) -> bool:
-        """Whether instance ``i``'s mask in view has left its object: its pixels look unlike every view
-        of it (partial ones too: a mask looks like what it was anchored on, whole or not)."""
-        alike = self.alike(appearance(frame, mask, hsv), i) if self.by_looks else None
-        return alike is not None and alike < VETO
+        """Whether instance ``i``'s mask in view has left its object: less than :data:`DRIFT_SHARE` of
+        its pixels have colours of any view of it (partial ones too: a mask looks like what it was
+        anchored on, whole or not)."""
+        if not self.by_looks or not self.looks.get(i):
+            return False
+        look = appearance(frame, mask, hsv)
+        return max(coverage(look, view) for view, _ in self.looks[i]) < DRIFT_SHARE
 
     def match(self, result: FrameResult, frame: np.ndarray, detections: list[np.ndarray], ids: list[int],
               carried: dict, k: int, cut: bool = False) -> set[int]:  # fmt: skip
@@ -318,7 +332,11 @@ class Association:
                 alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
                 if where >= cfg["match_iou"] or (alike and close):
                     anchor = self.motion[i].box if i in self.motion else boxes[r]
-                    score[r, c] = where + alike + TIE * agreement(boxes[r], anchor, places.get(i, ()))
+                    score[r, c] = (
+                        (where if where >= cfg["match_iou"] else 0.0)
+                        + alike
+                        + TIE * agreement(boxes[r], anchor, places.get(i, ()))
+                    )
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
             pairs |= self.second(result, looks, boxes, tracks, places, pairs, k)
