@@ -15,7 +15,7 @@ from vispipe.segment.files.masks import id_mask
 from vispipe.segment.track.flow import propagate
 
 REDETECT = {"match_iou": 0.5, "min_similarity": 0.8, "scene_cut": 0.5}
-TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 96 take three minutes)
+TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 144 take four minutes)
 
 
 def run(clip, every: int, **redetect):
@@ -277,3 +277,13 @@ def test_a_mask_is_adrift_when_most_of_it_lies_on_other_colours():
     assert similarity(appearance(frame, dragged), appearance(frame, red)) > 0.3  # the old test: not adrift
     assert association.drifted(frame, dragged, 1)
     assert association.drifting(frame, {1: dragged, 2: red}) == [1] and association.adrift == {1}
+
+
+def test_a_mask_inside_a_larger_look_alike_is_not_its_place():
+    """Seed 3037 at every 10 (held out until the round that examined it): a normal object's mask
+    drifts inside its large look-alike, where colours cannot see it; the large one's detection
+    overlaps the whole mask, so place alone gave it the normal one's id (a swap). A detection whose
+    box is unlike the instance's at its anchor is not where that instance's mask is."""
+    clip = identity_clip(3037)
+    scores, seen, matcher = scored(clip, run(clip, 10), 10)
+    assert (scores["id_switches"], matcher, scores["predicted_ids"]) == (0, 0, seen), scores

@@ -30,7 +30,9 @@ of view (an object that comes back rarely comes back where it left), or in view 
 centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
 last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
 place (where it reaches ``match_iou``: below, an overlap is noise) + likeness + half of
-:func:`agreement` (shape and distance: what tells look-alikes apart).
+:func:`agreement` (shape and distance: what tells look-alikes apart). A detection whose box is
+unlike the instance's at its anchor (:data:`PLACE_SHAPE`) is not where the instance's mask is: a
+mask can drift inside a larger look-alike, where colours cannot see it.
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
 the last observation): an instance in view (or adrift: its mask drifted off since its last
@@ -118,6 +120,7 @@ SECOND_REACH_PER_FRAME = 0.5  # the same, for the second association (what the f
 FLOWED_FRAMES = 3  # frames after an anchor over which the propagator's motion of the mask is measured
 TIE = 0.5  # the weight of :func:`agreement` (shape and distance) beside place and looks
 VETO = 0.3  # looks less alike than this, seen whole, say two objects whatever the place
+PLACE_SHAPE = 0.25  # a detection less like the instance's box at its anchor than this is not where its mask is
 DRIFT_SHARE = 0.4  # a mask with fewer of its pixels in its instance's colours has left the object
 PRESENT = 0.05  # a colour bin with this share of a histogram's largest is a colour the view shows
 VIEW_SHARE = 0.25  # a partial view this large (of the instance's box at its anchor) may veto by looks
@@ -134,15 +137,20 @@ def near(box, other, frames: int, per_frame: float = REACH_PER_FRAME, size: floa
     return bool(np.hypot(dx, dy) <= size * (1 + per_frame * frames))
 
 
+def shape_agreement(box, anchor) -> float:
+    """How alike two boxes' widths and heights are, in [0, 1] (1: the same size and aspect ratio)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
+    return min(w, aw) / max(w, aw, 1) * min(h, ah) / max(h, ah, 1)
+
+
 def agreement(box, anchor, places) -> float:
     """How well a detection's ``box`` fits an instance beyond the gates, in [0, 1], to tell objects that
     look alike apart: its width and height against the instance's at its last ``anchor`` (shape, as
     SORT's state keeps scale and aspect ratio), and how close its centre is to the nearest of the
     instance's ``places``, in the instance's sizes."""
-    w, h = box[2] - box[0], box[3] - box[1]
-    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
-    shape = min(w, aw) / max(w, aw, 1) * min(h, ah) / max(h, ah, 1)
-    size = max(aw, ah, 1)
+    shape = shape_agreement(box, anchor)
+    size = max(anchor[2] - anchor[0], anchor[3] - anchor[1], 1)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     d = min((np.hypot(cx - (p[0] + p[2]) / 2, cy - (p[1] + p[3]) / 2) for p in places), default=np.inf)
     return float(shape + 1 / (1 + d / size)) / 2
@@ -323,15 +331,15 @@ class Association:
             for c, i in enumerate(tracks):
                 if self.vetoes(looks[r], i, d):
                     continue  # seen (nearly) whole, they look like two objects: no place makes them one
-                where = 0.0
+                where, anchor = 0.0, self.motion[i].box if i in self.motion else boxes[r]
                 if i in places:
-                    on_mask = 0.0 if i in lost else match_score(d, known[i])
+                    unlike = shape_agreement(boxes[r], anchor) < PLACE_SHAPE  # not the object its mask was
+                    on_mask = 0.0 if i in lost or unlike else match_score(d, known[i])
                     where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
                 close = i not in result.masks or i in lost or self.reach(i, k, boxes[r], places.get(i, ()))
                 alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
                 if where >= cfg["match_iou"] or (alike and close):
-                    anchor = self.motion[i].box if i in self.motion else boxes[r]
                     score[r, c] = (
                         (where if where >= cfg["match_iou"] else 0.0)
                         + alike
