@@ -128,13 +128,27 @@ def test_at_a_scene_cut_looks_alone_give_the_old_ids():
     assert ignored[cut].masks
 
 
+def still_clip(tracks, background: np.ndarray, n: int, size: tuple[int, int]):
+    """A clip of ``n`` frames: ``tracks`` drawn in their depth order over ``background`` (40 px larger
+    on every side), which stays still."""
+    from fractions import Fraction
+
+    from vispipe.segment.evaluation.synthetic import Clip, _paste
+
+    H, W = size
+    frames, masks = np.empty((n, H, W, 3), np.uint8), np.zeros((n, H, W), np.uint8)
+    for k in range(n):
+        frames[k] = background[40 : 40 + H, 40 : 40 + W]
+        for t in sorted(tracks, key=lambda t: t.depth):
+            _paste(frames[k], masks[k], t, *t.path[k])
+    return Clip(frames, masks, Fraction(10), tracks, None)
+
+
 def two_tone_entry(speed: float, n: int = 40, size: tuple[int, int] = (240, 320)):
     """The issue's case: an object entering partly hidden by the bottom edge, fast, its top third red
     and the rest blue (so its first, partial view looks unlike it whole), then bouncing off the top;
     and a green one swaying in view."""
-    from fractions import Fraction
-
-    from vispipe.segment.evaluation.synthetic import Clip, Track, _paste, texture
+    from vispipe.segment.evaluation.synthetic import Track, texture
 
     rng = np.random.default_rng(0)
     H, W = size
@@ -149,13 +163,7 @@ def two_tone_entry(speed: float, n: int = 40, size: tuple[int, int] = (240, 320)
     entering = Track(1, "rectangle", (h, w), 1, [(W * 0.3, y) for y in ys], look)
     swaying = Track(2, "ellipse", (50, 70), 0, [(W * 0.75 + 40 * np.sin(k / 6), H * 0.4) for k in range(n)],
                     texture(rng, 50, 70, np.array([0.3, 0.9, 0.3])))  # fmt: skip
-    background = texture(rng, H + 80, W + 80, np.array([0.5, 0.45, 0.55]))
-    frames, masks = np.empty((n, H, W, 3), np.uint8), np.zeros((n, H, W), np.uint8)
-    for k in range(n):
-        frames[k] = background[40 : 40 + H, 40 : 40 + W]
-        for t in (swaying, entering):
-            _paste(frames[k], masks[k], t, *t.path[k])
-    return Clip(frames, masks, Fraction(10), [entering, swaying], None)
+    return still_clip([entering, swaying], texture(rng, H + 80, W + 80, np.array([0.5, 0.45, 0.55])), n, size)
 
 
 @pytest.mark.parametrize("speed, every", [(12, 10), (12, 20)])
@@ -205,29 +213,15 @@ class Stuck:
 
 def stuck_and_newcomer(n: int = 14, size: tuple[int, int] = (120, 200)):
     """A red square leaves its first place at 8 px/frame; from frame 6 a blue one stands where it was."""
-    from fractions import Fraction
-
-    from vispipe.segment.evaluation.synthetic import Clip, Track, _paste, texture
+    from vispipe.segment.evaluation.synthetic import Track, texture
 
     rng = np.random.default_rng(1)
     H, W = size
-    red = Track(
-        1,
-        "rectangle",
-        (30, 30),
-        1,
-        [(30 + 8 * k, 60) for k in range(n)],
-        texture(rng, 30, 30, np.array([0.9, 0.2, 0.2])),
-    )
+    red = Track(1, "rectangle", (30, 30), 1, [(30 + 8 * k, 60) for k in range(n)],
+                texture(rng, 30, 30, np.array([0.9, 0.2, 0.2])))  # fmt: skip
     blue = Track(2, "rectangle", (30, 30), 0, [(30, 60) if k >= 6 else (-100, -100) for k in range(n)],
                  texture(rng, 30, 30, np.array([0.2, 0.3, 0.9])))  # fmt: skip
-    background = texture(rng, H + 80, W + 80, np.array([0.5, 0.5, 0.5]))
-    frames, masks = np.empty((n, H, W, 3), np.uint8), np.zeros((n, H, W), np.uint8)
-    for k in range(n):
-        frames[k] = background[40 : 40 + H, 40 : 40 + W]
-        for t in (blue, red):
-            _paste(frames[k], masks[k], t, *t.path[k])
-    return Clip(frames, masks, Fraction(10), [red, blue], None)
+    return still_clip([red, blue], texture(rng, H + 80, W + 80, np.array([0.5, 0.5, 0.5])), n, size)
 
 
 def test_a_mask_left_behind_is_hidden_and_a_newcomer_there_is_not_its_object():
