@@ -281,3 +281,24 @@ def test_a_mask_inside_a_larger_look_alike_is_not_its_place():
     clip = identity_clip(3037)
     scores, seen, matcher = scored(clip, run(clip, 10), 10)
     assert (scores["id_switches"], matcher, scores["predicted_ids"]) == (0, 0, seen), scores
+
+
+def test_look_alikes_the_flow_lost_are_told_apart_by_where_their_colours_went():
+    """Two squares of one colour, on two rows, each moving 12 px a frame towards the other's side; the
+    flow never moves their masks (:class:`Stuck`), so by the re-detection each detection is nearer
+    the other's last anchor, and looks cannot tell them apart. Found by their colours on every frame
+    between (``Association.follow``), each keeps its id. Without the following (the matcher before
+    it), the ids swap at frame 10."""
+    from vispipe.segment.evaluation.synthetic import Track, texture
+    from vispipe.segment.track.loop import track
+
+    rng = np.random.default_rng(2)
+    n, (H, W) = 12, (160, 240)
+    look = texture(rng, 36, 36, np.array([0.9, 0.2, 0.2]))  # one look for both
+    left = Track(1, "rectangle", (36, 36), 1, [(40 + 12 * k, 40) for k in range(n)], look)
+    right = Track(2, "rectangle", (36, 36), 0, [(200 - 12 * k, 120) for k in range(n)], look)
+    clip = still_clip([left, right], texture(rng, H + 80, W + 80, np.array([0.4, 0.6, 0.5])), n, (H, W))
+    first = {i: clip.masks[0] == i for i in (1, 2)}
+    results = list(track(iter(zip(clip.frames, [None] * n)), first, Stuck(), Oracle(clip), {**REDETECT, "every": 10}))
+    assert {i: owner(clip, 10, m) for i, m in results[10].masks.items()} == {1: 1, 2: 2}
+    assert sorted((e["id"], e["event"]) for e in results[10].events) == [(1, "revived"), (2, "revived")]

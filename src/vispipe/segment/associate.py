@@ -25,6 +25,16 @@ mask onto another one), and is hidden ("lost", "drifted") rather than shown on t
 the next re-detection such an instance is matched as if out of view: its mask is no place, its
 looks may find it anywhere.
 
+And on those frames the loop follows every instance in view or adrift by its colours
+(:meth:`Association.follow`: mean shift on the back-projection of its ratio histogram, from where
+its velocity puts it, as CamShift follows an object), whatever its mask does: the flow loses fast
+objects within a few frames, a colour window does not, and the motion it measures survives bounces
+and reversals that the anchors' velocity knows nothing of. A follow that misses once has ended until
+the next anchor (its window may find the colours again on a look-alike), and of two finds on one
+place the one that moved farther from its guess counts as a miss. At the re-detection a find from
+the last :data:`FOLLOW_FRESH` frames, moved on at its velocity, is the instance's place instead of
+its anchor's guesses.
+
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
 centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
@@ -114,6 +124,31 @@ class Motion:
         return out or [tuple(self.box)]
 
 
+@dataclass(frozen=True)
+class Followed:
+    """Where :meth:`Association.follow` last found an instance by its colours: on ``frame``, its
+    ``box`` (xyxy, floats), moving at ``velocity`` (pixels per frame); ``mass``: how strongly its
+    colours filled its box at its anchor (the back-projection's mean), what a find is held to."""
+
+    frame: int
+    box: tuple[float, float, float, float]
+    velocity: tuple[float, float]
+    mass: float
+
+    def guess(self, frame: int) -> tuple[float, float, float, float]:
+        """Its box on ``frame``, moved on at its velocity."""
+        dx, dy = (c * (frame - self.frame) for c in self.velocity)
+        x0, y0, x1, y1 = self.box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+    def found(self, frame: int, box) -> Followed:
+        """Found again on ``frame`` at ``box``: its velocity smoothed towards the step since."""
+        dt = frame - self.frame
+        step = velocity(self.box, box, dt)
+        v = tuple(FOLLOW_SMOOTH * s + (1 - FOLLOW_SMOOTH) * o for s, o in zip(step, self.velocity))
+        return Followed(frame, tuple(box), v, self.mass)
+
+
 GALLERY = 5  # the looks an instance keeps: those of its last anchors
 REACH_PER_FRAME = 0.25  # how far an instance may have moved per frame since its last anchor, in its own sizes
 SECOND_REACH_PER_FRAME = 0.5  # the same, for the second association (what the first left unmatched)
@@ -124,6 +159,11 @@ PLACE_SHAPE = 0.25  # a detection less like the instance's box at its anchor tha
 DRIFT_SHARE = 0.4  # a mask with fewer of its pixels in its instance's colours has left the object
 PRESENT = 0.05  # a colour bin with this share of a histogram's largest is a colour the view shows
 VIEW_SHARE = 0.25  # a partial view this large (of the instance's box at its anchor) may veto by looks
+FOLLOW_MASS = 0.5  # a find whose colours fill its box less than this share of the anchor's is no find
+FOLLOW_FRESH = 2  # frames: a find this recent replaces the anchor's guesses at a re-detection
+FOLLOW_OVERLAP = 0.3  # two finds overlapping this much (box IoU) are one place: one of them was pulled there
+FOLLOW_SMOOTH = 0.5  # the weight of the newest step in a followed velocity
+MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
 
@@ -225,6 +265,12 @@ class Association:
         self.motion = {i: Motion(0, box_xyxy(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
+        self.followed: dict[int, Followed] = {}
+        self.models: dict[int, np.ndarray] = {}
+        if self.by_looks:
+            hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+            for i, m in first.items():
+                self.start_following(i, 0, hsv, m)
 
     def seen(self, i: int, mask: np.ndarray, k: int) -> None:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
@@ -250,6 +296,63 @@ class Association:
             )
             self.trail[i] = [box_xyxy(mask)]
             self.adrift.discard(i)
+        if self.by_looks and masks:
+            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+            for i, mask in masks.items():
+                self.start_following(i, k, hsv, mask)
+
+    def start_following(self, i: int, k: int, hsv: np.ndarray, mask: np.ndarray) -> None:
+        """Instance ``i`` is anchored on frame ``k`` (``hsv``: the frame in HSV) with ``mask``: it is
+        followed from there, by its colours as a ratio histogram (Swain and Ballard's: the object's
+        share of each colour in the whole frame, so that colours the background shows too count
+        little), at the velocity between its last two anchors (none yet: standing)."""
+        obj = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [16, 8], [0, 180, 0, 256])
+        every = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+        self.models[i] = (np.minimum(obj / np.maximum(every, 1), 1) * 255).astype(np.float32)
+        x0, y0, x1, y1 = box = box_xyxy(mask)
+        mass = float(self.back_projection(i, hsv)[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
+        motion = self.motion.get(i)
+        v = motion.velocity if motion is not None and motion.velocity is not None else (0.0, 0.0)
+        self.followed[i] = Followed(k, tuple(float(c) for c in box), v, mass)
+
+    def back_projection(self, i: int, hsv: np.ndarray) -> np.ndarray:
+        """How much each pixel's colour is instance ``i``'s (0-255)."""
+        return cv2.calcBackProject([hsv], [0, 1], self.models[i], [0, 180, 0, 256], 1)
+
+    def follow(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """Between detections, find each instance in view (``masks``) or adrift by its colours where
+        its motion puts it (mean shift on its back-projection, as CamShift follows an object), so that
+        the next detection knows where it went even where the propagator lost it. A find must fill
+        its box with the instance's colours at least :data:`FOLLOW_MASS` as much as the anchor did;
+        a follow that misses once (the object hidden, left, or too fast) has ended until the next
+        anchor: a window that later finds those colours again may be on a look-alike. Two finds on
+        one place (:data:`FOLLOW_OVERLAP`): the one that moved farther from its guess was pulled
+        there by the other's colours, and counts as a miss."""
+        if not self.by_looks:
+            return
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+        H, W = frame.shape[:2]
+        finds = {}
+        for i, f in self.followed.items():
+            if (i not in masks and i not in self.adrift) or k - f.frame > 1 or f.mass <= 0:
+                continue  # out of view, or its follow ended
+            guess = x0, y0, x1, y1 = f.guess(k)
+            cx0, cy0, cx1, cy1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
+            if min(cx1 - cx0, cy1 - cy0) < 2 or (cx1 - cx0) * (cy1 - cy0) < FOLLOW_MASS * (x1 - x0) * (y1 - y0):
+                continue  # its guess is (mostly) out of the frame
+            back = self.back_projection(i, hsv)
+            _, (x, y, w, h) = cv2.meanShift(back, (cx0, cy0, cx1 - cx0, cy1 - cy0), MEAN_SHIFT)
+            if back[y : y + h, x : x + w].mean() < FOLLOW_MASS * f.mass:
+                continue
+            x, y = x - (cx0 - x0 if cx0 > x0 else 0), y - (cy0 - y0 if cy0 > y0 else 0)  # the box the edge cut
+            box = (x, y, x + x1 - x0, y + y1 - y0)
+            moved = np.hypot(*velocity(guess, box, 1)) / max(x1 - x0, y1 - y0, 1)
+            finds[i] = box, moved
+        for i, j in [(i, j) for i in finds for j in finds if i < j]:
+            if i in finds and j in finds and box_iou(finds[i][0], finds[j][0]) > FOLLOW_OVERLAP:
+                del finds[i if finds[i][1] > finds[j][1] else j]  # pulled onto the other's place
+        for i, (box, _) in finds.items():
+            self.followed[i] = self.followed[i].found(k, box)
 
     def drifting(self, frame: np.ndarray, masks: dict[int, np.ndarray]) -> list[int]:
         """The instances among ``masks`` (in view) whose mask has left its object (:meth:`drifted`);
@@ -265,6 +368,7 @@ class Association:
         self.motion.clear()
         self.trail.clear()
         self.adrift.clear()
+        self.followed.clear()
 
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
         """Whether a detection's ``box`` is within reach of one of instance ``i``'s ``places``, in
@@ -314,6 +418,9 @@ class Association:
         known = {i: result.masks.get(i, carried.get(i, self.last_seen.get(i))) for i in ids}
         tracks = sorted(i for i in ids if known[i] is not None or i in self.looks)
         guesses = {i: self.motion[i].guesses(k) for i in tracks if i in self.motion}
+        for i, f in self.followed.items():
+            if i in guesses and k - f.frame <= FOLLOW_FRESH:
+                guesses[i] = [f.guess(k)]  # found by its colours of late: a newer place than its anchor's
         # where each instance may be: its mask's box and its motion's guesses (nothing across a cut)
         hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks else None
         looks = [appearance(frame, d, hsv) if self.by_looks else None for d in detections]

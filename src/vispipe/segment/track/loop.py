@@ -7,7 +7,8 @@ around it is the same for all: the first frame's instances, re-detection every
 ``segment.redetect.every`` frames (:class:`~vispipe.segment.associate.Association` says which
 instance each detection is), scene cuts (every instance hidden; with re-detection the detector runs
 on the cut and looks alone match), masks that drifted off their objects between detections (hidden
-until a detection finds them again), and the born / lost / revived events, so that the outputs and
+until a detection finds them again), every instance followed by its colours between detections (its
+place at the next one), and the born / lost / revived events, so that the outputs and
 their meaning do not depend on the tracker.
 """
 
@@ -64,6 +65,7 @@ def track(
                 del result.masks[i]  # the mask left its object (looks unlike it): hidden until a detection finds it
                 hidden.add(i)
                 result.info[i] = instance_info("lost", "drifted", None)
+            association.follow(k, frame, result.masks)  # where their colours went: their places at the next detection
         if every and (k % every == 0 or cut):
             in_view = set(result.masks)
             matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut)
