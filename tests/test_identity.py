@@ -15,7 +15,7 @@ from vispipe.segment.files.masks import id_mask
 from vispipe.segment.track.flow import propagate
 
 REDETECT = {"match_iou": 0.5, "min_similarity": 0.8, "scene_cut": 0.5}
-TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 144 take four minutes)
+TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 192 take five minutes)
 
 
 def run(clip, every: int, **redetect):
