@@ -319,7 +319,7 @@ class Association:
         """How much each pixel's colour is instance ``i``'s (0-255)."""
         return cv2.calcBackProject([hsv], [0, 1], self.models[i], [0, 180, 0, 256], 1)
 
-    def follow(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+    def follow(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> None:
         """Between detections, find each instance in view (``masks``) or adrift by its colours where
         its motion puts it (mean shift on its back-projection, as CamShift follows an object), so that
         the next detection knows where it went even where the propagator lost it. A find must fill
@@ -327,10 +327,10 @@ class Association:
         a follow that misses once (the object hidden, left, or too fast) has ended until the next
         anchor: a window that later finds those colours again may be on a look-alike. Two finds on
         one place (:data:`FOLLOW_OVERLAP`): the one that moved farther from its guess was pulled
-        there by the other's colours, and counts as a miss."""
+        there by the other's colours, and counts as a miss. ``hsv``: the frame in HSV, if at hand."""
         if not self.by_looks:
             return
-        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if hsv is None else hsv
         H, W = frame.shape[:2]
         finds = {}
         for i, f in self.followed.items():
@@ -354,10 +354,15 @@ class Association:
         for i, (box, _) in finds.items():
             self.followed[i] = self.followed[i].found(k, box)
 
-    def drifting(self, frame: np.ndarray, masks: dict[int, np.ndarray]) -> list[int]:
+    def hsv(self, frame: np.ndarray) -> np.ndarray | None:
+        """``frame`` in HSV when looks are on (one conversion for the drift test and the following)."""
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks else None
+
+    def drifting(self, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> list[int]:
         """The instances among ``masks`` (in view) whose mask has left its object (:meth:`drifted`);
-        they stay adrift until a detection anchors them again."""
-        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks and masks else None
+        they stay adrift until a detection anchors them again (``hsv``: the frame in HSV, if at hand)."""
+        if hsv is None and self.by_looks and masks:
+            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
         out = [i for i, m in masks.items() if self.drifted(frame, m, i, hsv)]
         self.adrift.update(out)
         return out

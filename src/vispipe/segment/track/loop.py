@@ -61,11 +61,13 @@ def track(
                 del result.masks[i]
                 result.info[i] = instance_info("lost", "scene cut", None)
         if every and not cut and k % every:
-            for i in association.drifting(frame, result.masks):
+            hsv = association.hsv(frame)  # one conversion for both
+            for i in association.drifting(frame, result.masks, hsv):
                 del result.masks[i]  # the mask left its object (looks unlike it): hidden until a detection finds it
                 hidden.add(i)
                 result.info[i] = instance_info("lost", "drifted", None)
-            association.follow(k, frame, result.masks)  # where their colours went: their places at the next detection
+            # where their colours went: their places at the next detection
+            association.follow(k, frame, result.masks, hsv)
         if every and (k % every == 0 or cut):
             in_view = set(result.masks)
             matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut)
