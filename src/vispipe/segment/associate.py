@@ -40,16 +40,24 @@ of view (an object that comes back rarely comes back where it left), or in view 
 centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
 last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
 place (where it reaches ``match_iou``: below, an overlap is noise) + likeness + half of
-:func:`agreement` (shape and distance: what tells look-alikes apart). A detection whose box is
-unlike the instance's at its anchor (:data:`PLACE_SHAPE`) is not where the instance's mask is: a
-mask can drift inside a larger look-alike, where colours cannot see it.
+:func:`agreement` (shape and distance: what tells look-alikes apart). An instance out of view (or
+adrift) whose last place touched an edge of the frame has two more places for that distance
+(:meth:`Association.returns`): where it left, and the same place on the opposite edge (objects come
+back the way they left, or go on through the other side); among look-alikes out of view, that is
+what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
+(:data:`PLACE_SHAPE`) is not where the instance's mask is: a mask can drift inside a larger
+look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
+object's shape, and rules nothing out).
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
 the last observation): an instance in view (or adrift: its mask drifted off since its last
 anchor) and a detection, both unmatched, that are each other's only candidate are one object. A
 candidate looks alike by the instance's whole views, anywhere (a mask the flow lost, stuck where it
-was left), or, with no whole view to ask, is within twice the reach. A partial view never vetoes here, which is what let a fast object entering at an edge, whose
-first looks were a third of it, keep its id.
+was left), or, with no whole view to ask, is within twice the reach. A partial view never vetoes
+here, which is what let a fast object entering at an edge, whose first looks were a third of it,
+keep its id. A detection that is a sliver of the instance at the edge (:meth:`Association.sliver`:
+its colours may be one part's) is a candidate only where it lies on the instance's mask: an object
+leaving by an edge keeps its id to the last pixels.
 
 A detection that matches an instance in view re-anchors it (``re-detected``); one that matches an
 instance out of view brings it back **with its old id** (``revived``); one that matches nothing
@@ -107,10 +115,11 @@ class Motion:
     box: tuple[int, int, int, int] | list[int]
     velocity: tuple[float, float] | None = None
     flowed: tuple[float, float] | None = None
+    whole: bool = True  # the anchor saw it whole: its box is the object's shape (not one cut by an edge)
 
-    def anchored(self, frame: int, box) -> Motion:
+    def anchored(self, frame: int, box, seen_whole: bool = True) -> Motion:
         """The motion after a new anchor on ``frame`` (its flowed velocity is measured anew)."""
-        return Motion(frame, box, velocity(self.box, box, max(frame - self.frame, 1)))
+        return Motion(frame, box, velocity(self.box, box, max(frame - self.frame, 1)), whole=seen_whole)
 
     def guesses(self, frame: int) -> list[tuple[float, float, float, float]]:
         """Where the instance's box is on ``frame``: the last anchor's box moved on at each velocity
@@ -164,6 +173,7 @@ FOLLOW_FRESH = 2  # frames: a find this recent replaces the anchor's guesses at 
 FOLLOW_OVERLAP = 0.3  # two finds overlapping this much (box IoU) are one place: one of them was pulled there
 FOLLOW_SMOOTH = 0.5  # the weight of the newest step in a followed velocity
 MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
+EDGE = 1  # px: a box this near an edge of the frame touches it (the object may have left by it)
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
 
@@ -262,7 +272,7 @@ class Association:
         self.last_seen = dict(first)
         self.by_looks = looks and cfg.get("min_similarity", 0.8) < 1  # 1 turns appearance matching off
         self.looks = {i: [(appearance(image, m), whole(m))] for i, m in first.items()} if self.by_looks else {}
-        self.motion = {i: Motion(0, box_xyxy(m)) for i, m in first.items()}
+        self.motion = {i: Motion(0, box_xyxy(m), whole=whole(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
         self.followed: dict[int, Followed] = {}
@@ -291,8 +301,9 @@ class Association:
                 view = (appearance(frame, mask), whole(mask))
                 kept = [v for v in self.looks.get(i, []) if v[1] or not view[1]]  # a whole view replaces partial ones
                 self.looks[i] = [*kept[-(GALLERY - 1) :], view]
+            box, seen_whole = box_xyxy(mask), whole(mask)
             self.motion[i] = (
-                self.motion[i].anchored(k, box_xyxy(mask)) if i in self.motion else Motion(k, box_xyxy(mask))
+                self.motion[i].anchored(k, box, seen_whole) if i in self.motion else Motion(k, box, whole=seen_whole)
             )
             self.trail[i] = [box_xyxy(mask)]
             self.adrift.discard(i)
@@ -375,6 +386,26 @@ class Association:
         self.adrift.clear()
         self.followed.clear()
 
+    def returns(self, i: int, shape: tuple[int, int]) -> list:
+        """Where instance ``i`` may come back into view if its last place (its last find by colours,
+        else its last visible mask) touched an edge of a frame of ``shape``: through that edge (moving
+        back) or through the opposite one (moving on), each at the same place along the edge."""
+        f = self.followed.get(i)
+        box = f.box if f is not None else box_xyxy(self.last_seen[i]) if i in self.last_seen else None
+        if box is None:
+            return []
+        H, W = shape
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        at_x = [(0, y0, w, y1), (W - w, y0, W, y1)]  # the left and right edges, at its height
+        at_y = [(x0, 0, x1, h), (x0, H - h, x1, H)]  # the top and bottom edges
+        out = []
+        if x0 <= EDGE or x1 >= W - EDGE:
+            out += at_x
+        if y0 <= EDGE or y1 >= H - EDGE:
+            out += at_y
+        return out
+
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
         """Whether a detection's ``box`` is within reach of one of instance ``i``'s ``places``, in
         sizes of the instance as its last anchor saw it (a drifting mask shrinks; the object does not)."""
@@ -391,17 +422,21 @@ class Association:
         views = [h for h, w in self.looks.get(i, ()) if w or not whole_only]
         return max((similarity(look, h) for h in views), default=None)
 
-    def vetoes(self, look, i: int, detection: np.ndarray) -> bool:
+    def vetoes(self, look, i: int, detection: np.ndarray, box) -> bool:
         """Whether a detection and instance ``i``'s whole views look too unlike to be one object: the
         detection seen whole, or showing at least :data:`VIEW_SHARE` of the instance's size at its
-        last anchor (a sliver at the edge may show colours of one part only)."""
+        last anchor (a sliver at the edge may show colours of one part only; ``box``: the detection's)."""
         alike = self.alike(look, i, whole_only=True)
-        if alike is None or alike >= VETO:
-            return False
+        return alike is not None and alike < VETO and not self.sliver(detection, box, i)
+
+    def sliver(self, detection: np.ndarray, box, i: int) -> bool:
+        """Whether a detection (its mask and ``box``) is a sliver of instance ``i`` at the frame's edge:
+        cut by the edge, and smaller than :data:`VIEW_SHARE` of the instance's box at its last anchor
+        (its colours may be one part's only: they neither veto nor match)."""
         if whole(detection):
-            return True
+            return False
         motion = self.motion.get(i)
-        return motion is not None and box_area(box_xyxy(detection)) >= VIEW_SHARE * box_area(motion.box)
+        return motion is None or box_area(box) < VIEW_SHARE * box_area(motion.box)
 
     def drifted(self, frame: np.ndarray, mask: np.ndarray, i: int, hsv: np.ndarray | None = None) -> bool:
         """Whether instance ``i``'s mask in view has left its object: less than :data:`DRIFT_SHARE` of
@@ -437,15 +472,21 @@ class Association:
             return ([] if i in lost else [box_xyxy(known[i])]) + list(guesses.get(i, ()))
 
         places = {} if cut else {i: place(i) for i in tracks if known[i] is not None}
+        for i in places:
+            if i not in result.masks or i in lost:  # it may have left the frame: it may come back by an edge
+                places[i] += self.returns(i, frame.shape[:2])
         boxes = [box_xyxy(d) for d in detections]
         score = np.zeros((len(detections), len(tracks)))
         for r, d in enumerate(detections):
             for c, i in enumerate(tracks):
-                if self.vetoes(looks[r], i, d):
+                if self.vetoes(looks[r], i, d, boxes[r]):
                     continue  # seen (nearly) whole, they look like two objects: no place makes them one
                 where, anchor = 0.0, self.motion[i].box if i in self.motion else boxes[r]
                 if i in places:
-                    unlike = shape_agreement(boxes[r], anchor) < PLACE_SHAPE  # not the object its mask was
+                    # a detection unlike its box at a whole anchor is not the object its mask was
+                    unlike = (
+                        i in self.motion and self.motion[i].whole and shape_agreement(boxes[r], anchor) < PLACE_SHAPE
+                    )
                     on_mask = 0.0 if i in lost or unlike else match_score(d, known[i])
                     where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
@@ -459,7 +500,7 @@ class Association:
                     )
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
-            pairs |= self.second(result, looks, boxes, tracks, places, pairs, k)
+            pairs |= self.second(result, detections, looks, boxes, tracks, places, pairs, k)
         in_view = set(result.masks)
         for r, mask in enumerate(detections):
             if r in pairs:
@@ -483,7 +524,7 @@ class Association:
             result.info[i] = instance_info("lost", "not re-detected", None)
         return matched
 
-    def second(self, result, looks, boxes, tracks, places, pairs, k) -> dict:
+    def second(self, result, detections, looks, boxes, tracks, places, pairs, k) -> dict:
         """The second association (ByteTrack's, for what the first left; OC-SORT recovers the same way
         from the last observation): an instance in view and a detection, both unmatched, that are
         each other's only candidate are one object. A candidate is within a wider reach, unless a
@@ -495,6 +536,10 @@ class Association:
         candidates = {}
         for r in rows:
             for i in cols:
+                if self.sliver(detections[r], boxes[r], i):  # its colours say nothing: it must be on the mask
+                    if i in result.masks and np.logical_and(detections[r], result.masks[i]).any():
+                        candidates[r, i] = 0.0
+                    continue
                 alike = self.alike(looks[r], i, whole_only=True)
                 if alike is not None and alike >= self.cfg["min_similarity"]:
                     candidates[r, i] = alike
