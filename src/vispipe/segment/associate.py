@@ -305,7 +305,7 @@ class Association:
             self.motion[i] = (
                 self.motion[i].anchored(k, box, seen_whole) if i in self.motion else Motion(k, box, whole=seen_whole)
             )
-            self.trail[i] = [box_xyxy(mask)]
+            self.trail[i] = [box]
             self.adrift.discard(i)
         if self.by_looks and masks:
             hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
