@@ -271,14 +271,14 @@ class Association:
         self.cfg = cfg
         self.last_seen = dict(first)
         self.by_looks = looks and cfg.get("min_similarity", 0.8) < 1  # 1 turns appearance matching off
-        self.looks = {i: [(appearance(image, m), whole(m))] for i, m in first.items()} if self.by_looks else {}
+        hsv = self.hsv(image)
+        self.looks = {i: [(appearance(image, m, hsv), whole(m))] for i, m in first.items()} if self.by_looks else {}
         self.motion = {i: Motion(0, box_xyxy(m), whole=whole(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
         self.followed: dict[int, Followed] = {}
         self.models: dict[int, np.ndarray] = {}
         if self.by_looks:
-            hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
             for i, m in first.items():
                 self.start_following(i, 0, hsv, m)
 
@@ -294,11 +294,14 @@ class Association:
             self.trail[i] = None
         self.motion[i] = replace(motion, flowed=velocity(trail[0], trail[-1], len(trail) - 1))
 
-    def anchored(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray]) -> None:
-        """Detections confirmed these instances on frame ``k``: their looks and motion are renewed."""
+    def anchored(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> None:
+        """Detections confirmed these instances on frame ``k``: their looks and motion are renewed
+        (``hsv``: the frame in HSV, if at hand)."""
+        if masks and hsv is None:
+            hsv = self.hsv(frame)
         for i, mask in masks.items():
             if self.by_looks:
-                view = (appearance(frame, mask), whole(mask))
+                view = (appearance(frame, mask, hsv), whole(mask))
                 kept = [v for v in self.looks.get(i, []) if v[1] or not view[1]]  # a whole view replaces partial ones
                 self.looks[i] = [*kept[-(GALLERY - 1) :], view]
             box, seen_whole = box_xyxy(mask), whole(mask)
@@ -307,9 +310,7 @@ class Association:
             )
             self.trail[i] = [box]
             self.adrift.discard(i)
-        if self.by_looks and masks:
-            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
-            for i, mask in masks.items():
+            if self.by_looks:
                 self.start_following(i, k, hsv, mask)
 
     def start_following(self, i: int, k: int, hsv: np.ndarray, mask: np.ndarray) -> None:
@@ -341,7 +342,7 @@ class Association:
         there by the other's colours, and counts as a miss. ``hsv``: the frame in HSV, if at hand."""
         if not self.by_looks:
             return
-        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if hsv is None else hsv
+        hsv = self.hsv(frame) if hsv is None else hsv
         H, W = frame.shape[:2]
         finds = {}
         for i, f in self.followed.items():
@@ -366,14 +367,14 @@ class Association:
             self.followed[i] = self.followed[i].found(k, box)
 
     def hsv(self, frame: np.ndarray) -> np.ndarray | None:
-        """``frame`` in HSV when looks are on (one conversion for the drift test and the following)."""
+        """``frame`` in HSV when looks are on (one conversion per frame for all that asks for colours)."""
         return cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks else None
 
     def drifting(self, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> list[int]:
         """The instances among ``masks`` (in view) whose mask has left its object (:meth:`drifted`);
         they stay adrift until a detection anchors them again (``hsv``: the frame in HSV, if at hand)."""
-        if hsv is None and self.by_looks and masks:
-            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+        if hsv is None and masks:
+            hsv = self.hsv(frame)
         out = [i for i, m in masks.items() if self.drifted(frame, m, i, hsv)]
         self.adrift.update(out)
         return out
@@ -448,11 +449,11 @@ class Association:
         return max(coverage(look, view) for view, _ in self.looks[i]) < DRIFT_SHARE
 
     def match(self, result: FrameResult, frame: np.ndarray, detections: list[np.ndarray], ids: list[int],
-              carried: dict, k: int, cut: bool = False) -> set[int]:  # fmt: skip
+              carried: dict, k: int, cut: bool = False, hsv: np.ndarray | None = None) -> set[int]:  # fmt: skip
         """Match frame ``k``'s detections with every instance so far; re-anchor, revive, or start new
         ids (updates ``result``, ``ids`` and ``carried`` in place); return the ids a detection
         matched. ``cut``: the frame starts a new shot, so looks alone decide (every instance is out
-        of view). See the module docstring."""
+        of view); ``hsv``: the frame in HSV, if at hand. See the module docstring."""
         cfg = self.cfg
         detections = [d for d in detections if d.any()]
         known = {i: result.masks.get(i, carried.get(i, self.last_seen.get(i))) for i in ids}
@@ -462,7 +463,7 @@ class Association:
             if i in guesses and k - f.frame <= FOLLOW_FRESH:
                 guesses[i] = [f.guess(k)]  # found by its colours of late: a newer place than its anchor's
         # where each instance may be: its mask's box and its motion's guesses (nothing across a cut)
-        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if self.by_looks else None
+        hsv = self.hsv(frame) if hsv is None else hsv
         looks = [appearance(frame, d, hsv) if self.by_looks else None for d in detections]
         # a mask that left its object (:meth:`drifted`, now or since the last anchor) is not a place,
         # and its instance, wherever it went, may be found by looks as if out of view

@@ -60,8 +60,8 @@ def track(
             for i in list(result.masks):
                 del result.masks[i]
                 result.info[i] = instance_info("lost", "scene cut", None)
+        hsv = association.hsv(frame) if every else None  # one conversion for all that asks for colours
         if every and not cut and k % every:
-            hsv = association.hsv(frame)  # one conversion for both
             for i in association.drifting(frame, result.masks, hsv):
                 del result.masks[i]  # the mask left its object (looks unlike it): hidden until a detection finds it
                 hidden.add(i)
@@ -70,10 +70,10 @@ def track(
             association.follow(k, frame, result.masks, hsv)
         if every and (k % every == 0 or cut):
             in_view = set(result.masks)
-            matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut)
+            matched = association.match(result, frame, detector.detect(frame, k), ids, carried, k, cut, hsv)
             hidden = (hidden | (in_view - matched)) - matched
             anchored = {i: result.masks[i] for i, v in result.info.items() if v["reason"] in ANCHORING}
-            association.anchored(k, frame, anchored)
+            association.anchored(k, frame, anchored, hsv)
             if anchored:
                 stepper.anchor(k, frame, anchored)
         for i in ids:
