@@ -15,7 +15,7 @@ from vispipe.segment.files.masks import id_mask
 from vispipe.segment.track.flow import propagate
 
 REDETECT = {"match_iou": 0.5, "min_similarity": 0.8, "scene_cut": 0.5}
-TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 288 at every 5, 10 and 20: 11 minutes on 1 core)
+TESTED = TUNED[:12]  # the tests' share of the tuned seeds (all 336 at every 5, 10 and 20: 13 minutes on 1 core)
 
 
 def run(clip, every: int, **redetect):
@@ -326,6 +326,57 @@ def test_ids_hold_where_objects_leave_and_come_back_by_an_edge(seed, every):
     newcomer entering as a 3 px sliver at the top is found later on its mask, while its look-alike
     that left by the bottom may come back there: unless only a whole anchor's shape rules a place
     out, the look-alike takes it (2 switches)."""
+    clip = identity_clip(seed)
+    scores, seen, _ = scored(clip, run(clip, every), every)
+    assert (scores["id_switches"], scores["predicted_ids"]) == (0, seen), scores
+
+
+def test_a_side_cut_by_the_edge_is_a_least_size():
+    """A view cut by an edge of the frame shows a least size along the cut: a thin object's 3 px sliver
+    at the top agrees with its whole 115 x 7 view, a large object cut at 74 px of height does not,
+    and uncut boxes compare as before (no frame given: as before too)."""
+    from vispipe.segment.associate import shape_agreement
+
+    frame = (240, 320)
+    thin = (89, 156, 204, 163)  # 115 x 7, whole
+    assert shape_agreement(thin, (149, 0, 264, 3), frame) == 1.0  # its sliver at the top
+    assert shape_agreement(thin, (149, 0, 264, 3)) == pytest.approx(3 / 7)  # sizes as seen
+    assert shape_agreement(thin, (58, 166, 175, 240), frame) == pytest.approx(115 / 117 * 7 / 74)
+    assert shape_agreement((10, 10, 30, 50), (100, 100, 140, 120), frame) == pytest.approx(0.5 * 0.5)
+    assert shape_agreement((0, 10, 30, 50), (300, 100, 320, 140), frame) == 1.0  # both cut, heights alike
+
+
+def test_only_an_object_seen_leaving_may_come_back_by_an_edge():
+    """An instance whose last place touches the top edge gets places at the top and the bottom only
+    when it moved towards the top; entering there (moving down), or with no motion known (a partial
+    first view), it was not seen leaving: no places."""
+    from dataclasses import replace
+
+    from vispipe.segment.associate import Association, Motion
+
+    frame = np.zeros((60, 120, 3), np.uint8)
+    at_top = np.zeros((60, 120), bool)
+    at_top[0:5, 40:60] = True
+    association = Association(frame, {1: at_top}, {"every": 10, "min_similarity": 0.8})
+    association.followed.clear()
+    association.motion[1] = Motion(0, (40, 0, 60, 5), whole=False)
+    assert association.returns(1, (60, 120)) == []  # no motion known
+    association.motion[1] = replace(association.motion[1], flowed=(0.0, 3.0))
+    assert association.returns(1, (60, 120)) == []  # coming in
+    association.motion[1] = replace(association.motion[1], flowed=(0.0, -3.0))
+    assert association.returns(1, (60, 120)) == [(40, 0, 60, 5), (40, 55, 60, 60)]  # leaving: top, bottom
+
+
+@pytest.mark.parametrize("seed, every", [(7021, 10), (7004, 20), (7043, 20)])
+def test_ids_hold_where_a_first_view_is_cut_by_the_edge(seed, every):
+    """Tuned clips (held out until the round that examined them): no switch, no extra id. In 7021 a
+    thin object enters at the top as a 101 x 4 px sliver, the flow loses it at once, and a thin
+    look-alike enters at the bottom by frame 10: the sliver's height against the newcomer's cut one,
+    and places at the bottom as if it had left by the top, gave it the newcomer (2 switches); it
+    needs both rules, a cut side as a least size and return places only for an object seen leaving.
+    In 7004 a thin object's 2 px sliver lost to its large look-alike's whole view, and in 7043 a
+    normal object's sliver at the right edge to its whole look-alike, by shape: without the least
+    size both swap (1 switch each)."""
     clip = identity_clip(seed)
     scores, seen, _ = scored(clip, run(clip, every), every)
     assert (scores["id_switches"], scores["predicted_ids"]) == (0, seen), scores

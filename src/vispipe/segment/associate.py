@@ -40,11 +40,12 @@ of view (an object that comes back rarely comes back where it left), or in view 
 centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
 last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
 place (where it reaches ``match_iou``: below, an overlap is noise) + likeness + half of
-:func:`agreement` (shape and distance: what tells look-alikes apart). An instance out of view (or
-adrift) whose last place touched an edge of the frame has two more places for that distance
-(:meth:`Association.returns`): where it left, and the same place on the opposite edge (objects come
-back the way they left, or go on through the other side); among look-alikes out of view, that is
-what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
+:func:`agreement` (shape and distance: what tells look-alikes apart; a side of a view cut by the
+frame's edge is a least size, :func:`shape_agreement`). An instance out of view (or adrift) that was
+seen leaving (its last place touched an edge while it moved towards it) has two more places for that
+distance (:meth:`Association.returns`): where it left, and the same place on the opposite edge
+(objects come back the way they left, or go on through the other side); among look-alikes out of
+view, that is what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
 (:data:`PLACE_SHAPE`) is not where the instance's mask is: a mask can drift inside a larger
 look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
 object's shape, and rules nothing out).
@@ -187,19 +188,40 @@ def near(box, other, frames: int, per_frame: float = REACH_PER_FRAME, size: floa
     return bool(np.hypot(dx, dy) <= size * (1 + per_frame * frames))
 
 
-def shape_agreement(box, anchor) -> float:
-    """How alike two boxes' widths and heights are, in [0, 1] (1: the same size and aspect ratio)."""
-    w, h = box[2] - box[0], box[3] - box[1]
-    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
-    return min(w, aw) / max(w, aw, 1) * min(h, ah) / max(h, ah, 1)
+def box_side(box, axis: int, limit: int | None) -> tuple[float, bool]:
+    """A box's width (``axis`` 0) or height (1), and whether an edge of a frame ``limit`` pixels
+    across (None: unknown) cuts it: then it is only a least size of the object."""
+    lo, hi = box[axis], box[axis + 2]
+    return hi - lo, limit is not None and (lo <= EDGE or hi >= limit - EDGE)
 
 
-def agreement(box, anchor, places) -> float:
+def shape_agreement(box, anchor, frame: tuple[int, int] | None = None) -> float:
+    """How alike two boxes' widths and heights are, in [0, 1] (1: the same size and aspect ratio).
+    Given the ``frame``'s height and width, a side cut by an edge is a least size: it agrees with any
+    uncut size at least as large, and a smaller one by their ratio (two cut sides always agree). A
+    thin object's 3 px sliver entering at the top is then like its whole view, and a large object's
+    cut view still unlike a thin one."""
+    out = 1.0
+    for axis in (0, 1):
+        limit = None if frame is None else frame[1 - axis]
+        (a, a_cut), (b, b_cut) = box_side(box, axis, limit), box_side(anchor, axis, limit)
+        if a_cut and b_cut:
+            continue
+        if a_cut or b_cut:
+            least, uncut = (a, b) if a_cut else (b, a)
+            out *= min(uncut / max(least, 1), 1.0)
+        else:
+            out *= min(a, b) / max(a, b, 1)
+    return float(out)
+
+
+def agreement(box, anchor, places, frame: tuple[int, int] | None = None) -> float:
     """How well a detection's ``box`` fits an instance beyond the gates, in [0, 1], to tell objects that
     look alike apart: its width and height against the instance's at its last ``anchor`` (shape, as
-    SORT's state keeps scale and aspect ratio), and how close its centre is to the nearest of the
-    instance's ``places``, in the instance's sizes."""
-    shape = shape_agreement(box, anchor)
+    SORT's state keeps scale and aspect ratio; sides cut by the edges of a ``frame`` of that height
+    and width are least sizes), and how close its centre is to the nearest of the instance's
+    ``places``, in the instance's sizes."""
+    shape = shape_agreement(box, anchor, frame)
     size = max(anchor[2] - anchor[0], anchor[3] - anchor[1], 1)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     d = min((np.hypot(cx - (p[0] + p[2]) / 2, cy - (p[1] + p[3]) / 2) for p in places), default=np.inf)
@@ -388,12 +410,18 @@ class Association:
         self.followed.clear()
 
     def returns(self, i: int, shape: tuple[int, int]) -> list:
-        """Where instance ``i`` may come back into view if its last place (its last find by colours,
-        else its last visible mask) touched an edge of a frame of ``shape``: through that edge (moving
-        back) or through the opposite one (moving on), each at the same place along the edge."""
-        f = self.followed.get(i)
+        """Where instance ``i`` may come back into view if it was seen leaving: its last place (its last
+        find by colours, else its last visible mask) touched an edge of a frame of ``shape`` while it
+        moved towards that edge (its velocity: followed, else between anchors, else flowed). It comes
+        back through that edge (moving back) or through the opposite one (moving on), each at the
+        same place along the edge. A partial first view at an edge, with no motion known, has not
+        been seen leaving: it may be coming in."""
+        f, motion = self.followed.get(i), self.motion.get(i)
         box = f.box if f is not None else box_xyxy(self.last_seen[i]) if i in self.last_seen else None
-        if box is None:
+        v = f.velocity if f is not None and any(f.velocity) else None
+        if v is None and motion is not None:
+            v = motion.velocity if motion.velocity is not None else motion.flowed
+        if box is None or v is None:
             return []
         H, W = shape
         x0, y0, x1, y1 = box
@@ -401,9 +429,9 @@ class Association:
         at_x = [(0, y0, w, y1), (W - w, y0, W, y1)]  # the left and right edges, at its height
         at_y = [(x0, 0, x1, h), (x0, H - h, x1, H)]  # the top and bottom edges
         out = []
-        if x0 <= EDGE or x1 >= W - EDGE:
+        if (x0 <= EDGE and v[0] < 0) or (x1 >= W - EDGE and v[0] > 0):
             out += at_x
-        if y0 <= EDGE or y1 >= H - EDGE:
+        if (y0 <= EDGE and v[1] < 0) or (y1 >= H - EDGE and v[1] > 0):
             out += at_y
         return out
 
@@ -497,7 +525,7 @@ class Association:
                     score[r, c] = (
                         (where if where >= cfg["match_iou"] else 0.0)
                         + alike
-                        + TIE * agreement(boxes[r], anchor, places.get(i, ()))
+                        + TIE * agreement(boxes[r], anchor, places.get(i, ()), frame.shape[:2])
                     )
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
