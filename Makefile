@@ -48,6 +48,7 @@ bench: $(STAMP)  ## benchmarks against peers (table + bench/out/*.json)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/segment_quality.py
 	$(BIN)/python bench/segment.py
+	$(BIN)/python bench/follow.py
 
 # On a GPU machine, even one without internet or this venv: the Python that has torch runs it
 # straight from the checkout (see bench/gpu_check.py for what it needs).

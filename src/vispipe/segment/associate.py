@@ -173,6 +173,7 @@ FOLLOW_MASS = 0.5  # a find whose colours fill its box less than this share of t
 FOLLOW_FRESH = 2  # frames: a find this recent replaces the anchor's guesses at a re-detection
 FOLLOW_OVERLAP = 0.3  # two finds overlapping this much (box IoU) are one place: one of them was pulled there
 FOLLOW_SMOOTH = 0.5  # the weight of the newest step in a followed velocity
+FOLLOW_SEARCH = 1  # mean shift searches its window widened by this many of its sizes on each side
 MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
 EDGE = 1  # px: a box this near an edge of the frame touches it (the object may have left by it)
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
@@ -344,19 +345,25 @@ class Association:
         every = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
         self.models[i] = (np.minimum(obj / np.maximum(every, 1), 1) * 255).astype(np.float32)
         x0, y0, x1, y1 = box = box_xyxy(mask)
-        mass = float(self.back_projection(i, hsv)[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
+        mass = float(self.back_projection(i, hsv, box).mean()) if x1 > x0 and y1 > y0 else 0.0
         motion = self.motion.get(i)
         v = motion.velocity if motion is not None and motion.velocity is not None else (0.0, 0.0)
         self.followed[i] = Followed(k, tuple(float(c) for c in box), v, mass)
 
-    def back_projection(self, i: int, hsv: np.ndarray) -> np.ndarray:
-        """How much each pixel's colour is instance ``i``'s (0-255)."""
+    def back_projection(self, i: int, hsv: np.ndarray, region=None) -> np.ndarray:
+        """How much each pixel's colour is instance ``i``'s (0-255), over the frame (``hsv``) or over
+        its ``region`` (x0, y0, x1, y1) alone: what follows one instance costs its region's pixels,
+        not the frame's."""
+        if region is not None:
+            x0, y0, x1, y1 = region
+            hsv = hsv[y0:y1, x0:x1]
         return cv2.calcBackProject([hsv], [0, 1], self.models[i], [0, 180, 0, 256], 1)
 
     def follow(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> None:
         """Between detections, find each instance in view (``masks``) or adrift by its colours where
-        its motion puts it (mean shift on its back-projection, as CamShift follows an object), so that
-        the next detection knows where it went even where the propagator lost it. A find must fill
+        its motion puts it (mean shift on its back-projection, as CamShift follows an object, within
+        its window widened by :data:`FOLLOW_SEARCH` of its sizes on each side), so that the next
+        detection knows where it went even where the propagator lost it. A find must fill
         its box with the instance's colours at least :data:`FOLLOW_MASS` as much as the anchor did;
         a follow that misses once (the object hidden, left, or too fast) has ended until the next
         anchor: a window that later finds those colours again may be on a look-alike. Two finds on
@@ -374,10 +381,14 @@ class Association:
             cx0, cy0, cx1, cy1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
             if min(cx1 - cx0, cy1 - cy0) < 2 or (cx1 - cx0) * (cy1 - cy0) < FOLLOW_MASS * (x1 - x0) * (y1 - y0):
                 continue  # its guess is (mostly) out of the frame
-            back = self.back_projection(i, hsv)
-            _, (x, y, w, h) = cv2.meanShift(back, (cx0, cy0, cx1 - cx0, cy1 - cy0), MEAN_SHIFT)
+            w, h = cx1 - cx0, cy1 - cy0  # its window, and the region around it that mean shift searches
+            dx, dy = FOLLOW_SEARCH * w, FOLLOW_SEARCH * h
+            region = rx0, ry0, _, _ = max(cx0 - dx, 0), max(cy0 - dy, 0), min(cx1 + dx, W), min(cy1 + dy, H)
+            back = self.back_projection(i, hsv, region)
+            _, (x, y, w, h) = cv2.meanShift(back, (cx0 - rx0, cy0 - ry0, w, h), MEAN_SHIFT)
             if back[y : y + h, x : x + w].mean() < FOLLOW_MASS * f.mass:
                 continue
+            x, y = x + rx0, y + ry0  # in the frame
             x, y = x - (cx0 - x0 if cx0 > x0 else 0), y - (cy0 - y0 if cy0 > y0 else 0)  # the box the edge cut
             box = (x, y, x + x1 - x0, y + y1 - y0)
             moved = np.hypot(*velocity(guess, box, 1)) / max(x1 - x0, y1 - y0, 1)

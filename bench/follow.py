@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Following by colours between detections (``Association.follow``): what it costs per frame as the
+frame grows, mean shift searching a region around each instance's window (``FOLLOW_SEARCH``, the
+default) against the whole frame (its peer: the code before the region), and whether the two find
+the same places. Prints a table, writes JSON.
+
+The clips: an identity clip (the first tuned seed with 6 objects or more; ``--seed`` for another)
+scaled up to each size, its true masks as the masks in view (the follow runs on every frame, as
+between detections), the frame's HSV conversion done once outside the timing (the loop shares it).
+One OpenCV thread.
+
+    python bench/follow.py [--sizes 240x320 720x1280 1080x1920] [--frames 40] [--seed S] [--out bench/out/follow.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vispipe.segment import associate
+from vispipe.segment.evaluation.synthetic import TUNED, identity_clip
+
+WHOLE_FRAME = 10**6  # FOLLOW_SEARCH this large: the region is the whole frame
+
+
+def scaled(clip, size: tuple[int, int], frames: int):
+    """The clip's first ``frames`` frames and id masks at ``size`` (height, width)."""
+    h, w = size
+    for frame, ids in zip(clip.frames[:frames], clip.masks[:frames]):
+        yield (cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR),
+               cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST))  # fmt: skip
+
+
+def run(clip, size, frames: int, search: float) -> tuple[float, list]:
+    """Mean ms per frame of ``follow`` with ``FOLLOW_SEARCH = search``, and the followed boxes per frame."""
+    associate.FOLLOW_SEARCH = search
+    seconds, boxes, association = 0.0, [], None
+    for k, (frame, ids) in enumerate(scaled(clip, size, frames)):
+        masks = {int(i): ids == i for i in np.unique(ids) if i}
+        if association is None:
+            association = associate.Association(frame, masks, {"every": 10, "min_similarity": 0.8})
+            continue
+        hsv = association.hsv(frame)
+        start = time.perf_counter()
+        association.follow(k, frame, masks, hsv)
+        seconds += time.perf_counter() - start
+        boxes.append({i: (f.frame, tuple(round(c, 3) for c in f.box)) for i, f in association.followed.items()})
+    return 1000 * seconds / (frames - 1), boxes
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--sizes", nargs="+", default=["240x320", "720x1280", "1080x1920"], help="HEIGHTxWIDTH")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--seed", type=int, help="identity clip seed (default: the first tuned one with 6+ objects)")
+    p.add_argument("--out", type=Path, default=Path("bench/out/follow.json"))
+    args = p.parse_args()
+    cv2.setNumThreads(1)
+    seed = args.seed if args.seed is not None else next(s for s in TUNED if len(identity_clip(s).plans) >= 6)
+    clip = identity_clip(seed)
+    default = associate.FOLLOW_SEARCH
+    rows = []
+    for text in args.sizes:
+        size = tuple(int(x) for x in text.split("x"))
+        whole_ms, whole_boxes = run(clip, size, args.frames, WHOLE_FRAME)
+        region_ms, region_boxes = run(clip, size, args.frames, default)
+        same = np.mean([a == b for a, b in zip(whole_boxes, region_boxes)])
+        rows.append({"size": text, "objects": len(clip.plans), "ms per frame, whole frame": whole_ms,
+                     "ms per frame, region": region_ms, "speed-up": whole_ms / region_ms,
+                     "frames with the same finds": float(same)})  # fmt: skip
+    associate.FOLLOW_SEARCH = default
+    print(f"Following by colours, identity clip {seed} ({len(clip.plans)} objects), {args.frames} frames, "
+          f"region = window widened by {default} of its sizes on each side; 1 OpenCV thread\n")  # fmt: skip
+    print("| size | ms per frame, whole frame | ms per frame, region | speed-up | frames with the same finds |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['ms per frame, whole frame']:.2f} | {r['ms per frame, region']:.2f} | "
+              f"{r['speed-up']:.1f}x | {r['frames with the same finds']:.0%} |")  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "seed": seed,
+        "frames": args.frames,
+        "follow_search": default,
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
