@@ -302,8 +302,7 @@ class Association:
         self.followed: dict[int, Followed] = {}
         self.models: dict[int, np.ndarray] = {}
         if self.by_looks:
-            for i, m in first.items():
-                self.start_following(i, 0, hsv, m)
+            self.start_following(0, hsv, first)
 
     def seen(self, i: int, mask: np.ndarray, k: int) -> None:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
@@ -333,22 +332,23 @@ class Association:
             )
             self.trail[i] = [box]
             self.adrift.discard(i)
-            if self.by_looks:
-                self.start_following(i, k, hsv, mask)
+        if self.by_looks and masks:
+            self.start_following(k, hsv, masks)
 
-    def start_following(self, i: int, k: int, hsv: np.ndarray, mask: np.ndarray) -> None:
-        """Instance ``i`` is anchored on frame ``k`` (``hsv``: the frame in HSV) with ``mask``: it is
-        followed from there, by its colours as a ratio histogram (Swain and Ballard's: the object's
-        share of each colour in the whole frame, so that colours the background shows too count
-        little), at the velocity between its last two anchors (none yet: standing)."""
-        obj = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [16, 8], [0, 180, 0, 256])
-        every = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        self.models[i] = (np.minimum(obj / np.maximum(every, 1), 1) * 255).astype(np.float32)
-        x0, y0, x1, y1 = box = box_xyxy(mask)
-        mass = float(self.back_projection(i, hsv, box).mean()) if x1 > x0 and y1 > y0 else 0.0
-        motion = self.motion.get(i)
-        v = motion.velocity if motion is not None and motion.velocity is not None else (0.0, 0.0)
-        self.followed[i] = Followed(k, tuple(float(c) for c in box), v, mass)
+    def start_following(self, k: int, hsv: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """These instances are anchored on frame ``k`` (``hsv``: the frame in HSV) with ``masks``: each
+        is followed from there, by its colours as a ratio histogram (Swain and Ballard's: the
+        object's share of each colour in the whole frame, so that colours the background shows too
+        count little), at the velocity between its last two anchors (none yet: standing)."""
+        everywhere = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])  # the frame's, once
+        for i, mask in masks.items():
+            obj = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), [16, 8], [0, 180, 0, 256])
+            self.models[i] = (np.minimum(obj / np.maximum(everywhere, 1), 1) * 255).astype(np.float32)
+            x0, y0, x1, y1 = box = box_xyxy(mask)
+            mass = float(self.back_projection(i, hsv, box).mean()) if x1 > x0 and y1 > y0 else 0.0
+            motion = self.motion.get(i)
+            v = motion.velocity if motion is not None and motion.velocity is not None else (0.0, 0.0)
+            self.followed[i] = Followed(k, tuple(float(c) for c in box), v, mass)
 
     def back_projection(self, i: int, hsv: np.ndarray, region=None) -> np.ndarray:
         """How much each pixel's colour is instance ``i``'s (0-255), over the frame (``hsv``) or over
@@ -382,14 +382,13 @@ class Association:
             if min(cx1 - cx0, cy1 - cy0) < 2 or (cx1 - cx0) * (cy1 - cy0) < FOLLOW_MASS * (x1 - x0) * (y1 - y0):
                 continue  # its guess is (mostly) out of the frame
             w, h = cx1 - cx0, cy1 - cy0  # its window, and the region around it that mean shift searches
-            dx, dy = FOLLOW_SEARCH * w, FOLLOW_SEARCH * h
+            dx, dy = int(FOLLOW_SEARCH * w), int(FOLLOW_SEARCH * h)
             region = rx0, ry0, _, _ = max(cx0 - dx, 0), max(cy0 - dy, 0), min(cx1 + dx, W), min(cy1 + dy, H)
             back = self.back_projection(i, hsv, region)
             _, (x, y, w, h) = cv2.meanShift(back, (cx0 - rx0, cy0 - ry0, w, h), MEAN_SHIFT)
             if back[y : y + h, x : x + w].mean() < FOLLOW_MASS * f.mass:
                 continue
-            x, y = x + rx0, y + ry0  # in the frame
-            x, y = x - (cx0 - x0 if cx0 > x0 else 0), y - (cy0 - y0 if cy0 > y0 else 0)  # the box the edge cut
+            x, y = x + rx0 - max(cx0 - x0, 0), y + ry0 - max(cy0 - y0, 0)  # in the frame, the box the edge cut
             box = (x, y, x + x1 - x0, y + y1 - y0)
             moved = np.hypot(*velocity(guess, box, 1)) / max(x1 - x0, y1 - y0, 1)
             finds[i] = box, moved
