@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Following by colours between detections (``Association.follow``): what it costs per frame as the
+"""Following between detections: by colours (``Association.follow``), what it costs per frame as the
 frame grows, mean shift searching a region around each instance's window (``FOLLOW_SEARCH``, the
 default) against the whole frame (its peer: the code before the region), and whether the two find
-the same places. Prints a table, writes JSON.
+the same places; by corners (``Association.track_points``: Lucas-Kanade on the corners found in
+each mask at its anchor, every 10 frames here), what it costs per frame and per anchor beside the
+colours. Prints a table, writes JSON.
 
 The clips: an identity clip (the first tuned seed with 6 objects or more; ``--seed`` for another)
 scaled up to each size, its true masks as the masks in view (the follow runs on every frame, as
@@ -54,6 +56,27 @@ def run(clip, size, frames: int, search: float) -> tuple[float, list]:
     return 1000 * seconds / (frames - 1), boxes
 
 
+def corners(clip, size, frames: int, every: int = 10) -> tuple[float, float]:
+    """Mean ms per frame of ``track_points``, and per anchor (every ``every`` frames, all instances)
+    of ``start_points``."""
+    track_s, anchor_s, anchors, association = 0.0, 0.0, 0, None
+    for k, (frame, ids) in enumerate(scaled(clip, size, frames)):
+        masks = {int(i): ids == i for i in np.unique(ids) if i}
+        if association is None:
+            association = associate.Association(frame, masks, {"every": every, "min_similarity": 0.8})
+            continue
+        start = time.perf_counter()
+        association.track_points(k, frame)
+        track_s += time.perf_counter() - start
+        if k % every == 0:
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            start = time.perf_counter()
+            association.start_points(k, gray, masks)
+            anchor_s += time.perf_counter() - start
+            anchors += 1
+    return 1000 * track_s / (frames - 1), 1000 * anchor_s / max(anchors, 1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,17 +96,21 @@ def main() -> None:
         whole_ms, whole_boxes = run(clip, size, args.frames, WHOLE_FRAME)
         region_ms, region_boxes = run(clip, size, args.frames, default)
         same = np.mean([a == b for a, b in zip(whole_boxes, region_boxes)])
+        corner_ms, anchor_ms = corners(clip, size, args.frames)
         rows.append({"size": text, "objects": len(clip.plans), "ms per frame, whole frame": whole_ms,
                      "ms per frame, region": region_ms, "speed-up": whole_ms / region_ms,
-                     "frames with the same finds": float(same)})  # fmt: skip
+                     "frames with the same finds": float(same), "corners: ms per frame": corner_ms,
+                     "corners: ms per anchor": anchor_ms})  # fmt: skip
     associate.FOLLOW_SEARCH = default
     print(f"Following by colours, identity clip {seed} ({len(clip.plans)} objects), {args.frames} frames, "
           f"region = window widened by {default} of its sizes on each side; 1 OpenCV thread\n")  # fmt: skip
-    print("| size | ms per frame, whole frame | ms per frame, region | speed-up | frames with the same finds |")
-    print("|---|---|---|---|---|")
+    print("| size | colours, whole frame: ms per frame | colours, region | speed-up | frames with the same finds "
+          "| corners: ms per frame | corners: ms per anchor |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['ms per frame, whole frame']:.2f} | {r['ms per frame, region']:.2f} | "
-              f"{r['speed-up']:.1f}x | {r['frames with the same finds']:.0%} |")  # fmt: skip
+              f"{r['speed-up']:.1f}x | {r['frames with the same finds']:.0%} | {r['corners: ms per frame']:.2f} | "
+              f"{r['corners: ms per anchor']:.2f} |")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "seed": seed,

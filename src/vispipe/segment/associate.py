@@ -7,10 +7,11 @@ match (SORT's motion, DeepSORT's appearance) on two cues, for every instance ali
 
 - where: :func:`match_score` against the instance's mask (in view: this frame's; out of view:
   carried forward while hidden, else the last one seen), or the box IoU with where its motion puts
-  it: the box of its last anchor (a detection that confirmed it) moved on at the velocity between its
-  last two anchors, or at the velocity the propagator gave its mask over the frames right after the
-  last anchor (:class:`Motion`: there from the first anchor on), since a propagated mask drifts and
-  lags between detections;
+  it: the box of its last anchor (a detection that confirmed it) moved by its corners since
+  (:meth:`Association.track_points`), or, once they are lost, moved on at the velocity between its
+  last two anchors, or at the velocity measured over the frames right after the last anchor
+  (:class:`Motion`: there from the first anchor on), since a propagated mask drifts and lags
+  between detections;
 - what: colour histograms (:func:`appearance`) of the detection and of the instance at its last
   anchors (the best of up to five), at least ``min_similarity`` alike. A view cut by the frame's
   edge (:func:`whole`) gives way to the first whole one. Looks also say no: a detection and an
@@ -34,6 +35,15 @@ the next anchor (its window may find the colours again on a look-alike), and of 
 place the one that moved farther from its guess counts as a miss. At the re-detection a find from
 the last :data:`FOLLOW_FRESH` frames, moved on at its velocity, is the instance's place instead of
 its anchor's guesses.
+
+Its corners are the first of those places: at every anchor the loop finds corners (Shi and
+Tomasi's) inside the instance's mask and tracks them on the frames (pyramidal Lucas-Kanade, checked
+forward and back, as KLT trackers and Kalal's median flow do), whatever the tracker does with the
+masks. Their median step since the anchor is the instance's place while they last, and over the
+first :data:`FLOWED_FRAMES` frames its ``flowed`` velocity (for a view cut by the edge too: its
+corners move with it). They stay on their own texture where the colours of two look-alikes are one,
+and a warped mask smears and lags. An object thinner than the tracking window gets none (they would
+follow what is around it); its flowed velocity is then its mask's trail.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
@@ -107,10 +117,10 @@ def velocity(before, after, frames: int) -> tuple[float, float]:
 @dataclass(frozen=True)
 class Motion:
     """An instance's last anchor (frame and box) and two velocities of its box centre, in pixels per
-    frame: between its last two anchors (``velocity``, as SORT's Kalman filter estimates one), and as
-    the propagator moved its mask over the frames right after the last anchor (``flowed``: there from
-    the first anchor on, before a second one gives ``velocity``). Each gives a constant-velocity guess
-    of where the instance is now."""
+    frame: between its last two anchors (``velocity``, as SORT's Kalman filter estimates one), and
+    over the frames right after the last anchor (``flowed``: there from the first anchor on, before a
+    second one gives ``velocity``; its corners' median step, else its mask's box as the propagator
+    moved it). Each gives a constant-velocity guess of where the instance is now."""
 
     frame: int
     box: tuple[int, int, int, int] | list[int]
@@ -163,6 +173,10 @@ GALLERY = 5  # the looks an instance keeps: those of its last anchors
 REACH_PER_FRAME = 0.25  # how far an instance may have moved per frame since its last anchor, in its own sizes
 SECOND_REACH_PER_FRAME = 0.5  # the same, for the second association (what the first left unmatched)
 FLOWED_FRAMES = 3  # frames after an anchor over which the propagator's motion of the mask is measured
+POINTS = 40  # corners tracked per instance from its anchor on (:meth:`Association.track_points`)
+POINTS_LEAST = 3  # fewer corners left than this measure no motion (the mask's trail does)
+POINTS_BACK = 1.0  # px: a corner tracked forward and back this far from where it started is an outlier
+LK = {"winSize": (15, 15), "maxLevel": 3, "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
 TIE = 0.5  # the weight of :func:`agreement` (shape and distance) beside place and looks
 VETO = 0.3  # looks less alike than this, seen whole, say two objects whatever the place
 PLACE_SHAPE = 0.25  # a detection less like the instance's box at its anchor than this is not where its mask is
@@ -301,14 +315,19 @@ class Association:
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
         self.followed: dict[int, Followed] = {}
         self.models: dict[int, np.ndarray] = {}
+        self.gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # the last frame, for the corners' flow
+        self.points: dict[int, tuple] = {}  # instance -> (anchor frame, corners there, corners now)
+        self.start_points(0, self.gray, first)
         if self.by_looks:
             self.start_following(0, hsv, first)
 
     def seen(self, i: int, mask: np.ndarray, k: int) -> None:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
-        anchor, the propagator's motion of its mask gives its flowed velocity."""
+        anchor, the propagator's motion of its mask gives its flowed velocity, unless corners do."""
         self.last_seen[i] = mask
         trail, motion = self.trail.get(i), self.motion.get(i)
+        if i in self.points:
+            return  # its corners measure its motion
         if trail is None or motion is None or k != motion.frame + len(trail):
             return  # not the next frame after the anchor: the trail has ended (or was broken)
         trail.append(box_xyxy(mask))
@@ -332,8 +351,64 @@ class Association:
             )
             self.trail[i] = [box]
             self.adrift.discard(i)
+        if masks:
+            self.start_points(k, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), masks)
         if self.by_looks and masks:
             self.start_following(k, hsv, masks)
+
+    def start_points(self, k: int, gray: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """Corners (Shi and Tomasi's) inside each of these masks, anchored on frame ``k`` (``gray``:
+        the frame in grey), tracked over the next frames by :meth:`track_points`."""
+        for i, mask in masks.items():
+            self.points.pop(i, None)
+            x0, y0, x1, y1 = box_xyxy(mask)
+            if min(x1 - x0, y1 - y0) < LK["winSize"][0]:
+                continue  # thinner than the window Lucas-Kanade matches: its corners would follow what is around it
+            found = cv2.goodFeaturesToTrack(gray[y0:y1, x0:x1], POINTS, 0.01, 3,
+                                            mask=mask[y0:y1, x0:x1].astype(np.uint8))  # fmt: skip
+            if found is not None and len(found) >= POINTS_LEAST:
+                found = found.reshape(-1, 2) + np.float32([x0, y0])
+                self.points[i] = (k, found, found)
+
+    def track_points(self, k: int, frame: np.ndarray) -> None:
+        """Frame ``k``: every instance's corners move on by pyramidal Lucas-Kanade from the frame before
+        (one call for all; a corner that comes back more than :data:`POINTS_BACK` px from where it
+        started is dropped, and an instance with fewer than :data:`POINTS_LEAST` left has lost them
+        until its next anchor). Their median step since the anchor is its place (:meth:`tracked`) and,
+        over the first :data:`FLOWED_FRAMES` frames, its ``flowed`` velocity and its follow's."""
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        previous, self.gray = self.gray, gray
+        live = [i for i in self.points if i in self.motion]
+        if not live:
+            return
+        now = np.concatenate([self.points[i][2] for i in live]).reshape(-1, 1, 2)  # one call for all instances
+        ahead, ok, _ = cv2.calcOpticalFlowPyrLK(previous, gray, now, None, **LK)
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, previous, ahead, None, **LK)
+        good = (ok.ravel() == 1) & (ok_back.ravel() == 1)
+        good &= np.linalg.norm((back - now).reshape(-1, 2), axis=1) < POINTS_BACK
+        ahead, end = ahead.reshape(-1, 2), np.cumsum([len(self.points[i][1]) for i in live])
+        for i, stop in zip(live, end):
+            k0, first, _ = self.points.pop(i)
+            kept = good[stop - len(first) : stop]
+            if kept.sum() < POINTS_LEAST:
+                continue  # its corners were lost (hidden, out of the frame): its motion stays as it was
+            first, moved = first[kept], ahead[stop - len(first) : stop][kept]
+            self.points[i] = (k0, first, moved)
+            if k - k0 <= FLOWED_FRAMES:
+                v = tuple(float(c) for c in np.median(moved - first, axis=0) / (k - k0))
+                self.motion[i] = replace(self.motion[i], flowed=v)
+                if i in self.followed and self.followed[i].frame == k - 1:
+                    self.followed[i] = replace(self.followed[i], velocity=v)
+
+    def tracked(self, i: int):
+        """Instance ``i``'s box on this frame by its corners (its anchor's box moved by their median step
+        since), while they are tracked; else None."""
+        if i not in self.points or i not in self.motion:
+            return None
+        k0, start, now = self.points[i]
+        dx, dy = (float(c) for c in np.median(now - start, axis=0))
+        x0, y0, x1, y1 = self.motion[i].box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
 
     def start_following(self, k: int, hsv: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         """These instances are anchored on frame ``k`` (``hsv``: the frame in HSV) with ``masks``: each
@@ -413,6 +488,7 @@ class Association:
 
     def cut(self) -> None:
         """A scene cut: where the instances were and how they moved say nothing any more."""
+        self.points.clear()
         self.last_seen.clear()
         self.motion.clear()
         self.trail.clear()
@@ -500,6 +576,9 @@ class Association:
         for i, f in self.followed.items():
             if i in guesses and k - f.frame <= FOLLOW_FRESH:
                 guesses[i] = [f.guess(k)]  # found by its colours of late: a newer place than its anchor's
+        for i in guesses:
+            if (box := self.tracked(i)) is not None:
+                guesses[i] = [box]  # its corners moved this far since its anchor
         # where each instance may be: its mask's box and its motion's guesses (nothing across a cut)
         hsv = self.hsv(frame) if hsv is None else hsv
         looks = [appearance(frame, d, hsv) if self.by_looks else None for d in detections]

@@ -7,8 +7,8 @@ around it is the same for all: the first frame's instances, re-detection every
 ``segment.redetect.every`` frames (:class:`~vispipe.segment.associate.Association` says which
 instance each detection is), scene cuts (every instance hidden; with re-detection the detector runs
 on the cut and looks alone match), masks that drifted off their objects between detections (hidden
-until a detection finds them again), every instance followed by its colours between detections (its
-place at the next one), and the born / lost / revived events, so that the outputs and
+until a detection finds them again), every instance followed between detections by the corners
+found inside its mask at its anchor and by its colours (its place at the next one), and the born / lost / revived events, so that the outputs and
 their meaning do not depend on the tracker.
 """
 
@@ -61,6 +61,8 @@ def track(
                 del result.masks[i]
                 result.info[i] = instance_info("lost", "scene cut", None)
         hsv = association.hsv(frame) if every else None  # one conversion for all that asks for colours
+        if every:
+            association.track_points(k, frame)  # how the instances anchored of late move
         if every and not cut and k % every:
             for i in association.drifting(frame, result.masks, hsv):
                 del result.masks[i]  # the mask left its object (looks unlike it): hidden until a detection finds it
