@@ -27,27 +27,25 @@ import numpy as np
 
 from vispipe.segment import associate
 from vispipe.segment.evaluation.synthetic import TUNED, identity_clip
+from vispipe.segment.geometry import box_xyxy
 
 WHOLE_FRAME = 10**6  # FOLLOW_SEARCH this large: the region is the whole frame
 
 
 def scaled(clip, size: tuple[int, int], frames: int):
-    """The clip's first ``frames`` frames and id masks at ``size`` (height, width)."""
+    """The clip's first ``frames`` frames at ``size`` (height, width), each with its true masks (id -> mask)."""
     h, w = size
     for frame, ids in zip(clip.frames[:frames], clip.masks[:frames]):
-        yield (cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR),
-               cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST))  # fmt: skip
+        ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+        yield cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), {int(i): ids == i for i in np.unique(ids) if i}
 
 
 def run(clip, size, frames: int, search: float) -> tuple[float, list]:
     """Mean ms per frame of ``follow`` with ``FOLLOW_SEARCH = search``, and the followed boxes per frame."""
     associate.FOLLOW_SEARCH = search
-    seconds, boxes, association = 0.0, [], None
-    for k, (frame, ids) in enumerate(scaled(clip, size, frames)):
-        masks = {int(i): ids == i for i in np.unique(ids) if i}
-        if association is None:
-            association = associate.Association(frame, masks, {"every": 10, "min_similarity": 0.8})
-            continue
+    seconds, boxes, items = 0.0, [], scaled(clip, size, frames)
+    association = associate.Association(*next(items), {"every": 10, "min_similarity": 0.8})
+    for k, (frame, masks) in enumerate(items, start=1):
         hsv = association.hsv(frame)
         start = time.perf_counter()
         association.follow(k, frame, masks, hsv)
@@ -59,19 +57,17 @@ def run(clip, size, frames: int, search: float) -> tuple[float, list]:
 def corners(clip, size, frames: int, every: int = 10) -> tuple[float, float]:
     """Mean ms per frame of ``track_points``, and per anchor (every ``every`` frames, all instances)
     of ``start_points``."""
-    track_s, anchor_s, anchors, association = 0.0, 0.0, 0, None
-    for k, (frame, ids) in enumerate(scaled(clip, size, frames)):
-        masks = {int(i): ids == i for i in np.unique(ids) if i}
-        if association is None:
-            association = associate.Association(frame, masks, {"every": every, "min_similarity": 0.8})
-            continue
+    track_s, anchor_s, anchors, items = 0.0, 0.0, 0, scaled(clip, size, frames)
+    association = associate.Association(*next(items), {"every": every, "min_similarity": 0.8})
+    for k, (frame, masks) in enumerate(items, start=1):
         start = time.perf_counter()
         association.track_points(k, frame)
         track_s += time.perf_counter() - start
-        if k % every == 0:
+        if k % every == 0:  # an anchor: the corners' motion is measured from here
+            association.motion.update({i: associate.Motion(k, box_xyxy(m)) for i, m in masks.items()})
             gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             start = time.perf_counter()
-            association.start_points(k, gray, masks)
+            association.start_points(gray, masks)
             anchor_s += time.perf_counter() - start
             anchors += 1
     return 1000 * track_s / (frames - 1), 1000 * anchor_s / max(anchors, 1)

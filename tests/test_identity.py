@@ -182,8 +182,9 @@ def test_a_fast_object_entering_at_an_edge_keeps_its_id(speed, every):
 def test_the_propagator_gives_a_motion_before_the_second_anchor():
     """Tuned seed 37 at every 20: an object whose only motion before its second anchor is the one
     measured right after the first (by its corners, else by the flow's moves of its mask); this
-    matcher without it (the anchors' velocity alone) gave it a new id (8 ids for 7 objects). The matcher before, whose other cues differ, kept it here:
-    this guards the flowed velocity, it claims no gain over that one."""
+    matcher without it (the anchors' velocity alone) gave it a new id (8 ids for 7 objects). The
+    matcher before, whose other cues differ, kept it here: this guards the flowed velocity, it claims
+    no gain over that one."""
     clip = identity_clip(37)
     scores, seen, _ = scored(clip, run(clip, 20), 20)
     assert scores["predicted_ids"] == seen, (scores, seen)

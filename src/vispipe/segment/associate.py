@@ -316,8 +316,8 @@ class Association:
         self.followed: dict[int, Followed] = {}
         self.models: dict[int, np.ndarray] = {}
         self.gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # the last frame, for the corners' flow
-        self.points: dict[int, tuple] = {}  # instance -> (anchor frame, corners there, corners now)
-        self.start_points(0, self.gray, first)
+        self.points: dict[int, tuple] = {}  # instance -> (its corners at its last anchor, the same now)
+        self.start_points(self.gray, first)
         if self.by_looks:
             self.start_following(0, hsv, first)
 
@@ -325,9 +325,9 @@ class Association:
         """Instance ``i`` is visible with ``mask`` on frame ``k``: over the first frames after its
         anchor, the propagator's motion of its mask gives its flowed velocity, unless corners do."""
         self.last_seen[i] = mask
-        trail, motion = self.trail.get(i), self.motion.get(i)
         if i in self.points:
             return  # its corners measure its motion
+        trail, motion = self.trail.get(i), self.motion.get(i)
         if trail is None or motion is None or k != motion.frame + len(trail):
             return  # not the next frame after the anchor: the trail has ended (or was broken)
         trail.append(box_xyxy(mask))
@@ -352,13 +352,14 @@ class Association:
             self.trail[i] = [box]
             self.adrift.discard(i)
         if masks:
-            self.start_points(k, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), masks)
+            self.start_points(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), masks)
         if self.by_looks and masks:
             self.start_following(k, hsv, masks)
 
-    def start_points(self, k: int, gray: np.ndarray, masks: dict[int, np.ndarray]) -> None:
-        """Corners (Shi and Tomasi's) inside each of these masks, anchored on frame ``k`` (``gray``:
-        the frame in grey), tracked over the next frames by :meth:`track_points`."""
+    def start_points(self, gray: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """Corners (Shi and Tomasi's) inside each of these masks of instances anchored on this frame
+        (``gray``: the frame in grey; the anchor is each instance's :class:`Motion`), tracked over the
+        next frames by :meth:`track_points`."""
         for i, mask in masks.items():
             self.points.pop(i, None)
             x0, y0, x1, y1 = box_xyxy(mask)
@@ -368,7 +369,7 @@ class Association:
                                             mask=mask[y0:y1, x0:x1].astype(np.uint8))  # fmt: skip
             if found is not None and len(found) >= POINTS_LEAST:
                 found = found.reshape(-1, 2) + np.float32([x0, y0])
-                self.points[i] = (k, found, found)
+                self.points[i] = (found, found)
 
     def track_points(self, k: int, frame: np.ndarray) -> None:
         """Frame ``k``: every instance's corners move on by pyramidal Lucas-Kanade from the frame before
@@ -378,24 +379,25 @@ class Association:
         over the first :data:`FLOWED_FRAMES` frames, its ``flowed`` velocity and its follow's."""
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         previous, self.gray = self.gray, gray
-        live = [i for i in self.points if i in self.motion]
+        live = list(self.points)
         if not live:
             return
-        now = np.concatenate([self.points[i][2] for i in live]).reshape(-1, 1, 2)  # one call for all instances
+        now = np.concatenate([self.points[i][1] for i in live]).reshape(-1, 1, 2)  # one call for all instances
         ahead, ok, _ = cv2.calcOpticalFlowPyrLK(previous, gray, now, None, **LK)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, previous, ahead, None, **LK)
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1)
         good &= np.linalg.norm((back - now).reshape(-1, 2), axis=1) < POINTS_BACK
-        ahead, end = ahead.reshape(-1, 2), np.cumsum([len(self.points[i][1]) for i in live])
+        ahead, end = ahead.reshape(-1, 2), np.cumsum([len(self.points[i][0]) for i in live])
         for i, stop in zip(live, end):
-            k0, first, _ = self.points.pop(i)
+            first, _ = self.points.pop(i)
             kept = good[stop - len(first) : stop]
             if kept.sum() < POINTS_LEAST:
                 continue  # its corners were lost (hidden, out of the frame): its motion stays as it was
             first, moved = first[kept], ahead[stop - len(first) : stop][kept]
-            self.points[i] = (k0, first, moved)
-            if k - k0 <= FLOWED_FRAMES:
-                v = tuple(float(c) for c in np.median(moved - first, axis=0) / (k - k0))
+            self.points[i] = (first, moved)
+            waited = k - self.motion[i].frame
+            if waited <= FLOWED_FRAMES:
+                v = tuple(float(c) for c in np.median(moved - first, axis=0) / waited)
                 self.motion[i] = replace(self.motion[i], flowed=v)
                 if i in self.followed and self.followed[i].frame == k - 1:
                     self.followed[i] = replace(self.followed[i], velocity=v)
@@ -403,10 +405,10 @@ class Association:
     def tracked(self, i: int):
         """Instance ``i``'s box on this frame by its corners (its anchor's box moved by their median step
         since), while they are tracked; else None."""
-        if i not in self.points or i not in self.motion:
+        if i not in self.points:
             return None
-        k0, start, now = self.points[i]
-        dx, dy = (float(c) for c in np.median(now - start, axis=0))
+        first, now = self.points[i]
+        dx, dy = (float(c) for c in np.median(now - first, axis=0))
         x0, y0, x1, y1 = self.motion[i].box
         return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
 

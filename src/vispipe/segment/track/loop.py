@@ -8,8 +8,8 @@ around it is the same for all: the first frame's instances, re-detection every
 instance each detection is), scene cuts (every instance hidden; with re-detection the detector runs
 on the cut and looks alone match), masks that drifted off their objects between detections (hidden
 until a detection finds them again), every instance followed between detections by the corners
-found inside its mask at its anchor and by its colours (its place at the next one), and the born / lost / revived events, so that the outputs and
-their meaning do not depend on the tracker.
+found inside its mask at its anchor and by its colours (its place at the next one), and the born /
+lost / revived events, so that the outputs and their meaning do not depend on the tracker.
 """
 
 from __future__ import annotations
