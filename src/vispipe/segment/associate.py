@@ -37,9 +37,10 @@ the last :data:`FOLLOW_FRESH` frames, moved on at its velocity, is the instance'
 its anchor's guesses.
 
 Its corners are the first of those places: at every anchor the loop finds corners (Shi and
-Tomasi's) inside the instance's mask and tracks them on the frames (pyramidal Lucas-Kanade, checked
-forward and back, as KLT trackers and Kalal's median flow do), whatever the tracker does with the
-masks. Their median step since the anchor is the instance's place while they last, and over the
+Tomasi's) inside the instance's mask, :data:`POINTS_INSIDE` px off its edges (a corner on the edge
+of an object hiding this one is made by that edge, and moves with it), and tracks them on the
+frames (pyramidal Lucas-Kanade, checked forward and back, as KLT trackers and Kalal's median flow
+do), whatever the tracker does with the masks. Their median step since the anchor is the instance's place while they last, and over the
 first :data:`FLOWED_FRAMES` frames its ``flowed`` velocity (for a view cut by the edge too: its
 corners move with it). They stay on their own texture where the colours of two look-alikes are one,
 and a warped mask smears and lags. An object thinner than the tracking window gets none (they would
@@ -177,6 +178,9 @@ POINTS = 40  # corners tracked per instance from its anchor on (:meth:`Associati
 POINTS_LEAST = 3  # fewer corners left than this measure no motion (the mask's trail does)
 POINTS_BACK = 1.0  # px: a corner tracked forward and back this far from where it started is an outlier
 LK = {"winSize": (15, 15), "maxLevel": 3, "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
+# px: corners this far inside their mask, so that what makes one a corner (Shi-Tomasi's 3 x 3 block of
+# 3 x 3 gradients) lies on the object, not on the edge of another one hiding it
+POINTS_INSIDE = 3
 TIE = 0.5  # the weight of :func:`agreement` (shape and distance) beside place and looks
 VETO = 0.3  # looks less alike than this, seen whole, say two objects whatever the place
 PLACE_SHAPE = 0.25  # a detection less like the instance's box at its anchor than this is not where its mask is
@@ -365,8 +369,14 @@ class Association:
             x0, y0, x1, y1 = box_xyxy(mask)
             if min(x1 - x0, y1 - y0) < LK["winSize"][0]:
                 continue  # thinner than the window Lucas-Kanade matches: its corners would follow what is around it
-            found = cv2.goodFeaturesToTrack(gray[y0:y1, x0:x1], POINTS, 0.01, 3,
-                                            mask=mask[y0:y1, x0:x1].astype(np.uint8))  # fmt: skip
+            # off the mask's edge: a corner where another object hides this one (a T-junction) moves
+            # with the one in front. The frame's edge is no such edge: cv2.erode keeps what touches
+            # the image's border, so the box is widened by the margin within the frame
+            r, (h, w) = POINTS_INSIDE, mask.shape
+            a0, b0, a1, b1 = max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, w), min(y1 + r, h)
+            wide = cv2.erode(mask[b0:b1, a0:a1].astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+            inside = wide[y0 - b0 : y1 - b0, x0 - a0 : x1 - a0]
+            found = cv2.goodFeaturesToTrack(gray[y0:y1, x0:x1], POINTS, 0.01, 3, mask=inside)
             if found is not None and len(found) >= POINTS_LEAST:
                 found = found.reshape(-1, 2) + np.float32([x0, y0])
                 self.points[i] = (found, found)
