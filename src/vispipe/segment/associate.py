@@ -40,10 +40,10 @@ Its corners are the first of those places: at every anchor the loop finds corner
 Tomasi's) inside the instance's mask, :data:`POINTS_INSIDE` px off its edges (a corner on the edge
 of an object hiding this one is made by that edge, and moves with it), and tracks them on the
 frames (pyramidal Lucas-Kanade, checked forward and back, as KLT trackers and Kalal's median flow
-do), whatever the tracker does with the masks. Their median step since the anchor is the instance's place while they last, and over the
-first :data:`FLOWED_FRAMES` frames its ``flowed`` velocity (for a view cut by the edge too: its
-corners move with it). They stay on their own texture where the colours of two look-alikes are one,
-and a warped mask smears and lags. An object thinner than the tracking window gets none (they would
+do), whatever the tracker does with the masks. Their median step since the anchor is the instance's
+place while they last, and over the first :data:`FLOWED_FRAMES` frames its ``flowed`` velocity (for
+a view cut by the edge too: its corners move with it). They stay on their own texture where the
+colours of two look-alikes are one, and a warped mask smears and lags. An object thinner than the tracking window gets none (they would
 follow what is around it); its flowed velocity is then its mask's trail.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
@@ -340,8 +340,8 @@ class Association:
         self.motion[i] = replace(motion, flowed=velocity(trail[0], trail[-1], len(trail) - 1))
 
     def anchored(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> None:
-        """Detections confirmed these instances on frame ``k``: their looks and motion are renewed
-        (``hsv``: the frame in HSV, if at hand)."""
+        """Detections confirmed these instances on frame ``k``, after :meth:`track_points` on it: their
+        looks and motion are renewed (``hsv``: the frame in HSV, if at hand)."""
         if masks and hsv is None:
             hsv = self.hsv(frame)
         for i, mask in masks.items():
@@ -356,7 +356,7 @@ class Association:
             self.trail[i] = [box]
             self.adrift.discard(i)
         if masks:
-            self.start_points(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), masks)
+            self.start_points(self.gray, masks)  # frame k in grey: track_points converted it
         if self.by_looks and masks:
             self.start_following(k, hsv, masks)
 
