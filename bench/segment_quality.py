@@ -16,13 +16,19 @@ cuts), with a perfect detector (the true masks, shuffled) re-detecting every 5, 
 configured, against the same matcher with appearance switched off (``min_similarity`` 1), on the
 seeds it was tuned on and on held-out seeds scored only after tuning ended, in the same run.
 
-    python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--out bench/out/segment_quality.json]
+    python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--workers 1] [--out bench/out/segment_quality.json]
+
+The identity clips run one clip per job; ``--workers N`` runs N at once (each with its own OpenCV
+threads), which divides the identity part's time by about N and changes none of its scores. Its ms
+per frame are then those of N clips sharing the machine: compare them only with a run of as many
+workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import time
 from pathlib import Path
@@ -111,15 +117,29 @@ def identity_row(clip, every: int, min_similarity: float) -> dict:
             "ms per frame": 1000 * seconds / (len(clip.frames) - 1)}  # fmt: skip
 
 
-def identity_table(frames: int) -> list[dict]:
-    """Every matcher, every re-detection interval, on the tuned and the held-out identity clips."""
-    sets = {"tuned": TUNED, "held-out": HELD_OUT}
-    clips = {name: {s: identity_clip(s, frames) for s in seeds} for name, seeds in sets.items()}
+def clip_rows(job: tuple[str, int, int]) -> tuple[str, int, dict]:
+    """One identity clip's rows (set name, seed, frames): every interval, every matcher (one job)."""
+    name, seed, frames = job
+    clip = identity_clip(seed, frames)
+    return name, seed, {(every, m): identity_row(clip, every, ms) for every in EVERY for m, ms in MATCHERS.items()}
+
+
+def identity_table(frames: int, sets: dict | None = None, workers: int = 1, threads: int = 1) -> list[dict]:
+    """Every matcher, every re-detection interval, on the tuned and the held-out identity clips (or
+    on ``sets``: name -> seeds), ``workers`` clips at once (each with ``threads`` OpenCV threads)."""
+    sets = {"tuned": TUNED, "held-out": HELD_OUT} if sets is None else sets
+    jobs = [(name, s, frames) for name, seeds in sets.items() for s in seeds]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, cv2.setNumThreads, (threads,)) as pool:
+            done = pool.map(clip_rows, jobs, chunksize=1)
+    else:
+        done = map(clip_rows, jobs)
+    by_clip = {(name, s): r for name, s, r in done}
     rows = []
-    for name, by_seed in clips.items():
+    for name, seeds in sets.items():
         for every in EVERY:
-            for matcher, min_similarity in MATCHERS.items():
-                per_clip = {s: identity_row(clip, every, min_similarity) for s, clip in by_seed.items()}
+            for matcher in MATCHERS:
+                per_clip = {s: by_clip[name, s][every, matcher] for s in seeds}
                 total = {k: sum(r[k] for r in per_clip.values())
                          for k in ("id switches", "switches on re-detections", "ids used", "objects seen")}  # fmt: skip
                 means = {
@@ -139,8 +159,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--identity-frames", type=int, default=60, help="frames of each identity clip")
     p.add_argument("--threads", type=int, default=1, help="OpenCV threads (1: per-core figures)")
+    p.add_argument("--workers", type=int, default=1, help="identity clips run at once (scores the same, ms shared)")
     p.add_argument("--out", type=Path, default=Path("bench/out/segment_quality.json"))
     args = p.parse_args()
+    if args.workers < 1:
+        p.error(f"--workers {args.workers}: give 1 or more")
     cv2.setNumThreads(args.threads)
     h, w = map(int, args.size.split("x"))
     clips = {f"seed {s}" + (", cut" if cut else ""): make_clip(args.frames, (h, w), s, cut)
@@ -160,9 +183,9 @@ def main() -> None:
     for r in rows:
         cells = [r["flow"], *(f"{r[k]:.3f}" if k != "ms per frame" else f"{r[k]:.1f}" for k in header[1:])]
         print("| " + " | ".join(cells) + f" | {base / r['ms per frame']:.2f}x |")
-    identity = identity_table(args.identity_frames)
+    identity = identity_table(args.identity_frames, workers=args.workers, threads=args.threads)
     print(f"\nIds: identity clips ({len(TUNED)} tuned seeds, {len(HELD_OUT)} held out, {args.identity_frames} frames "
-          "at 320x240), a perfect detector re-detecting every N frames (0: never), warp only between; switches "
+          f"at 320x240, {args.workers} at once), a perfect detector re-detecting every N frames (0: never), warp only between; switches "
           "and ids summed over the clips, IDF1, HOTA, AssA and ms per frame (the loop, association included) "
           "their means:\n")  # fmt: skip
     print("| seeds | every | matcher | id switches (on re-detection frames) | ids used / objects seen "
@@ -176,7 +199,7 @@ def main() -> None:
               f"| {r['AssA']:.3f} | {r['ms per frame']:.1f} |")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.processor() or platform.machine(), "frames": args.frames, "size": [h, w],
-              "threads": args.threads, "clips": list(clips), "rows": rows, "identity": identity,
+              "threads": args.threads, "workers": args.workers, "clips": list(clips), "rows": rows, "identity": identity,
               "identity_seeds": {"tuned": list(TUNED), "held-out": list(HELD_OUT)}}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")

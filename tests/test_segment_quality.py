@@ -182,3 +182,20 @@ def test_the_evaluation_script_names_a_bad_ground_truth(tmp_path, clip):
     in_view = sum(len(set(np.unique(clip.masks[k])) - {0}) for k in range(4))
     assert (ids["id_switches"], ids["predicted_ids"], ids["idp"]) == (0, 1, 1.0)
     assert ids["idr"] == pytest.approx(4 / in_view) and "id_switches" in md
+
+
+def test_the_identity_bench_scores_the_same_with_workers():
+    """``bench/segment_quality.py --workers 2`` runs identity clips two at once: every score and the
+    clips it lists are those of one at a time (only the ms per frame may differ)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import segment_quality as bench
+
+    sets = {"a": [1], "b": [3]}  # seeds 1 and 3 of the tuned set: several objects, switches with looks off
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in ("ms per frame", "per_clip")} for r in rows]  # noqa: E731
+    alone, two = bench.identity_table(12, sets), bench.identity_table(12, sets, workers=2)
+    assert [r["seeds"] for r in alone] == ["a"] * 8 + ["b"] * 8
+    assert drop(two) == drop(alone)
+    assert any(r["id switches"] for r in alone)  # scores that could differ
