@@ -184,13 +184,12 @@ def test_the_evaluation_script_names_a_bad_ground_truth(tmp_path, clip):
     assert ids["idr"] == pytest.approx(4 / in_view) and "id_switches" in md
 
 
-def test_the_identity_bench_scores_the_same_with_workers():
+def test_the_identity_bench_scores_the_same_with_workers(monkeypatch):
     """``bench/segment_quality.py --workers 2`` runs identity clips two at once: every score and the
     clips it lists are those of one at a time (only the ms per frame may differ)."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     import segment_quality as bench
 
     sets = {"a": [1], "b": [3]}  # seeds 1 and 3 of the tuned set: several objects, switches with looks off

@@ -43,8 +43,9 @@ frames (pyramidal Lucas-Kanade, checked forward and back, as KLT trackers and Ka
 do), whatever the tracker does with the masks. Their median step since the anchor is the instance's
 place while they last, and over the first :data:`FLOWED_FRAMES` frames its ``flowed`` velocity (for
 a view cut by the edge too: its corners move with it). They stay on their own texture where the
-colours of two look-alikes are one, and a warped mask smears and lags. An object thinner than the tracking window gets none (they would
-follow what is around it); its flowed velocity is then its mask's trail.
+colours of two look-alikes are one, and a warped mask smears and lags. An object thinner than the
+tracking window gets none (they would follow what is around it); its flowed velocity is then its
+mask's trail.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left), or in view with the detection's
