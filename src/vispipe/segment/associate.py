@@ -48,19 +48,27 @@ tracking window gets none (they would follow what is around it); its flowed velo
 mask's trail.
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
-of view (an object that comes back rarely comes back where it left), or in view with the detection's
-centre within reach of the instance's (its mask's or its motion's): one size of the instance at its
-last anchor, plus a quarter of one per frame since. Among those, the Hungarian assignment maximises
-place (where it reaches ``match_iou``: below, an overlap is noise) + likeness + half of
-:func:`agreement` (shape and distance: what tells look-alikes apart; a side of a view cut by the
-frame's edge is a least size, :func:`shape_agreement`). An instance out of view (or adrift) that was
-seen leaving (its last place touched an edge while it moved towards it) has two more places for that
-distance (:meth:`Association.returns`): where it left, and the same place on the opposite edge
-(objects come back the way they left, or go on through the other side); among look-alikes out of
-view, that is what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
+of view (an object that comes back rarely comes back where it left; but see below for one followed
+out of the frame), or in view with the detection's centre within reach of the instance's (its mask's
+or its motion's): one size of the instance at its last anchor, plus a quarter of one per frame
+since. Among those, the Hungarian assignment maximises place (where it reaches ``match_iou``: below,
+an overlap is noise) + likeness + half of :func:`agreement` (shape and distance: what tells
+look-alikes apart; a side of a view cut by the frame's edge is a least size,
+:func:`shape_agreement`). An instance out of view (or adrift) that was seen leaving (its last place
+touched an edge while it moved towards it) has two more places for that distance
+(:meth:`Association.returns`): where it left, and the same place on the opposite edge (objects come
+back the way they left, or go on through the other side); among look-alikes out of view, that is
+what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
 (:data:`PLACE_SHAPE`) is not where the instance's mask is: a mask can drift inside a larger
 look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
 object's shape, and rules nothing out).
+
+An instance out of view (or adrift) may be anywhere, but for one followed out of the frame
+(:meth:`Association.ways_out`: its colours were found since its anchor, where the anchor's motion
+put it, and the next guess lay past an edge, its velocity mostly through it). It comes back only
+within reach of where it left (:meth:`Association.back_within`): where its velocity takes it had it
+turned at the edge, or from where it left or the same place on the opposite edge, at its fastest
+speed seen. A look-alike entering elsewhere while it is away is another object.
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
 the last observation): an instance in view (or adrift: its mask drifted off since its last
@@ -194,6 +202,7 @@ FOLLOW_OVERLAP = 0.3  # two finds overlapping this much (box IoU) are one place:
 FOLLOW_SMOOTH = 0.5  # the weight of the newest step in a followed velocity
 FOLLOW_SEARCH = 1  # mean shift searches its window widened by this many of its sizes on each side
 MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
+OUTWARD = 0.5  # leaving: at least this share of its speed goes through the edge
 EDGE = 1  # px: a box this near an edge of the frame touches it (the object may have left by it)
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
@@ -206,6 +215,30 @@ def near(box, other, frames: int, per_frame: float = REACH_PER_FRAME, size: floa
     dy = (box[1] + box[3] - other[1] - other[3]) / 2
     size = max(other[2] - other[0], other[3] - other[1]) if size is None else size
     return bool(np.hypot(dx, dy) <= size * (1 + per_frame * frames))
+
+
+def fold(c: float, lo: float, hi: float) -> float:
+    """Where a point moving along one axis to ``c`` is, reflected at walls ``lo`` and ``hi``."""
+    if hi <= lo:
+        return (lo + hi) / 2
+    period = 2 * (hi - lo)
+    t = (c - lo) % period
+    return lo + (t if t <= hi - lo else period - t)
+
+
+def within(point, guess, size: float, v, frames: int) -> bool:
+    """Whether ``point`` (x, y) is within reach of ``guess``, a place a constant velocity ``v`` gave
+    ``frames`` frames on: half an object's ``size``, plus :data:`REACH_PER_FRAME` of the way moved
+    (the longer the guess runs, the more its error)."""
+    reach = size / 2 + REACH_PER_FRAME * float(np.hypot(*v)) * frames
+    return bool(np.hypot(point[0] - guess[0], point[1] - guess[1]) <= reach)
+
+
+def on_edge(edge: int, along: float, shape: tuple[int, int]) -> tuple[float, float]:
+    """The point of a frame's ``edge`` (0 left, 1 right, 2 top, 3 bottom) at ``along`` (its x on the
+    top or bottom, its y on the sides), for a frame of ``shape`` (height, width)."""
+    H, W = shape
+    return ((0.0, along), (float(W), along), (along, 0.0), (along, float(H)))[edge]
 
 
 def box_side(box, axis: int, limit: int | None) -> tuple[float, bool]:
@@ -319,6 +352,7 @@ class Association:
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
         self.followed: dict[int, Followed] = {}
+        self.exits: dict[int, Followed] = {}  # instances followed out of the frame: their last find there
         self.models: dict[int, np.ndarray] = {}
         self.gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # the last frame, for the corners' flow
         self.points: dict[int, tuple] = {}  # instance -> (its corners at its last anchor, the same now)
@@ -356,6 +390,7 @@ class Association:
             )
             self.trail[i] = [box]
             self.adrift.discard(i)
+            self.exits.pop(i, None)
         if masks:
             self.start_points(self.gray, masks)  # frame k in grey: track_points converted it
         if self.by_looks and masks:
@@ -468,6 +503,8 @@ class Association:
             guess = x0, y0, x1, y1 = f.guess(k)
             cx0, cy0, cx1, cy1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
             if min(cx1 - cx0, cy1 - cy0) < 2 or (cx1 - cx0) * (cy1 - cy0) < FOLLOW_MASS * (x1 - x0) * (y1 - y0):
+                if f.frame == k - 1 and self.ways_out(i, f, (H, W)):
+                    self.exits[i] = f  # followed up to the edge, and its motion carries it out
                 continue  # its guess is (mostly) out of the frame
             w, h = cx1 - cx0, cy1 - cy0  # its window, and the region around it that mean shift searches
             dx, dy = int(FOLLOW_SEARCH * w), int(FOLLOW_SEARCH * h)
@@ -507,6 +544,7 @@ class Association:
         self.trail.clear()
         self.adrift.clear()
         self.followed.clear()
+        self.exits.clear()
 
     def returns(self, i: int, shape: tuple[int, int]) -> list:
         """Where instance ``i`` may come back into view if it was seen leaving: its last place (its last
@@ -533,6 +571,71 @@ class Association:
         if (y0 <= EDGE and v[1] < 0) or (y1 >= H - EDGE and v[1] > 0):
             out += at_y
         return out
+
+    def ways_out(self, i: int, f: Followed, shape: tuple[int, int]) -> list[tuple[int, float]]:
+        """The edges instance ``i`` left a frame of ``shape`` by, if its follow ``f`` saw it leave: its
+        guess on the next frame is (mostly) out of the frame, past each edge returned, as (edge: 0
+        left, 1 right, 2 top, 3 bottom; the centre's place along it). Leaving needs a follow that can
+        be trusted there:
+
+        - it found the instance since its anchor (its velocity was measured in view: the one between
+          anchors may span a time out of view, and a sliver back at the edge is coming in);
+        - the anchor's box is no thinner than Lucas-Kanade's window (a follow on a sliver or a thin
+          object finds its few pixels anywhere near);
+        - its find lies where the anchor's motion (between anchors, or flowed) puts the instance,
+          within the reach of :func:`near` (a find pulled onto another object is elsewhere);
+        - through each edge goes at least :data:`OUTWARD` of its followed speed.
+        """
+        motion = self.motion.get(i)
+        if motion is None or f.frame <= motion.frame:
+            return []
+        x0, y0, x1, y1 = motion.box
+        if min(x1 - x0, y1 - y0) < LK["winSize"][0]:
+            return []
+        waited, found = f.frame - motion.frame, ((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)
+        anchor = ((x0 + x1) / 2, (y0 + y1) / 2)
+        if not any(
+            within(found, (anchor[0] + v[0] * waited, anchor[1] + v[1] * waited), max(x1 - x0, y1 - y0), v, waited)
+            for v in (motion.velocity, motion.flowed)
+            if v is not None
+        ):
+            return []
+        H, W = shape
+        gx0, gy0, gx1, gy1 = f.guess(f.frame + 1)
+
+        def outward(axis: int, sign: int) -> bool:
+            return sign * f.velocity[axis] > OUTWARD * float(np.hypot(*f.velocity))
+
+        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        out = [(0, cy)] if gx0 < 0 and outward(0, -1) else [(1, cy)] if gx1 > W and outward(0, 1) else []
+        out += [(2, cx)] if gy0 < 0 and outward(1, -1) else [(3, cx)] if gy1 > H and outward(1, 1) else []
+        return out
+
+    def back_within(self, i: int, k: int, box, shape: tuple[int, int]) -> bool:
+        """Whether a detection's ``box`` on frame ``k`` may be instance ``i``: yes, unless it was
+        followed out of the frame (:meth:`ways_out`). Then it turned at the edge, as off a wall, and
+        is where a velocity of its own takes it, reflected at the frame's edges (:func:`within`); or it
+        left and came back in, where it left or at the same place on the opposite edge (objects come
+        back the way they left, or go on through the other side), and went on from there at its
+        fastest speed seen (plus half a size: a box's centre is not the object's edge). A look-alike
+        entering elsewhere, round a corner or farther along the edge than that, is another object."""
+        f, motion = self.exits.get(i), self.motion.get(i)
+        if f is None or motion is None:
+            return True
+        H, W = shape
+        waited = max(k - f.frame, 1)
+        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        hw, hh = (f.box[2] - f.box[0]) / 2, (f.box[3] - f.box[1]) / 2
+        speeds = [v for v in (f.velocity, motion.velocity, motion.flowed) if v is not None]
+        size = max(motion.box[2] - motion.box[0], motion.box[3] - motion.box[1], box[2] - box[0], box[3] - box[1])
+        point = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        for v in speeds:  # turned at the edge
+            turned = fold(cx + v[0] * waited, hw, W - hw), fold(cy + v[1] * waited, hh, H - hh)
+            if within(point, turned, size, v, waited):
+                return True
+        reach = size / 2 + max(np.hypot(*v) for v in speeds) * waited
+        edges = [(e, along) for e0, along in self.ways_out(i, f, shape) for e in (e0, e0 ^ 1)]
+        return any(np.hypot(*np.subtract(point, on_edge(e, along, shape))) <= reach for e, along in edges)
 
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
         """Whether a detection's ``box`` is within reach of one of instance ``i``'s ``places``, in
@@ -621,7 +724,10 @@ class Association:
                     on_mask = 0.0 if i in lost or unlike else match_score(d, known[i])
                     where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
-                close = i not in result.masks or i in lost or self.reach(i, k, boxes[r], places.get(i, ()))
+                if i in result.masks and i not in lost:
+                    close = self.reach(i, k, boxes[r], places.get(i, ()))
+                else:  # out of view or adrift: anywhere, unless followed out (then back by where it left)
+                    close = cut or self.back_within(i, k, boxes[r], frame.shape[:2])
                 alike = alike if alike >= cfg["min_similarity"] else 0.0  # looks below it say nothing
                 if where >= cfg["match_iou"] or (alike and close):
                     score[r, c] = (
@@ -631,7 +737,7 @@ class Association:
                     )
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
-            pairs |= self.second(result, detections, looks, boxes, tracks, places, pairs, k)
+            pairs |= self.second(result, detections, looks, boxes, tracks, places, pairs, k, frame.shape[:2])
         in_view = set(result.masks)
         for r, mask in enumerate(detections):
             if r in pairs:
@@ -655,7 +761,7 @@ class Association:
             result.info[i] = instance_info("lost", "not re-detected", None)
         return matched
 
-    def second(self, result, detections, looks, boxes, tracks, places, pairs, k) -> dict:
+    def second(self, result, detections, looks, boxes, tracks, places, pairs, k, shape) -> dict:
         """The second association (ByteTrack's, for what the first left; OC-SORT recovers the same way
         from the last observation): an instance in view and a detection, both unmatched, that are
         each other's only candidate are one object. A candidate is within a wider reach, unless a
@@ -671,6 +777,8 @@ class Association:
                     if i in result.masks and np.logical_and(detections[r], result.masks[i]).any():
                         candidates[r, i] = 0.0
                     continue
+                if i not in result.masks and not self.back_within(i, k, boxes[r], shape):
+                    continue  # followed out of the frame: not back by where it left
                 alike = self.alike(looks[r], i, whole_only=True)
                 if alike is not None and alike >= self.cfg["min_similarity"]:
                     candidates[r, i] = alike
