@@ -532,7 +532,7 @@ def test_an_instance_followed_out_comes_back_only_within_reach_of_where_it_left(
     association.motion[1] = Motion(0, (100, 20, 130, 50), velocity=(0.0, -8.0), flowed=(0.0, -8.0))
     found = Followed(2, (100.0, -10.0, 130.0, 20.0), (0.0, -8.0), 1.0)
     assert association.ways_out(1, found, shape) == [(2, 115.0)]  # the top, at x = 115
-    association.exits[1] = found
+    association.exits[1] = found, [(2, 115.0)]
     at = {"top": (100, 0, 130, 30), "bottom": (100, 210, 130, 240), "turned": (100, 55, 130, 85),
           "right": (290, 100, 320, 130)}  # fmt: skip
     assert {w: association.back_within(1, 7, b, shape) for w, b in at.items()} == {

@@ -352,7 +352,7 @@ class Association:
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
         self.followed: dict[int, Followed] = {}
-        self.exits: dict[int, Followed] = {}  # instances followed out of the frame: their last find there
+        self.exits: dict[int, tuple[Followed, list]] = {}  # followed out of the frame: last find, ways out
         self.models: dict[int, np.ndarray] = {}
         self.gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # the last frame, for the corners' flow
         self.points: dict[int, tuple] = {}  # instance -> (its corners at its last anchor, the same now)
@@ -503,8 +503,8 @@ class Association:
             guess = x0, y0, x1, y1 = f.guess(k)
             cx0, cy0, cx1, cy1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), W), min(int(y1), H)
             if min(cx1 - cx0, cy1 - cy0) < 2 or (cx1 - cx0) * (cy1 - cy0) < FOLLOW_MASS * (x1 - x0) * (y1 - y0):
-                if f.frame == k - 1 and self.ways_out(i, f, (H, W)):
-                    self.exits[i] = f  # followed up to the edge, and its motion carries it out
+                if f.frame == k - 1 and (ways := self.ways_out(i, f, (H, W))):
+                    self.exits[i] = f, ways  # followed up to the edge, and its motion carries it out
                 continue  # its guess is (mostly) out of the frame
             w, h = cx1 - cx0, cy1 - cy0  # its window, and the region around it that mean shift searches
             dx, dy = int(FOLLOW_SEARCH * w), int(FOLLOW_SEARCH * h)
@@ -583,7 +583,7 @@ class Association:
         - the anchor's box is no thinner than Lucas-Kanade's window (a follow on a sliver or a thin
           object finds its few pixels anywhere near);
         - its find lies where the anchor's motion (between anchors, or flowed) puts the instance,
-          within the reach of :func:`near` (a find pulled onto another object is elsewhere);
+          within reach (:func:`within`: a find pulled onto another object is elsewhere);
         - through each edge goes at least :data:`OUTWARD` of its followed speed.
         """
         motion = self.motion.get(i)
@@ -619,7 +619,7 @@ class Association:
         back the way they left, or go on through the other side), and went on from there at its
         fastest speed seen (plus half a size: a box's centre is not the object's edge). A look-alike
         entering elsewhere, round a corner or farther along the edge than that, is another object."""
-        f, motion = self.exits.get(i), self.motion.get(i)
+        (f, ways), motion = self.exits.get(i, (None, [])), self.motion.get(i)
         if f is None or motion is None:
             return True
         H, W = shape
@@ -634,7 +634,7 @@ class Association:
             if within(point, turned, size, v, waited):
                 return True
         reach = size / 2 + max(np.hypot(*v) for v in speeds) * waited
-        edges = [(e, along) for e0, along in self.ways_out(i, f, shape) for e in (e0, e0 ^ 1)]
+        edges = [(e, along) for e0, along in ways for e in (e0, e0 ^ 1)]
         return any(np.hypot(*np.subtract(point, on_edge(e, along, shape))) <= reach for e, along in edges)
 
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
