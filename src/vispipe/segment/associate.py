@@ -606,7 +606,7 @@ class Association:
         def outward(axis: int, sign: int) -> bool:
             return sign * f.velocity[axis] > OUTWARD * float(np.hypot(*f.velocity))
 
-        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        cx, cy = found
         out = [(0, cy)] if gx0 < 0 and outward(0, -1) else [(1, cy)] if gx1 > W and outward(0, 1) else []
         out += [(2, cx)] if gy0 < 0 and outward(1, -1) else [(3, cx)] if gy1 > H and outward(1, 1) else []
         return out
