@@ -45,7 +45,8 @@ place while they last, and over the first :data:`FLOWED_FRAMES` frames its ``flo
 a view cut by the edge too: its corners move with it). They stay on their own texture where the
 colours of two look-alikes are one, and a warped mask smears and lags. An object thinner than the
 tracking window gets none (they would follow what is around it); its flowed velocity is then its
-mask's trail.
+mask's trail: its box's centre, or, along an axis where an edge of the frame cuts the box (an object
+coming in or going out), its side away from that edge (:func:`velocity`).
 
 A pair may match when it agrees by place (>= ``match_iou``), or when it looks alike and is near: out
 of view (an object that comes back rarely comes back where it left; but see below for one followed
@@ -117,11 +118,22 @@ def match_score(detection: np.ndarray, track: np.ndarray) -> float:
     return float(max(mask_iou(detection, track), box_iou(box_xyxy(detection), box_xyxy(track)), inter / track.sum()))
 
 
-def velocity(before, after, frames: int) -> tuple[float, float]:
+def velocity(before, after, frames: int, shape: tuple[int, int] | None = None) -> tuple[float, float]:
     """How fast a box's centre moved from ``before`` to ``after`` (xyxy boxes ``frames`` apart), in
-    pixels per frame."""
-    return ((after[0] + after[2] - before[0] - before[2]) / 2 / frames,
-            (after[1] + after[3] - before[1] - before[3]) / 2 / frames)  # fmt: skip
+    pixels per frame. Given the frame's ``shape`` (height, width), along an axis where one edge of
+    the frame cuts both boxes, by their side away from that edge: the side at the edge is the
+    frame's, and the centre of an object coming in (or going out) moves at half its speed."""
+    out = []
+    for axis in (0, 1):
+        lo, hi = (before[axis], after[axis]), (before[axis + 2], after[axis + 2])
+        lo_cut = shape is not None and max(lo) <= EDGE
+        hi_cut = shape is not None and min(hi) >= shape[1 - axis] - EDGE
+        if lo_cut != hi_cut:
+            side = hi if lo_cut else lo  # the side away from the edge that cuts both
+            out.append((side[1] - side[0]) / frames)
+        else:
+            out.append((lo[1] + hi[1] - lo[0] - hi[0]) / 2 / frames)
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
@@ -372,7 +384,7 @@ class Association:
         trail.append(box_xyxy(mask))
         if len(trail) > FLOWED_FRAMES:
             self.trail[i] = None
-        self.motion[i] = replace(motion, flowed=velocity(trail[0], trail[-1], len(trail) - 1))
+        self.motion[i] = replace(motion, flowed=velocity(trail[0], trail[-1], len(trail) - 1, mask.shape))
 
     def anchored(self, k: int, frame: np.ndarray, masks: dict[int, np.ndarray], hsv: np.ndarray | None = None) -> None:
         """Detections confirmed these instances on frame ``k``, after :meth:`track_points` on it: their
