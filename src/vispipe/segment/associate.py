@@ -605,11 +605,10 @@ class Association:
         if min(x1 - x0, y1 - y0) < LK["winSize"][0]:
             return []
         waited, found = f.frame - motion.frame, ((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)
-        anchor = ((x0 + x1) / 2, (y0 + y1) / 2)
+        speeds = [v for v in (motion.velocity, motion.flowed) if v is not None]  # in the order of its guesses
         if not any(
-            within(found, (anchor[0] + v[0] * waited, anchor[1] + v[1] * waited), max(x1 - x0, y1 - y0), v, waited)
-            for v in (motion.velocity, motion.flowed)
-            if v is not None
+            within(found, ((g[0] + g[2]) / 2, (g[1] + g[3]) / 2), max(x1 - x0, y1 - y0), v, waited)
+            for v, g in zip(speeds, motion.guesses(f.frame))
         ):
             return []
         H, W = shape
