@@ -17,7 +17,11 @@ match (SORT's motion, DeepSORT's appearance) on two cues, for every instance ali
   edge (:func:`whole`) gives way to the first whole one. Looks also say no: a detection and an
   instance's whole views less than :data:`VETO` alike are two objects whatever their places (the
   detection seen whole, or at least :data:`VIEW_SHARE` of the instance's size: a sliver at the edge
-  may show one part's colours only).
+  may show one part's colours only). Colours say what an object is made of, not which one of two
+  look-alikes it is; where a detection has more than one candidate (or an instance), its surface
+  does: a pair whose grey pixels correlate (:func:`texture_match`, at their best shift, over the
+  part both views show) as one surface seen again gains as much as a place (:meth:`Association.
+  same_surface`). It only adds: a surface that turned, bent or blurred says nothing.
 
 Between detections the loop asks every mask in view whether it still looks like its instance
 (:meth:`Association.drifting`): a mask with less than :data:`DRIFT_SHARE` of its pixels in colours
@@ -62,7 +66,10 @@ back the way they left, or go on through the other side); among look-alikes out 
 what tells which one came back. A detection whose box is unlike the instance's at a whole anchor
 (:data:`PLACE_SHAPE`) is not where the instance's mask is: a mask can drift inside a larger
 look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
-object's shape, and rules nothing out).
+object's shape, and rules nothing out). Nor are looks alone enough for an instance out of view (or
+adrift) and a detection both seen whole whose boxes are unlike, the detection longer on one side
+than any clear view of the instance (:meth:`Association.two_shapes`): a thin look-alike is not the
+object that left, though being hidden in part or cut by an edge may shorten a side.
 
 An instance out of view (or adrift) may be anywhere, but for one followed out of the frame
 (:meth:`Association.ways_out`: its colours were found since its anchor, where the anchor's motion
@@ -103,6 +110,7 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+from scipy.signal import fftconvolve
 
 from .geometry import assign, box_area, box_iou, box_xyxy, mask_iou
 from .types import FrameResult, instance_info
@@ -216,6 +224,10 @@ FOLLOW_SEARCH = 1  # mean shift searches its window widened by this many of its 
 MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
 OUTWARD = 0.5  # leaving: at least this share of its speed goes through the edge
 EDGE = 1  # px: a box this near an edge of the frame touches it (the object may have left by it)
+TEXTURE = 0.98  # grey pixels this correlated (at their best shift) are one object's surface, seen again
+TEXTURE_OVERLAP = 0.3  # ... over at least this share of the smaller view (and TEXTURE_LEAST pixels)
+TEXTURE_LEAST = 64
+GROWN = 1.25  # a side this much longer than any clear view of an instance has is another object's
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
 
@@ -308,6 +320,37 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(1 - cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
 
 
+def texture(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What an object's surface looks like: its box's grey pixels, and its mask there."""
+    x0, y0, x1, y1 = box_xyxy(mask)
+    gray = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+    return gray.astype(np.float64), mask[y0:y1, x0:x1].astype(np.float64)
+
+
+def texture_match(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float | None:
+    """How alike two views' surfaces (:func:`texture`) are where they overlap: the best normalised
+    cross-correlation of their grey pixels over all shifts, each counted over the pixels both masks
+    cover (Padfield's masked correlation, in the Fourier domain), as correlation trackers match a
+    template; among shifts where that overlap is at least :data:`TEXTURE_OVERLAP` of the smaller
+    view and :data:`TEXTURE_LEAST` pixels. None when no shift overlaps that much (a sliver, or two
+    parts of an object that do not meet)."""
+    (f, fm), (g, gm) = a, b
+    need = max(TEXTURE_LEAST, TEXTURE_OVERLAP * min(fm.sum(), gm.sum()))
+    if min(fm.sum(), gm.sum()) < need:
+        return None
+    f, g, gm = f * fm, (g * gm)[::-1, ::-1], gm[::-1, ::-1]  # correlation: convolution with g flipped
+    n = np.round(fftconvolve(fm, gm))
+    sf, sg = fftconvolve(f, gm), fftconvolve(fm, g)
+    sff, sgg, sfg = fftconvolve(f * f, gm), fftconvolve(fm, g * g), fftconvolve(f, g)
+    ok = n >= need
+    n = np.maximum(n, 1)
+    var = np.maximum((sff - sf**2 / n) * (sgg - sg**2 / n), 0)
+    ok &= var > n**2  # a flat overlap (grey spread under 1 level) correlates with nothing
+    if not ok.any():
+        return None
+    return float(((sfg - sf * sg / n) / np.sqrt(np.maximum(var, 1e-12)))[ok].max())
+
+
 def coverage(look: np.ndarray, view: np.ndarray) -> float:
     """The share of the pixels behind histogram ``look`` whose colours ``view`` shows (its bins with
     at least :data:`PRESENT` of its largest): 1 when they all do, 0 when none does."""
@@ -360,6 +403,9 @@ class Association:
         self.by_looks = looks and cfg.get("min_similarity", 0.8) < 1  # 1 turns appearance matching off
         hsv = self.hsv(image)
         self.looks = {i: [(appearance(image, m, hsv), whole(m))] for i, m in first.items()} if self.by_looks else {}
+        self.textures = {i: [texture(image, m)] for i, m in first.items()} if self.by_looks else {}
+        self.extent: dict[int, tuple[int, int]] = {}  # the longest width and height of its clear views
+        self.widen(first)
         self.motion = {i: Motion(0, box_xyxy(m), whole=whole(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
         self.adrift: set[int] = set()  # instances whose mask left their object since their last anchor
@@ -396,6 +442,7 @@ class Association:
                 view = (appearance(frame, mask, hsv), whole(mask))
                 kept = [v for v in self.looks.get(i, []) if v[1] or not view[1]]  # a whole view replaces partial ones
                 self.looks[i] = [*kept[-(GALLERY - 1) :], view]
+                self.textures[i] = [*self.textures.get(i, [])[-(GALLERY - 1) :], texture(frame, mask)]
             box, seen_whole = box_xyxy(mask), whole(mask)
             self.motion[i] = (
                 self.motion[i].anchored(k, box, seen_whole) if i in self.motion else Motion(k, box, whole=seen_whole)
@@ -404,9 +451,24 @@ class Association:
             self.adrift.discard(i)
             self.exits.pop(i, None)
         if masks:
+            self.widen(masks)
             self.start_points(self.gray, masks)  # frame k in grey: track_points converted it
         if self.by_looks and masks:
             self.start_following(k, hsv, masks)
+
+    def widen(self, masks: dict[int, np.ndarray]) -> None:
+        """These instances were seen together with ``masks``: each one seen clear (whole, and not
+        touching another: nothing hides part of it) lengthens its :attr:`extent` where longer."""
+        clear = [i for i, m in masks.items() if whole(m)]
+        if not clear:
+            return
+        near = {i: cv2.dilate(masks[i].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) for i in clear}
+        for i in clear:
+            if any(np.logical_and(near[i], m).any() for j, m in masks.items() if j != i):
+                continue
+            x0, y0, x1, y1 = box_xyxy(masks[i])
+            w, h = self.extent.get(i, (0, 0))
+            self.extent[i] = (max(w, x1 - x0), max(h, y1 - y0))
 
     def start_points(self, gray: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         """Corners (Shi and Tomasi's) inside each of these masks of instances anchored on this frame
@@ -671,6 +733,18 @@ class Association:
         alike = self.alike(look, i, whole_only=True)
         return alike is not None and alike < VETO and not self.sliver(detection, box, i)
 
+    def two_shapes(self, detection: np.ndarray, box, i: int) -> bool:
+        """Whether a detection (its mask and ``box``) and instance ``i``, both seen whole (it at its
+        last anchor), are two objects by their boxes: unlike (:data:`PLACE_SHAPE`), and the
+        detection longer along one side than any clear view of the instance (:meth:`widen`) by more
+        than :data:`GROWN` (being hidden in part, or cut by an edge, only shortens a side), as SORT's
+        gate holds a track's aspect ratio and scale."""
+        motion, extent = self.motion.get(i), self.extent.get(i)
+        if motion is None or extent is None or not motion.whole or not whole(detection):
+            return False
+        longer = box[2] - box[0] > GROWN * extent[0] or box[3] - box[1] > GROWN * extent[1]
+        return longer and shape_agreement(box, motion.box) < PLACE_SHAPE
+
     def sliver(self, detection: np.ndarray, box, i: int) -> bool:
         """Whether a detection (its mask and ``box``) is a sliver of instance ``i`` at the frame's edge:
         cut by the edge, and smaller than :data:`VIEW_SHARE` of the instance's box at its last anchor
@@ -735,6 +809,8 @@ class Association:
                     on_mask = 0.0 if i in lost or unlike else match_score(d, known[i])
                     where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
+                if (i not in result.masks or i in lost) and self.two_shapes(d, boxes[r], i):
+                    alike = 0.0  # out of view or adrift, looks alone would make them one
                 if i in result.masks and i not in lost:
                     close = self.reach(i, k, boxes[r], places.get(i, ()))
                 else:  # out of view or adrift: anywhere, unless followed out (then back by where it left)
@@ -746,6 +822,8 @@ class Association:
                         + alike
                         + TIE * agreement(boxes[r], anchor, places.get(i, ()), frame.shape[:2])
                     )
+        if self.by_looks:
+            self.same_surface(frame, detections, tracks, score)
         pairs = {r: (tracks[c], score[r, c], "") for r, c in assign(score) if score[r, c] > 0}
         if not cut:
             pairs |= self.second(result, detections, looks, boxes, tracks, places, pairs, k, frame.shape[:2])
@@ -772,6 +850,23 @@ class Association:
             result.info[i] = instance_info("lost", "not re-detected", None)
         return matched
 
+    def same_surface(
+        self, frame: np.ndarray, detections: list[np.ndarray], tracks: list[int], score: np.ndarray
+    ) -> None:
+        """Where a detection may be more than one instance, or an instance more than one detection
+        (look-alikes), a pair whose surfaces match (:func:`texture_match` at least :data:`TEXTURE`,
+        against any of the instance's views at its last anchors) gains one in ``score`` (in place):
+        colours say what an object is made of, the texture which one it is."""
+        contested = (score > 0) & (((score > 0).sum(1, keepdims=True) > 1) | ((score > 0).sum(0, keepdims=True) > 1))
+        views = {}
+        for r, c in zip(*np.nonzero(contested)):
+            if r not in views:
+                views[r] = texture(frame, detections[r])
+            if any(
+                (t := texture_match(v, views[r])) is not None and t >= TEXTURE for v in self.textures.get(tracks[c], ())
+            ):
+                score[r, c] += 1.0
+
     def second(self, result, detections, looks, boxes, tracks, places, pairs, k, shape) -> dict:
         """The second association (ByteTrack's, for what the first left; OC-SORT recovers the same way
         from the last observation): an instance in view and a detection, both unmatched, that are
@@ -790,6 +885,8 @@ class Association:
                     continue
                 if i not in result.masks and not self.back_within(i, k, boxes[r], shape):
                     continue  # followed out of the frame: not back by where it left
+                if (i not in result.masks or i in self.adrift) and self.two_shapes(detections[r], boxes[r], i):
+                    continue
                 alike = self.alike(looks[r], i, whole_only=True)
                 if alike is not None and alike >= self.cfg["min_similarity"]:
                     candidates[r, i] = alike
