@@ -321,10 +321,10 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def texture(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What an object's surface looks like: its box's grey pixels, and its mask there."""
+    """What an object's surface looks like: its box's grey pixels (uint8, as an instance keeps five of
+    them), and its mask there."""
     x0, y0, x1, y1 = box_xyxy(mask)
-    gray = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
-    return gray.astype(np.float64), mask[y0:y1, x0:x1].astype(np.float64)
+    return cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), mask[y0:y1, x0:x1].copy()
 
 
 def texture_match(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float | None:
@@ -334,7 +334,7 @@ def texture_match(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndar
     template; among shifts where that overlap is at least :data:`TEXTURE_OVERLAP` of the smaller
     view and :data:`TEXTURE_LEAST` pixels. None when no shift overlaps that much (a sliver, or two
     parts of an object that do not meet)."""
-    (f, fm), (g, gm) = a, b
+    (f, fm), (g, gm) = (tuple(x.astype(np.float64) for x in view) for view in (a, b))
     need = max(TEXTURE_LEAST, TEXTURE_OVERLAP * min(fm.sum(), gm.sum()))
     if min(fm.sum(), gm.sum()) < need:
         return None
