@@ -226,7 +226,7 @@ OUTWARD = 0.5  # leaving: at least this share of its speed goes through the edge
 EDGE = 1  # px: a box this near an edge of the frame touches it (the object may have left by it)
 TEXTURE = 0.98  # grey pixels this correlated (at their best shift) are one object's surface, seen again
 TEXTURE_OVERLAP = 0.3  # ... over at least this share of the smaller view (and TEXTURE_LEAST pixels)
-TEXTURE_LEAST = 64
+TEXTURE_LEAST = 64  # px
 GROWN = 1.25  # a side this much longer than any clear view of an instance has is another object's
 SCENE_CUT = 0.5  # default segment.redetect.scene_cut: hue-saturation-value histogram distance of two frames
 
@@ -459,14 +459,14 @@ class Association:
     def widen(self, masks: dict[int, np.ndarray]) -> None:
         """These instances were seen together with ``masks``: each one seen clear (whole, and not
         touching another: nothing hides part of it) lengthens its :attr:`extent` where longer."""
-        clear = [i for i, m in masks.items() if whole(m)]
-        if not clear:
-            return
-        near = {i: cv2.dilate(masks[i].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) for i in clear}
-        for i in clear:
-            if any(np.logical_and(near[i], m).any() for j, m in masks.items() if j != i):
+        for i, mask in masks.items():
+            if not whole(mask):
                 continue
-            x0, y0, x1, y1 = box_xyxy(masks[i])
+            x0, y0, x1, y1 = box_xyxy(mask)
+            a0, b0, a1, b1 = x0 - 1, y0 - 1, x1 + 1, y1 + 1  # within the frame: the mask is whole
+            near = cv2.dilate(mask[b0:b1, a0:a1].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            if any(np.logical_and(near, m[b0:b1, a0:a1]).any() for j, m in masks.items() if j != i):
+                continue  # touching another mask: part of it may be hidden
             w, h = self.extent.get(i, (0, 0))
             self.extent[i] = (max(w, x1 - x0), max(h, y1 - y0))
 
