@@ -654,8 +654,9 @@ class Association:
 
         - it found the instance since its anchor (its velocity was measured in view: the one between
           anchors may span a time out of view, and a sliver back at the edge is coming in);
-        - the anchor's box is no thinner than Lucas-Kanade's window (a follow on a sliver or a thin
-          object finds its few pixels anywhere near);
+        - the anchor saw it whole, or its view cut by the edge is no thinner than Lucas-Kanade's
+          window (a follow on a sliver finds its few pixels anywhere near; on a thin object seen
+          whole, it searches the object's whole box);
         - its find lies where the anchor's motion (between anchors, or flowed) puts the instance,
           within reach (:func:`within`: a find pulled onto another object is elsewhere);
         - through each edge goes at least :data:`OUTWARD` of its followed speed.
@@ -664,7 +665,7 @@ class Association:
         if motion is None or f.frame <= motion.frame:
             return []
         x0, y0, x1, y1 = motion.box
-        if min(x1 - x0, y1 - y0) < LK["winSize"][0]:
+        if min(x1 - x0, y1 - y0) < LK["winSize"][0] and not motion.whole:
             return []
         waited, found = f.frame - motion.frame, ((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)
         speeds = [v for v in (motion.velocity, motion.flowed) if v is not None]  # in the order of its guesses
