@@ -665,6 +665,34 @@ def test_a_thin_object_seen_whole_may_be_followed_out_and_a_thin_view_cut_by_the
     assert association.ways_out(1, found, shape) == []
 
 
+def test_a_follow_with_no_other_motion_to_check_it_is_trusted_after_five_finds_in_a_row():
+    """An 89 x 11 px object anchored once, whole, with no corners (thinner than Lucas-Kanade's window)
+    and lost by the flow: no motion but its follow's. Found by its colours on ten frames in a row
+    and at the bottom edge, moving down, it left by the bottom; found on four only, it has not been
+    seen long enough for its follow alone to say so."""
+    from vispipe.segment.associate import FOLLOW_STEADY, Association, Followed, Motion
+
+    shape = (240, 320)
+    thin = np.zeros(shape, bool)
+    thin[138:149, 57:146] = True
+    association = Association(np.zeros((*shape, 3), np.uint8), {1: thin}, {"every": 20, "min_similarity": 0.8})
+    association.motion[1] = Motion(0, (57, 138, 146, 149))  # no velocity between anchors, none flowed
+    at_edge = (57.0, 228.0, 146.0, 239.0)
+    assert association.ways_out(1, Followed(10, at_edge, (-2.6, 9.0), 1.0), shape) == [(3, 101.5)]
+    assert association.ways_out(1, Followed(FOLLOW_STEADY - 1, at_edge, (-2.6, 9.0), 1.0), shape) == []
+
+
+def test_a_look_alike_coming_in_does_not_take_the_id_of_a_thin_object_followed_out_with_no_other_motion():
+    """14012, held out until the round that examined it, at every 20: a thin object (89 x 11 px)
+    moving down 9 px/frame is lost by the flow on its first frame and leaves by the bottom on frame
+    12; its follow found it on every frame up to the edge. A look-alike comes in at the right edge
+    while it is away. With no motion between anchors and none flowed, the follow alone could not
+    say it left: the newcomer took its id (1 switch)."""
+    clip = identity_clip(14012)
+    scores, seen, _ = scored(clip, run(clip, 20), 20)
+    assert (scores["id_switches"], scores["predicted_ids"]) == (0, seen), scores
+
+
 @pytest.mark.parametrize("every", [5, 10])
 def test_a_thin_look_alike_coming_in_does_not_take_the_id_of_one_followed_out(every):
     """13009, held out until the round that examined it: a thin object (9 x 85 px, whole at its anchor)

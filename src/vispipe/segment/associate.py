@@ -220,6 +220,7 @@ FOLLOW_MASS = 0.5  # a find whose colours fill its box less than this share of t
 FOLLOW_FRESH = 2  # frames: a find this recent replaces the anchor's guesses at a re-detection
 FOLLOW_OVERLAP = 0.3  # two finds overlapping this much (box IoU) are one place: one of them was pulled there
 FOLLOW_SMOOTH = 0.5  # the weight of the newest step in a followed velocity
+FOLLOW_STEADY = 5  # frames: a follow with nothing else to check it is trusted after this many finds in a row
 FOLLOW_SEARCH = 1  # mean shift searches its window widened by this many of its sizes on each side
 MEAN_SHIFT = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1)  # at most 10 steps, or until one is < 1 px
 OUTWARD = 0.5  # leaving: at least this share of its speed goes through the edge
@@ -658,7 +659,9 @@ class Association:
           window (a follow on a sliver finds its few pixels anywhere near; on a thin object seen
           whole, it searches the object's whole box);
         - its find lies where the anchor's motion (between anchors, or flowed) puts the instance,
-          within reach (:func:`within`: a find pulled onto another object is elsewhere);
+          within reach (:func:`within`: a find pulled onto another object is elsewhere); with no
+          such motion (one anchor, and no corners: lost or thin), the follow found it on at least
+          :data:`FOLLOW_STEADY` frames in a row (a follow ends at its first miss);
         - through each edge goes at least :data:`OUTWARD` of its followed speed.
         """
         motion = self.motion.get(i)
@@ -669,7 +672,10 @@ class Association:
             return []
         waited, found = f.frame - motion.frame, ((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)
         speeds = [v for v in (motion.velocity, motion.flowed) if v is not None]  # in the order of its guesses
-        if not any(
+        if not speeds:
+            if waited < FOLLOW_STEADY:
+                return []
+        elif not any(
             within(found, ((g[0] + g[2]) / 2, (g[1] + g[3]) / 2), max(x1 - x0, y1 - y0), v, waited)
             for v, g in zip(speeds, motion.guesses(f.frame))
         ):
