@@ -16,7 +16,7 @@ cuts), with a perfect detector (the true masks, shuffled) re-detecting every 5, 
 configured, against the same matcher with appearance switched off (``min_similarity`` 1), on the
 seeds it was tuned on and on held-out seeds scored only after tuning ended, in the same run.
 
-    python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--workers 1] [--out bench/out/segment_quality.json]
+    python bench/segment_quality.py [--frames 40] [--size 480x640] [--seeds 0 1 2] [--workers 1] [--sets tuned held-out] [--out bench/out/segment_quality.json]
 
 The identity clips run one clip per job; ``--workers N`` runs N at once (each with its own OpenCV
 threads), which divides the identity part's time by about N and changes none of its scores. Its ms
@@ -160,6 +160,8 @@ def main() -> None:
     p.add_argument("--identity-frames", type=int, default=60, help="frames of each identity clip")
     p.add_argument("--threads", type=int, default=1, help="OpenCV threads (1: per-core figures)")
     p.add_argument("--workers", type=int, default=1, help="identity clips run at once (scores the same, ms shared)")
+    p.add_argument("--sets", nargs="+", choices=["tuned", "held-out"], default=["tuned", "held-out"],
+                   help="identity seeds to score (held-out alone: a round's scoring in minutes, not an hour)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/out/segment_quality.json"))
     args = p.parse_args()
     if args.workers < 1:
@@ -183,8 +185,10 @@ def main() -> None:
     for r in rows:
         cells = [r["flow"], *(f"{r[k]:.3f}" if k != "ms per frame" else f"{r[k]:.1f}" for k in header[1:])]
         print("| " + " | ".join(cells) + f" | {base / r['ms per frame']:.2f}x |")
-    identity = identity_table(args.identity_frames, workers=args.workers, threads=args.threads)
-    print(f"\nIds: identity clips ({len(TUNED)} tuned seeds, {len(HELD_OUT)} held out, {args.identity_frames} frames "
+    sets = {name: seeds for name, seeds in {"tuned": TUNED, "held-out": HELD_OUT}.items() if name in args.sets}
+    identity = identity_table(args.identity_frames, sets, workers=args.workers, threads=args.threads)
+    counts = ", ".join(f"{len(seeds)} {name}" for name, seeds in sets.items())
+    print(f"\nIds: identity clips ({counts} seeds, {args.identity_frames} frames "
           f"at 320x240, {args.workers} at once), a perfect detector re-detecting every N frames (0: never), warp only between; switches "
           "and ids summed over the clips, IDF1, HOTA, AssA and ms per frame (the loop, association included) "
           "their means:\n")  # fmt: skip
@@ -200,7 +204,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.processor() or platform.machine(), "frames": args.frames, "size": [h, w],
               "threads": args.threads, "workers": args.workers, "clips": list(clips), "rows": rows, "identity": identity,
-              "identity_seeds": {"tuned": list(TUNED), "held-out": list(HELD_OUT)}}  # fmt: skip
+              "identity_seeds": {name: list(seeds) for name, seeds in sets.items()}}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
 

@@ -693,6 +693,16 @@ def test_a_look_alike_coming_in_does_not_take_the_id_of_a_thin_object_followed_o
     assert (scores["id_switches"], scores["predicted_ids"]) == (0, seen), scores
 
 
+def test_a_sliver_leaving_keeps_its_id_where_its_mask_was_dropped_but_its_follow_found_it():
+    """15047, held out until the round that examined it, at every 5: a thin object (8 px wide)
+    leaves by the bottom edge, its mask dropped as adrift on the way; at the next detection the 8 x
+    4 px sliver left in view lies on no mask, so it took a new id, and the object its old one when it
+    came back (2 switches, one extra id). It lies where the follow last found it, moved on."""
+    clip = identity_clip(15047)
+    scores, seen, _ = scored(clip, run(clip, 5), 5)
+    assert (scores["id_switches"], scores["predicted_ids"]) == (0, seen), scores
+
+
 @pytest.mark.parametrize("every", [5, 10])
 def test_a_thin_look_alike_coming_in_does_not_take_the_id_of_one_followed_out(every):
     """13009, held out until the round that examined it: a thin object (9 x 85 px, whole at its anchor)

@@ -85,8 +85,9 @@ candidate looks alike by the instance's whole views, anywhere (a mask the flow l
 was left), or, with no whole view to ask, is within twice the reach. A partial view never vetoes
 here, which is what let a fast object entering at an edge, whose first looks were a third of it,
 keep its id. A detection that is a sliver of the instance at the edge (:meth:`Association.sliver`:
-its colours may be one part's) is a candidate only where it lies on the instance's mask: an object
-leaving by an edge keeps its id to the last pixels.
+its colours may be one part's) is a candidate only where it lies on the instance's mask (or, the
+mask dropped as adrift, on its last find by colours moved on): an object leaving by an edge keeps
+its id to the last pixels.
 
 A detection that matches an instance in view re-anchors it (``re-detected``); one that matches an
 instance out of view brings it back **with its old id** (``revived``); one that matches nothing
@@ -752,6 +753,15 @@ class Association:
         longer = box[2] - box[0] > GROWN * extent[0] or box[3] - box[1] > GROWN * extent[1]
         return longer and shape_agreement(box, motion.box) < PLACE_SHAPE
 
+    def under(self, i: int, detection: np.ndarray, box, result: FrameResult, k: int) -> bool:
+        """Whether a sliver (``detection``, its ``box``) lies where instance ``i`` is on frame ``k``: on
+        its mask in ``result``; or, its mask dropped as adrift, on its last find by colours (of the
+        last :data:`FOLLOW_FRESH` frames) moved on at its velocity, as one leaving by an edge is."""
+        if i in result.masks:
+            return bool(np.logical_and(detection, result.masks[i]).any())
+        f = self.followed.get(i)
+        return f is not None and k - f.frame <= FOLLOW_FRESH and box_iou(f.guess(k), box) > 0
+
     def sliver(self, detection: np.ndarray, box, i: int) -> bool:
         """Whether a detection (its mask and ``box``) is a sliver of instance ``i`` at the frame's edge:
         cut by the edge, and smaller than :data:`VIEW_SHARE` of the instance's box at its last anchor
@@ -887,7 +897,7 @@ class Association:
         for r in rows:
             for i in cols:
                 if self.sliver(detections[r], boxes[r], i):  # its colours say nothing: it must be on the mask
-                    if i in result.masks and np.logical_and(detections[r], result.masks[i]).any():
+                    if self.under(i, detections[r], boxes[r], result, k):
                         candidates[r, i] = 0.0
                     continue
                 if i not in result.masks and not self.back_within(i, k, boxes[r], shape):
