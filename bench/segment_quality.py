@@ -94,6 +94,7 @@ class Oracle:
 
 MATCHERS = {"place, motion, looks": 0.8, "place, motion (looks off)": 1.0}  # min_similarity
 EVERY = (5, 10, 20, 0)
+SETS = {"tuned": TUNED, "held-out": HELD_OUT}  # identity seeds: tuned on, and scored only after tuning
 
 
 def identity_row(clip, every: int, min_similarity: float) -> dict:
@@ -127,7 +128,7 @@ def clip_rows(job: tuple[str, int, int]) -> tuple[str, int, dict]:
 def identity_table(frames: int, sets: dict | None = None, workers: int = 1, threads: int = 1) -> list[dict]:
     """Every matcher, every re-detection interval, on the tuned and the held-out identity clips (or
     on ``sets``: name -> seeds), ``workers`` clips at once (each with ``threads`` OpenCV threads)."""
-    sets = {"tuned": TUNED, "held-out": HELD_OUT} if sets is None else sets
+    sets = SETS if sets is None else sets
     jobs = [(name, s, frames) for name, seeds in sets.items() for s in seeds]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers, cv2.setNumThreads, (threads,)) as pool:
@@ -160,7 +161,7 @@ def main() -> None:
     p.add_argument("--identity-frames", type=int, default=60, help="frames of each identity clip")
     p.add_argument("--threads", type=int, default=1, help="OpenCV threads (1: per-core figures)")
     p.add_argument("--workers", type=int, default=1, help="identity clips run at once (scores the same, ms shared)")
-    p.add_argument("--sets", nargs="+", choices=["tuned", "held-out"], default=["tuned", "held-out"],
+    p.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS),
                    help="identity seeds to score (held-out alone: a round's scoring in minutes, not an hour)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/out/segment_quality.json"))
     args = p.parse_args()
@@ -185,7 +186,7 @@ def main() -> None:
     for r in rows:
         cells = [r["flow"], *(f"{r[k]:.3f}" if k != "ms per frame" else f"{r[k]:.1f}" for k in header[1:])]
         print("| " + " | ".join(cells) + f" | {base / r['ms per frame']:.2f}x |")
-    sets = {name: seeds for name, seeds in {"tuned": TUNED, "held-out": HELD_OUT}.items() if name in args.sets}
+    sets = {name: seeds for name, seeds in SETS.items() if name in args.sets}
     identity = identity_table(args.identity_frames, sets, workers=args.workers, threads=args.threads)
     counts = ", ".join(f"{len(seeds)} {name}" for name, seeds in sets.items())
     print(f"\nIds: identity clips ({counts} seeds, {args.identity_frames} frames "

@@ -192,6 +192,10 @@ class Followed:
         x0, y0, x1, y1 = self.box
         return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
 
+    def fresh(self, frame: int) -> bool:
+        """Whether its last find is recent enough (:data:`FOLLOW_FRESH`) to place it on ``frame``."""
+        return frame - self.frame <= FOLLOW_FRESH
+
     def found(self, frame: int, box) -> Followed:
         """Found again on ``frame`` at ``box``: its velocity smoothed towards the step since."""
         dt = frame - self.frame
@@ -673,13 +677,11 @@ class Association:
             return []
         waited, found = f.frame - motion.frame, ((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2)
         speeds = [v for v in (motion.velocity, motion.flowed) if v is not None]  # in the order of its guesses
-        if not speeds:
-            if waited < FOLLOW_STEADY:
-                return []
-        elif not any(
+        trusted = any(
             within(found, ((g[0] + g[2]) / 2, (g[1] + g[3]) / 2), max(x1 - x0, y1 - y0), v, waited)
             for v, g in zip(speeds, motion.guesses(f.frame))
-        ):
+        )
+        if not (trusted if speeds else waited >= FOLLOW_STEADY):
             return []
         H, W = shape
         gx0, gy0, gx1, gy1 = f.guess(f.frame + 1)
@@ -760,7 +762,7 @@ class Association:
         if i in result.masks:
             return bool(np.logical_and(detection, result.masks[i]).any())
         f = self.followed.get(i)
-        return f is not None and k - f.frame <= FOLLOW_FRESH and box_iou(f.guess(k), box) > 0
+        return f is not None and f.fresh(k) and box_iou(f.guess(k), box) > 0
 
     def sliver(self, detection: np.ndarray, box, i: int) -> bool:
         """Whether a detection (its mask and ``box``) is a sliver of instance ``i`` at the frame's edge:
@@ -792,7 +794,7 @@ class Association:
         tracks = sorted(i for i in ids if known[i] is not None or i in self.looks)
         guesses = {i: self.motion[i].guesses(k) for i in tracks if i in self.motion}
         for i, f in self.followed.items():
-            if i in guesses and k - f.frame <= FOLLOW_FRESH:
+            if i in guesses and f.fresh(k):
                 guesses[i] = [f.guess(k)]  # found by its colours of late: a newer place than its anchor's
         for i in guesses:
             if (box := self.tracked(i)) is not None:
@@ -896,7 +898,7 @@ class Association:
         candidates = {}
         for r in rows:
             for i in cols:
-                if self.sliver(detections[r], boxes[r], i):  # its colours say nothing: it must be on the mask
+                if self.sliver(detections[r], boxes[r], i):  # its colours say nothing: it must lie on it
                     if self.under(i, detections[r], boxes[r], result, k):
                         candidates[r, i] = 0.0
                     continue
