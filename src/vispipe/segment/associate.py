@@ -67,9 +67,11 @@ what tells which one came back. A detection whose box is unlike the instance's a
 (:data:`PLACE_SHAPE`) is not where the instance's mask is: a mask can drift inside a larger
 look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
 object's shape, and rules nothing out). Nor are looks alone enough for an instance out of view (or
-adrift) and a detection both seen whole whose boxes are unlike, the detection longer on one side
-than any clear view of the instance (:meth:`Association.two_shapes`): a thin look-alike is not the
-object that left, though being hidden in part or cut by an edge may shorten a side.
+adrift), seen whole at its anchor, and a detection whose boxes are unlike, the detection longer on
+one side than any clear view of that side of the instance (whole, and no other mask touching it
+reaches beyond it along that side: the object may go on behind another only within it,
+:func:`hidden_sides`) (:meth:`Association.two_shapes`): a thin look-alike is not the object that left. Being hidden in
+part or cut by an edge only shortens a side, so this holds for a detection cut by the edge too.
 
 An instance out of view (or adrift) may be anywhere, but for one followed out of the frame
 (:meth:`Association.ways_out`: its colours were found since its anchor, where the anchor's motion
@@ -370,6 +372,23 @@ def whole(mask: np.ndarray) -> bool:
     return not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
+def hidden_sides(mask: np.ndarray, others: list[np.ndarray]) -> tuple[bool, bool]:
+    """Whether another object may hide part of a mask's width, and of its height: a mask of
+    ``others`` touches it and reaches beyond its box along that side. The object may go on behind
+    another only within that other's pixels: one touching its bottom, no wider than it, may hide
+    more of its height, none of its width."""
+    H, W = mask.shape
+    x0, y0, x1, y1 = box_xyxy(mask)
+    a0, b0, a1, b1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, W), min(y1 + 1, H)
+    near = cv2.dilate(mask[b0:b1, a0:a1].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    width = height = False
+    for m in others:
+        if (near & m[b0:b1, a0:a1]).any():
+            o0, p0, o1, p1 = box_xyxy(m)
+            width, height = width or o0 < x0 or o1 > x1, height or p0 < y0 or p1 > y1
+    return bool(width), bool(height)
+
+
 def frame_histogram(image: np.ndarray) -> np.ndarray:
     """A whole frame's hue-saturation-value histogram (16 x 4 x 4 bins, on a 64 x 36 thumbnail)."""
     small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
@@ -410,7 +429,7 @@ class Association:
         hsv = self.hsv(image)
         self.looks = {i: [(appearance(image, m, hsv), whole(m))] for i, m in first.items()} if self.by_looks else {}
         self.textures = {i: [texture(image, m)] for i, m in first.items()} if self.by_looks else {}
-        self.extent: dict[int, tuple[int, int]] = {}  # the longest width and height of its clear views
+        self.extent: dict[int, tuple[int, int]] = {}  # its longest width and height seen clear (0: never)
         self.widen(first)
         self.motion = {i: Motion(0, box_xyxy(m), whole=whole(m)) for i, m in first.items()}
         self.trail: dict[int, list] = {i: [box_xyxy(m)] for i, m in first.items()}  # boxes since the anchor
@@ -463,18 +482,18 @@ class Association:
             self.start_following(k, hsv, masks)
 
     def widen(self, masks: dict[int, np.ndarray]) -> None:
-        """These instances were seen together with ``masks``: each one seen clear (whole, and not
-        touching another: nothing hides part of it) lengthens its :attr:`extent` where longer."""
+        """These instances were seen together with ``masks``: each one seen whole lengthens its
+        :attr:`extent` where longer, along each side no other mask may hide part of
+        (:func:`hidden_sides`)."""
         for i, mask in masks.items():
             if not whole(mask):
                 continue
+            hidden = hidden_sides(mask, [m for j, m in masks.items() if j != i])
             x0, y0, x1, y1 = box_xyxy(mask)
-            a0, b0, a1, b1 = x0 - 1, y0 - 1, x1 + 1, y1 + 1  # within the frame: the mask is whole
-            near = cv2.dilate(mask[b0:b1, a0:a1].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            if any(np.logical_and(near, m[b0:b1, a0:a1]).any() for j, m in masks.items() if j != i):
-                continue  # touching another mask: part of it may be hidden
             w, h = self.extent.get(i, (0, 0))
-            self.extent[i] = (max(w, x1 - x0), max(h, y1 - y0))
+            w, h = (w if hidden[0] else max(w, x1 - x0)), (h if hidden[1] else max(h, y1 - y0))
+            if w or h:
+                self.extent[i] = (w, h)
 
     def start_points(self, gray: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         """Corners (Shi and Tomasi's) inside each of these masks of instances anchored on this frame
@@ -743,17 +762,18 @@ class Association:
         alike = self.alike(look, i, whole_only=True)
         return alike is not None and alike < VETO and not self.sliver(detection, box, i)
 
-    def two_shapes(self, detection: np.ndarray, box, i: int) -> bool:
-        """Whether a detection (its mask and ``box``) and instance ``i``, both seen whole (it at its
-        last anchor), are two objects by their boxes: unlike (:data:`PLACE_SHAPE`), and the
-        detection longer along one side than any clear view of the instance (:meth:`widen`) by more
-        than :data:`GROWN` (being hidden in part, or cut by an edge, only shortens a side), as SORT's
-        gate holds a track's aspect ratio and scale."""
+    def two_shapes(self, box, i: int, shape: tuple[int, int]) -> bool:
+        """Whether a detection's ``box`` and instance ``i``, seen whole at its last anchor, are two
+        objects by their boxes: unlike (:data:`PLACE_SHAPE`; a side of the detection cut by an edge of
+        a frame of ``shape`` is a least size), and the detection longer along one side than any clear
+        view of that side of the instance (:meth:`widen`) by more than :data:`GROWN`, as SORT's gate
+        holds a track's aspect ratio and scale. Being hidden in part, or cut by an edge, only
+        shortens a side: a view cut by the edge that is longer is no part of the instance either."""
         motion, extent = self.motion.get(i), self.extent.get(i)
-        if motion is None or extent is None or not motion.whole or not whole(detection):
+        if motion is None or extent is None or not motion.whole:
             return False
-        longer = box[2] - box[0] > GROWN * extent[0] or box[3] - box[1] > GROWN * extent[1]
-        return longer and shape_agreement(box, motion.box) < PLACE_SHAPE
+        longer = any(0 < side < (box[axis + 2] - box[axis]) / GROWN for axis, side in enumerate(extent))  # 0: unseen
+        return longer and shape_agreement(box, motion.box, shape) < PLACE_SHAPE
 
     def under(self, i: int, detection: np.ndarray, box, result: FrameResult, k: int) -> bool:
         """Whether a sliver (``detection``, its ``box``) lies where instance ``i`` is on frame ``k``: on
@@ -828,7 +848,7 @@ class Association:
                     on_mask = 0.0 if i in lost or unlike else match_score(d, known[i])
                     where = max([on_mask, *(box_iou(boxes[r], g) for g in guesses.get(i, ()))])
                 alike = self.alike(looks[r], i) or 0.0
-                if (i not in result.masks or i in lost) and self.two_shapes(d, boxes[r], i):
+                if (i not in result.masks or i in lost) and self.two_shapes(boxes[r], i, frame.shape[:2]):
                     alike = 0.0  # out of view or adrift, looks alone would make them one
                 if i in result.masks and i not in lost:
                     close = self.reach(i, k, boxes[r], places.get(i, ()))
@@ -904,7 +924,7 @@ class Association:
                     continue
                 if i not in result.masks and not self.back_within(i, k, boxes[r], shape):
                     continue  # followed out of the frame: not back by where it left
-                if (i not in result.masks or i in self.adrift) and self.two_shapes(detections[r], boxes[r], i):
+                if (i not in result.masks or i in self.adrift) and self.two_shapes(boxes[r], i, shape):
                     continue
                 alike = self.alike(looks[r], i, whole_only=True)
                 if alike is not None and alike >= self.cfg["min_similarity"]:
