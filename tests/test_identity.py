@@ -616,7 +616,7 @@ def square(x0, y0, w, h, shape=(120, 200)):
     return mask
 
 
-def test_an_object_in_front_hides_only_the_sides_whose_ends_it_meets():
+def test_another_mask_hides_part_of_a_side_only_where_it_reaches_beyond_it():
     """Another mask touching an object's may hide part of it, but the object goes on behind it only
     within it: one touching its bottom, no wider than it, leaves its width whole, one on its right
     within its rows its height; one over a corner, reaching beyond both sides, may hide some of
@@ -635,9 +635,9 @@ def test_an_object_in_front_hides_only_the_sides_whose_ends_it_meets():
 
 def test_a_detection_longer_than_any_clear_view_of_an_instance_is_another_object():
     """Being hidden in part or cut by an edge only shortens a box's side: a detection longer than
-    every clear view of an instance's side (whole, no other mask beside that side's ends), and unlike
-    its box, is another object, whether it is seen whole or cut by the edge. A side never seen clear
-    rules nothing out."""
+    every clear view of an instance's side (whole, no touching mask reaching beyond that side), and
+    unlike its box, is another object, whether it is seen whole or cut by the edge. A side never seen
+    clear rules nothing out."""
     from vispipe.segment.associate import Association
 
     shape = (120, 200)

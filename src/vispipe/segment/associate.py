@@ -68,10 +68,11 @@ what tells which one came back. A detection whose box is unlike the instance's a
 look-alike, where colours cannot see it (a partial anchor's box, cut by the edge, is not the
 object's shape, and rules nothing out). Nor are looks alone enough for an instance out of view (or
 adrift), seen whole at its anchor, and a detection whose boxes are unlike, the detection longer on
-one side than any clear view of that side of the instance (whole, and no other mask touching it
-reaches beyond it along that side: the object may go on behind another only within it,
-:func:`hidden_sides`) (:meth:`Association.two_shapes`): a thin look-alike is not the object that left. Being hidden in
-part or cut by an edge only shortens a side, so this holds for a detection cut by the edge too.
+one side than any clear view of that side of the instance (:meth:`Association.two_shapes`): a thin
+look-alike is not the object that left. A side is seen clear when the view is whole and no other
+mask touching it reaches beyond it along that side (the object may go on behind another only within
+it, :func:`hidden_sides`). Being hidden in part or cut by an edge only shortens a side, so this
+holds for a detection cut by the edge too.
 
 An instance out of view (or adrift) may be anywhere, but for one followed out of the frame
 (:meth:`Association.ways_out`: its colours were found since its anchor, where the anchor's motion
