@@ -77,9 +77,11 @@ holds for a detection cut by the edge too.
 An instance out of view (or adrift) may be anywhere, but for one followed out of the frame
 (:meth:`Association.ways_out`: its colours were found since its anchor, where the anchor's motion
 put it, and the next guess lay past an edge, its velocity mostly through it). It comes back only
-within reach of where it left (:meth:`Association.back_within`): where its velocity takes it had it
-turned at the edge, or from where it left or the same place on the opposite edge, at its fastest
-speed seen. A look-alike entering elsewhere while it is away is another object.
+within reach of where it left (:meth:`Association.back_within`), at its fastest speed seen: where
+its velocity takes it had it turned at the edge, or from where it left, or through the same place
+on the opposite edge once its last part had left (one object is not at two edges at once). A
+look-alike entering elsewhere while it is away is another object. A detection that finds it still
+cut by the edge it was followed out by does not undo that: it is still leaving.
 
 Then a second association for what the first left (ByteTrack's second stage; OC-SORT's recovery from
 the last observation): an instance in view (or adrift: its mask drifted off since its last
@@ -161,10 +163,16 @@ class Motion:
     velocity: tuple[float, float] | None = None
     flowed: tuple[float, float] | None = None
     whole: bool = True  # the anchor saw it whole: its box is the object's shape (not one cut by an edge)
+    leaving: bool = False  # followed out of the frame before this anchor, which saw it cut by an edge
+    fastest: float = 0.0  # px/frame: the fastest it was seen moving before this anchor
 
-    def anchored(self, frame: int, box, seen_whole: bool = True) -> Motion:
-        """The motion after a new anchor on ``frame`` (its flowed velocity is measured anew)."""
-        return Motion(frame, box, velocity(self.box, box, max(frame - self.frame, 1)), whole=seen_whole)
+    def anchored(self, frame: int, box, seen_whole: bool = True, leaving: bool = False, followed=None) -> Motion:
+        """The motion after a new anchor on ``frame`` (its flowed velocity is measured anew; ``followed``:
+        the velocity its colours moved at since the last anchor, if they were followed)."""
+        v = velocity(self.box, box, max(frame - self.frame, 1))
+        seen = [w for w in (self.velocity, self.flowed, followed, v) if w is not None]
+        fastest = max([self.fastest, *(float(np.hypot(*w)) for w in seen)])
+        return Motion(frame, box, v, whole=seen_whole, leaving=leaving, fastest=fastest)
 
     def guesses(self, frame: int) -> list[tuple[float, float, float, float]]:
         """Where the instance's box is on ``frame``: the last anchor's box moved on at each velocity
@@ -272,6 +280,17 @@ def on_edge(edge: int, along: float, shape: tuple[int, int]) -> tuple[float, flo
     top or bottom, its y on the sides), for a frame of ``shape`` (height, width)."""
     H, W = shape
     return ((0.0, along), (float(W), along), (along, 0.0), (along, float(H)))[edge]
+
+
+def came_in(box, edge: int, along: float, shape: tuple[int, int], half: float, moved: float) -> bool:
+    """Whether ``box`` may be an object that was wholly past a frame's ``edge`` (0 left, 1 right, 2
+    top, 3 bottom; the frame's ``shape`` is height, width) at ``along`` (its centre's x on the top or
+    bottom, its y on the sides) and has since moved ``moved`` px at most: the box's far side from
+    the edge no deeper, and its centre along the edge no farther than that plus ``half`` a size."""
+    H, W = shape
+    depth = (box[2], W - box[0], box[3], H - box[1])[edge]
+    centre = (box[1] + box[3]) / 2 if edge < 2 else (box[0] + box[2]) / 2
+    return moved > 0 and bool(np.hypot(max(abs(centre - along) - half, 0.0), depth) <= moved)
 
 
 def box_side(box, axis: int, limit: int | None) -> tuple[float, bool]:
@@ -470,8 +489,12 @@ class Association:
                 self.looks[i] = [*kept[-(GALLERY - 1) :], view]
                 self.textures[i] = [*self.textures.get(i, [])[-(GALLERY - 1) :], texture(frame, mask)]
             box, seen_whole = box_xyxy(mask), whole(mask)
+            leaving = i in self.exits and not seen_whole  # followed out, and found still at an edge: still leaving
+            followed = self.followed[i].velocity if i in self.followed else None
             self.motion[i] = (
-                self.motion[i].anchored(k, box, seen_whole) if i in self.motion else Motion(k, box, whole=seen_whole)
+                self.motion[i].anchored(k, box, seen_whole, leaving, followed)
+                if i in self.motion
+                else Motion(k, box, whole=seen_whole)
             )
             self.trail[i] = [box]
             self.adrift.discard(i)
@@ -679,7 +702,9 @@ class Association:
         be trusted there:
 
         - it found the instance since its anchor (its velocity was measured in view: the one between
-          anchors may span a time out of view, and a sliver back at the edge is coming in);
+          anchors may span a time out of view, and a sliver back at the edge is coming in), or the
+          instance was followed out of the frame before this anchor, which found it still cut by an
+          edge (:attr:`Motion.leaving`: the velocity between its anchors is its way out);
         - the anchor saw it whole, or its view cut by the edge is no thinner than Lucas-Kanade's
           window (a follow on a sliver finds its few pixels anywhere near; on a thin object seen
           whole, it searches the object's whole box);
@@ -690,7 +715,7 @@ class Association:
         - through each edge goes at least :data:`OUTWARD` of its followed speed.
         """
         motion = self.motion.get(i)
-        if motion is None or f.frame <= motion.frame:
+        if motion is None or (f.frame <= motion.frame and not motion.leaving):
             return []
         x0, y0, x1, y1 = motion.box
         if min(x1 - x0, y1 - y0) < LK["winSize"][0] and not motion.whole:
@@ -718,10 +743,12 @@ class Association:
         """Whether a detection's ``box`` on frame ``k`` may be instance ``i``: yes, unless it was
         followed out of the frame (:meth:`ways_out`). Then it turned at the edge, as off a wall, and
         is where a velocity of its own takes it, reflected at the frame's edges (:func:`within`); or it
-        left and came back in, where it left or at the same place on the opposite edge (objects come
-        back the way they left, or go on through the other side), and went on from there at its
-        fastest speed seen (plus half a size: a box's centre is not the object's edge). A look-alike
-        entering elsewhere, round a corner or farther along the edge than that, is another object."""
+        is still leaving, or came back where it left, no farther from there than its fastest speed
+        seen takes it (plus half a size: a box's centre is not the object's edge); or it went on
+        through the other side, at the same place on the opposite edge. One object is not at two
+        edges at once: that, only once its last part had left, and no deeper since than its speed
+        takes it (:func:`came_in`). A look-alike entering elsewhere, round a corner, farther along
+        the edge or deeper into the frame, is another object."""
         (f, ways), motion = self.exits.get(i, (None, [])), self.motion.get(i)
         if f is None or motion is None:
             return True
@@ -736,9 +763,14 @@ class Association:
             turned = fold(cx + v[0] * waited, hw, W - hw), fold(cy + v[1] * waited, hh, H - hh)
             if within(point, turned, size, v, waited):
                 return True
-        reach = size / 2 + max(np.hypot(*v) for v in speeds) * waited
-        edges = [(e, along) for e0, along in ways for e in (e0, e0 ^ 1)]
-        return any(np.hypot(*np.subtract(point, on_edge(e, along, shape))) <= reach for e, along in edges)
+        speed = max(motion.fastest, *(np.hypot(*v) for v in speeds))
+        for e0, along in ways:
+            if np.hypot(*np.subtract(point, on_edge(e0, along, shape))) <= size / 2 + speed * waited:
+                return True  # still leaving, or back where it left
+            trailing = (f.box[2], W - f.box[0], f.box[3], H - f.box[1])[e0]  # how far its last part was from the edge
+            if came_in(box, e0 ^ 1, along, shape, size / 2, speed * waited - max(trailing, 0.0)):
+                return True  # went on through the opposite edge, after it had left
+        return False
 
     def reach(self, i: int, k: int, box, places, per_frame: float = REACH_PER_FRAME) -> bool:
         """Whether a detection's ``box`` is within reach of one of instance ``i``'s ``places``, in
