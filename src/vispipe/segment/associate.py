@@ -282,15 +282,20 @@ def on_edge(edge: int, along: float, shape: tuple[int, int]) -> tuple[float, flo
     return ((0.0, along), (float(W), along), (along, 0.0), (along, float(H)))[edge]
 
 
+def inward(box, edge: int, shape: tuple[int, int]) -> float:
+    """How far ``box`` reaches into a frame of ``shape`` (height, width) from its ``edge`` (0 left, 1
+    right, 2 top, 3 bottom): its side farthest from that edge, measured from it."""
+    H, W = shape
+    return float((box[2], W - box[0], box[3], H - box[1])[edge])
+
+
 def came_in(box, edge: int, along: float, shape: tuple[int, int], half: float, moved: float) -> bool:
     """Whether ``box`` may be an object that was wholly past a frame's ``edge`` (0 left, 1 right, 2
     top, 3 bottom; the frame's ``shape`` is height, width) at ``along`` (its centre's x on the top or
     bottom, its y on the sides) and has since moved ``moved`` px at most: the box's far side from
     the edge no deeper, and its centre along the edge no farther than that plus ``half`` a size."""
-    H, W = shape
-    depth = (box[2], W - box[0], box[3], H - box[1])[edge]
     centre = (box[1] + box[3]) / 2 if edge < 2 else (box[0] + box[2]) / 2
-    return moved > 0 and bool(np.hypot(max(abs(centre - along) - half, 0.0), depth) <= moved)
+    return moved > 0 and bool(np.hypot(max(abs(centre - along) - half, 0.0), inward(box, edge, shape)) <= moved)
 
 
 def box_side(box, axis: int, limit: int | None) -> tuple[float, bool]:
@@ -767,8 +772,8 @@ class Association:
         for e0, along in ways:
             if np.hypot(*np.subtract(point, on_edge(e0, along, shape))) <= size / 2 + speed * waited:
                 return True  # still leaving, or back where it left
-            trailing = (f.box[2], W - f.box[0], f.box[3], H - f.box[1])[e0]  # how far its last part was from the edge
-            if came_in(box, e0 ^ 1, along, shape, size / 2, speed * waited - max(trailing, 0.0)):
+            trailing = max(inward(f.box, e0, shape), 0.0)  # how far its last part was from the edge
+            if came_in(box, e0 ^ 1, along, shape, size / 2, speed * waited - trailing):
                 return True  # went on through the opposite edge, after it had left
         return False
 
